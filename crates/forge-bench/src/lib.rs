@@ -1,0 +1,2 @@
+//! forge-bench (under construction).
+#![deny(missing_docs)]

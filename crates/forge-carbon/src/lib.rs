@@ -1,0 +1,2 @@
+//! forge-carbon (under construction).
+#![deny(missing_docs)]

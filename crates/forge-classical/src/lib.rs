@@ -1,0 +1,2 @@
+//! forge-classical (under construction).
+#![deny(missing_docs)]

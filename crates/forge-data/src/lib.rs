@@ -1,0 +1,2 @@
+//! forge-data (under construction).
+#![deny(missing_docs)]

@@ -1,0 +1,49 @@
+//! Error type of forge-linalg.
+
+/// Errors returned by forge-linalg.
+#[derive(Debug, thiserror::Error)]
+pub enum LinalgError {
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A tensor had the wrong rank or shape.
+    #[error("{what}: expected {expected}, got shape {got:?}")]
+    Shape {
+        /// Which argument was wrong.
+        what: String,
+        /// A description of the expected shape.
+        expected: String,
+        /// The shape that was passed.
+        got: Vec<usize>,
+    },
+    /// A tensor contained NaN or infinity.
+    #[error("{what} contains a non-finite value ({value}) at flat index {index}")]
+    NonFinite {
+        /// Which argument was wrong.
+        what: String,
+        /// The first offending value.
+        value: f64,
+        /// The flat (row-major) index of the first offending value.
+        index: usize,
+    },
+    /// A tensor had no elements where some were required.
+    #[error("{0} is empty")]
+    Empty(String),
+    /// A matrix that must be symmetric positive definite was not.
+    #[error("matrix is not positive definite (Cholesky failed); add regularisation")]
+    NotPositiveDefinite,
+    /// An iterative decomposition did not converge.
+    #[error("{0} did not converge")]
+    NoConvergence(&'static str),
+    /// An argument had an invalid value.
+    #[error("invalid argument {name}: {reason}")]
+    InvalidArgument {
+        /// The argument's name.
+        name: &'static str,
+        /// Why it is invalid, with the value.
+        reason: String,
+    },
+}
+
+/// Result alias of forge-linalg.
+pub type Result<T> = std::result::Result<T, LinalgError>;

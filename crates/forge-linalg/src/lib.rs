@@ -1,0 +1,33 @@
+//! # forge-linalg
+//!
+//! The shared tensor layer of [Forge](https://github.com/forge-ml/forge): helpers on candle
+//! [`Tensor`](candle_core::Tensor)s (f32 and f64) used by every other Forge crate.
+//!
+//! - [`ops`]: centering, standardisation fitted on one domain and applied to another,
+//!   Gram/RBF kernel matrices, pairwise squared distances, the median-heuristic bandwidth.
+//! - [`dense`]: Cholesky factor/solve, SPD inverse, symmetric eigendecomposition and thin SVD
+//!   through the pure-Rust [faer](https://docs.rs/faer) crate — no system BLAS/LAPACK.
+//! - [`check`]: input validation that returns typed errors naming the bad argument.
+//! - [`rng`]: seeded, portable randomness; [`device`]: CUDA > Metal > CPU selection.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! let a = Tensor::new(&[[4.0f64, 1.0], [1.0, 3.0]], &Device::Cpu)?;
+//! let b = Tensor::new(&[1.0f64, 2.0], &Device::Cpu)?;
+//! let x = forge_linalg::dense::cholesky_solve(&a, &b)?;
+//! let back: Vec<f64> = a.matmul(&x.unsqueeze(1)?)?.squeeze(1)?.to_vec1()?;
+//! assert!((back[0] - 1.0).abs() < 1e-12 && (back[1] - 2.0).abs() < 1e-12);
+//! # Ok::<(), forge_linalg::LinalgError>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod check;
+pub mod dense;
+pub mod device;
+mod error;
+pub mod ops;
+pub mod rng;
+
+pub use error::{LinalgError, Result};
+pub use ops::Standardizer;
+pub use rng::{seeded_rng, ForgeRng};

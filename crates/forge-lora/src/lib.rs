@@ -1,0 +1,2 @@
+//! forge-lora (under construction).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! forge-models (under construction).
+#![deny(missing_docs)]

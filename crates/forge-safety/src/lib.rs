@@ -1,0 +1,2 @@
+//! forge-safety (under construction).
+#![deny(missing_docs)]
