@@ -1,0 +1,93 @@
+//! The crate's single error type.
+//!
+//! Every fallible public function returns [`Result`]. Messages carry the offending value.
+
+use std::path::PathBuf;
+
+/// Errors raised by forge-carbon.
+#[derive(Debug, thiserror::Error)]
+pub enum CarbonError {
+    /// The power usage effectiveness is not a finite number >= 1.0.
+    #[error("PUE must be a finite number >= 1.0, got {0}")]
+    InvalidPue(f64),
+    /// The carbon intensity is negative or not finite.
+    #[error("carbon intensity must be a finite number >= 0 g CO2/kWh, got {0}")]
+    InvalidIntensity(f64),
+    /// The country code is not in the built-in carbon-intensity table.
+    #[error("unknown country code {0:?}: expected an ISO 3166-1 alpha-3 code from the built-in table (e.g. \"FRA\", \"USA\") or \"WLD\" for the world average")]
+    UnknownCountry(String),
+    /// A power figure (TDP, W per GB, ...) is not a finite positive number.
+    #[error("{what} must be a finite number > 0, got {value}")]
+    InvalidPower {
+        /// Which setting.
+        what: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+    /// An environment variable holds a value that cannot be parsed.
+    #[error("environment variable {var}={value:?} is not a valid number")]
+    InvalidEnv {
+        /// The variable's name.
+        var: &'static str,
+        /// Its raw value.
+        value: String,
+    },
+    /// A predictor was asked for zero total epochs, or given more epochs than it expects.
+    #[error("invalid epoch count: {0}")]
+    InvalidEpochs(String),
+    /// A measurement value handed to the crate is negative or not finite.
+    #[error("{what} must be a finite number >= 0, got {value}")]
+    InvalidMeasurement {
+        /// Which value.
+        what: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+    /// `start` was called on a tracker that is already running.
+    #[error("the tracker is already running: call stop() before start()")]
+    AlreadyStarted,
+    /// `stop` was called on a tracker that is not running.
+    #[error("the tracker is not running: call start() before stop()")]
+    NotStarted,
+    /// RAPL counters are absent or unusable under the powercap root.
+    #[error("RAPL unavailable under {root}: {reason}")]
+    RaplUnavailable {
+        /// The powercap root.
+        root: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An existing emissions file cannot be appended to (bad header or content).
+    #[error("cannot append to {path}: {reason}")]
+    BadOutputFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An I/O error on a named path.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// JSON (de)serialisation failed.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl CarbonError {
+    /// Wraps an I/O error with the path it concerns.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CarbonError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, CarbonError>;
