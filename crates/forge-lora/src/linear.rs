@@ -1,0 +1,382 @@
+//! [`LoraLinear`]: a frozen linear layer with an optional low-rank adapter.
+
+use crate::config::InitLoraWeights;
+use crate::{LoraError, Param, Result};
+use candle_core::{DType, Tensor};
+use forge_linalg::rng::{rand_uniform, randn, ForgeRng};
+
+/// The low-rank update of one layer: `delta W = scaling * B A`.
+#[derive(Clone, Debug)]
+pub struct LoraAdapter {
+    a: Param,
+    b: Param,
+    r: usize,
+    scaling: f64,
+    dropout: f64,
+}
+
+impl LoraAdapter {
+    /// LoRA A, shape `[r, in]`.
+    pub fn a(&self) -> &Param {
+        &self.a
+    }
+    /// LoRA B, shape `[out, r]`.
+    pub fn b(&self) -> &Param {
+        &self.b
+    }
+    /// Mutable LoRA A.
+    pub fn a_mut(&mut self) -> &mut Param {
+        &mut self.a
+    }
+    /// Mutable LoRA B.
+    pub fn b_mut(&mut self) -> &mut Param {
+        &mut self.b
+    }
+    /// Rank r.
+    pub fn rank(&self) -> usize {
+        self.r
+    }
+    /// The scaling alpha / r (or alpha / sqrt(r) for rsLoRA).
+    pub fn scaling(&self) -> f64 {
+        self.scaling
+    }
+    /// Dropout probability on the adapter input.
+    pub fn dropout(&self) -> f64 {
+        self.dropout
+    }
+    /// `scaling * B A`, shape `[out, in]`.
+    ///
+    /// # Errors
+    /// Candle errors only.
+    pub fn delta_weight(&self) -> Result<Tensor> {
+        Ok((self.b.tensor().matmul(&self.a.tensor())? * self.scaling)?)
+    }
+    /// Number of adapter parameters, `r * (in + out)`.
+    pub fn num_params(&self) -> usize {
+        self.a.elem_count() + self.b.elem_count()
+    }
+}
+
+/// A linear layer `y = x W^T + b` whose base weights can be frozen and which can carry a LoRA
+/// adapter: `y = x W^T + b + scaling * dropout(x) A^T B^T` (Hu et al. 2021, eq. 3).
+///
+/// Shapes follow PyTorch / Hugging Face: `weight` `[out, in]`, `bias` `[out]`, A `[r, in]`,
+/// B `[out, r]`. When merged, `W <- W + scaling * B A` and the adapter branch is skipped.
+///
+/// # Shapes
+/// input `[..., in]` -> output `[..., out]`.
+#[derive(Clone, Debug)]
+pub struct LoraLinear {
+    weight: Param,
+    bias: Option<Param>,
+    adapter: Option<LoraAdapter>,
+    merged: bool,
+    training: bool,
+}
+
+impl LoraLinear {
+    /// A layer from a weight `[out, in]` and an optional bias `[out]`; base weights start trainable
+    /// (full fine-tuning) until frozen.
+    ///
+    /// # Errors
+    /// [`LoraError::ShapeMismatch`] when the weight is not a matrix or the bias length is not `out`.
+    pub fn new(weight: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
+        let (out_f, _) = weight.dims2().map_err(|_| LoraError::ShapeMismatch {
+            tensor: "weight".into(),
+            expected: vec![0, 0],
+            got: weight.dims().to_vec(),
+        })?;
+        if let Some(b) = bias {
+            if b.dims() != [out_f] {
+                return Err(LoraError::ShapeMismatch {
+                    tensor: "bias".into(),
+                    expected: vec![out_f],
+                    got: b.dims().to_vec(),
+                });
+            }
+        }
+        Ok(Self {
+            weight: Param::new(weight, true)?,
+            bias: bias.map(|b| Param::new(b, true)).transpose()?,
+            adapter: None,
+            merged: false,
+            training: false,
+        })
+    }
+
+    /// A layer with Hugging Face's default init: weight ~ N(0, std^2), bias 0.
+    ///
+    /// # Errors
+    /// Candle errors only.
+    pub fn new_random(
+        in_f: usize,
+        out_f: usize,
+        with_bias: bool,
+        std: f64,
+        device: &candle_core::Device,
+        rng: &mut ForgeRng,
+    ) -> Result<Self> {
+        let w = (randn(&[out_f, in_f], DType::F32, device, rng)? * std)?;
+        let b = if with_bias { Some(Tensor::zeros(out_f, DType::F32, device)?) } else { None };
+        Self::new(&w, b.as_ref())
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+    /// The base weight `[out, in]`.
+    pub fn weight(&self) -> &Param {
+        &self.weight
+    }
+    /// Mutable base weight.
+    pub fn weight_mut(&mut self) -> &mut Param {
+        &mut self.weight
+    }
+    /// The base bias `[out]`.
+    pub fn bias(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+    /// Mutable base bias.
+    pub fn bias_mut(&mut self) -> Option<&mut Param> {
+        self.bias.as_mut()
+    }
+    /// Base parameters with their local names (`"weight"`, `"bias"`).
+    pub fn base_params_mut(&mut self) -> Vec<(&'static str, &mut Param)> {
+        let mut v = vec![("weight", &mut self.weight)];
+        if let Some(b) = self.bias.as_mut() {
+            v.push(("bias", b));
+        }
+        v
+    }
+    /// The adapter, if any.
+    pub fn adapter(&self) -> Option<&LoraAdapter> {
+        self.adapter.as_ref()
+    }
+    /// The mutable adapter, if any.
+    pub fn adapter_mut(&mut self) -> Option<&mut LoraAdapter> {
+        self.adapter.as_mut()
+    }
+    /// Whether the adapter is merged into the base weight.
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+    /// Whether dropout is active.
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+    /// Switch adapter dropout on (training) or off (evaluation).
+    pub fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+
+    /// Attach a new trainable adapter of rank `r` with the given `scaling` (alpha / r or
+    /// alpha / sqrt(r)) and input dropout. Initialisation as PEFT: A Kaiming-uniform with
+    /// a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)) (He et al. 2015; PyTorch's `nn.Linear` init),
+    /// B = 0 so that the adapted layer starts equal to the base layer.
+    ///
+    /// # Errors
+    /// [`LoraError::InvalidState`] if an adapter is already attached or merged; invalid `r`,
+    /// `scaling` or `dropout` -> [`LoraError::InvalidConfig`].
+    pub fn add_adapter(
+        &mut self,
+        r: usize,
+        scaling: f64,
+        dropout: f64,
+        init: &InitLoraWeights,
+        rng: &mut ForgeRng,
+    ) -> Result<()> {
+        if self.adapter.is_some() {
+            return Err(LoraError::InvalidState {
+                module: "<layer>".into(),
+                reason: "already has a LoRA adapter".into(),
+            });
+        }
+        if r == 0 {
+            return Err(LoraError::InvalidConfig { field: "r", reason: "rank must be > 0, got 0".into() });
+        }
+        if !scaling.is_finite() {
+            return Err(LoraError::InvalidConfig { field: "lora_alpha", reason: format!("scaling {scaling} is not finite") });
+        }
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(LoraError::InvalidConfig { field: "lora_dropout", reason: format!("must be in [0, 1), got {dropout}") });
+        }
+        let (out_f, in_f) = (self.out_features(), self.in_features());
+        let dev = self.weight.var().device().clone();
+        let dtype = self.weight.var().dtype();
+        let bound_a = 1.0 / (in_f as f64).sqrt();
+        let (a, b) = match init {
+            InitLoraWeights::Named(s) if s == "gaussian" => (
+                (randn(&[r, in_f], dtype, &dev, rng)? * (1.0 / r as f64))?,
+                Tensor::zeros((out_f, r), dtype, &dev)?,
+            ),
+            InitLoraWeights::Bool(false) => {
+                let bound_b = 1.0 / (r as f64).sqrt();
+                (
+                    rand_uniform(&[r, in_f], -bound_a, bound_a, dtype, &dev, rng)?,
+                    rand_uniform(&[out_f, r], -bound_b, bound_b, dtype, &dev, rng)?,
+                )
+            }
+            _ => (
+                rand_uniform(&[r, in_f], -bound_a, bound_a, dtype, &dev, rng)?,
+                Tensor::zeros((out_f, r), dtype, &dev)?,
+            ),
+        };
+        self.adapter = Some(LoraAdapter { a: Param::new(&a, true)?, b: Param::new(&b, true)?, r, scaling, dropout });
+        Ok(())
+    }
+
+    /// Remove the adapter (unmerging it first if merged) and return it.
+    ///
+    /// # Errors
+    /// Candle errors from unmerging.
+    pub fn remove_adapter(&mut self) -> Result<Option<LoraAdapter>> {
+        if self.merged {
+            self.unmerge()?;
+        }
+        Ok(self.adapter.take())
+    }
+
+    /// Merge: `W <- W + scaling * B A`; the forward pass then skips the adapter branch.
+    ///
+    /// # Errors
+    /// [`LoraError::InvalidState`] without an adapter or when already merged.
+    pub fn merge(&mut self) -> Result<()> {
+        let delta = self.checked_delta(false)?;
+        let w = (self.weight.var().as_tensor() + delta)?;
+        self.weight.var().set(&w)?;
+        self.merged = true;
+        Ok(())
+    }
+
+    /// Unmerge: `W <- W - scaling * B A` (exact up to float rounding, as PEFT).
+    ///
+    /// # Errors
+    /// [`LoraError::InvalidState`] without an adapter or when not merged.
+    pub fn unmerge(&mut self) -> Result<()> {
+        let delta = self.checked_delta(true)?;
+        let w = (self.weight.var().as_tensor() - delta)?;
+        self.weight.var().set(&w)?;
+        self.merged = false;
+        Ok(())
+    }
+
+    fn checked_delta(&self, want_merged: bool) -> Result<Tensor> {
+        let ad = self.adapter.as_ref().ok_or_else(|| LoraError::InvalidState {
+            module: "<layer>".into(),
+            reason: "has no LoRA adapter".into(),
+        })?;
+        if self.merged != want_merged {
+            return Err(LoraError::InvalidState {
+                module: "<layer>".into(),
+                reason: if want_merged { "is not merged".into() } else { "is already merged".into() },
+            });
+        }
+        ad.delta_weight()
+    }
+
+    /// Forward with an explicit training flag (dropout on the adapter input when `train`).
+    ///
+    /// # Shapes
+    /// `[..., in]` -> `[..., out]`.
+    ///
+    /// # Errors
+    /// Candle shape errors when the last dimension is not `in`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_f = self.in_features();
+        let out_f = self.out_features();
+        let last = dims.last().copied().unwrap_or(0);
+        if last != in_f {
+            return Err(candle_core::Error::Msg(format!(
+                "linear layer expects last dimension {in_f}, got input shape {dims:?}"
+            )));
+        }
+        let n = x.elem_count() / in_f.max(1);
+        let x2 = x.reshape((n, in_f))?;
+        let mut y = x2.matmul(&self.weight.tensor().t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&b.tensor())?;
+        }
+        if let (Some(ad), false) = (&self.adapter, self.merged) {
+            let xd = if train && ad.dropout > 0.0 {
+                candle_nn::ops::dropout(&x2, ad.dropout as f32)?
+            } else {
+                x2
+            };
+            let z = xd.matmul(&ad.a.tensor().t()?)?.matmul(&ad.b.tensor().t()?)?;
+            y = (y + (z * ad.scaling)?)?;
+        }
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("rank >= 1 checked above") = out_f;
+        y.reshape(out_dims)
+    }
+}
+
+impl candle_core::Module for LoraLinear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_t(x, self.training)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Module};
+
+    fn layer() -> LoraLinear {
+        let w = Tensor::new(&[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]], &Device::Cpu).unwrap();
+        let b = Tensor::new(&[0.5f32, -0.5], &Device::Cpu).unwrap();
+        LoraLinear::new(&w, Some(&b)).unwrap()
+    }
+
+    #[test]
+    fn base_forward_is_affine_map() {
+        let l = layer();
+        let x = Tensor::new(&[[1.0f32, 0.0, -1.0]], &Device::Cpu).unwrap();
+        let y: Vec<Vec<f32>> = l.forward(&x).unwrap().to_vec2().unwrap();
+        assert_eq!(y, vec![vec![-1.5, -2.5]]);
+    }
+
+    #[test]
+    fn adapter_starts_as_noop_and_merge_roundtrips() {
+        let mut l = layer();
+        let mut rng = forge_linalg::seeded_rng(0);
+        l.add_adapter(2, 4.0, 0.0, &InitLoraWeights::Bool(true), &mut rng).unwrap();
+        let bound = 1.0 / 3f32.sqrt();
+        let a: Vec<Vec<f32>> = l.adapter().unwrap().a().tensor().to_vec2().unwrap();
+        assert!(a.iter().flatten().all(|v| v.abs() <= bound && *v != 0.0));
+        let x = Tensor::new(&[[[1.0f32, 0.0, -1.0], [0.3, 0.2, 0.1]]], &Device::Cpu).unwrap();
+        let y0 = l.forward(&x).unwrap();
+        // a hand-set B: delta = 4 * B A
+        let b = Tensor::new(&[[1.0f32, 0.0], [0.0, -2.0]], &Device::Cpu).unwrap();
+        l.adapter().unwrap().b().set("b", &b).unwrap();
+        let y1 = l.forward(&x).unwrap();
+        let a_t = l.adapter().unwrap().a().tensor();
+        let want = (&y0 + x.broadcast_matmul(&(b.matmul(&a_t).unwrap() * 4.0).unwrap().t().unwrap()).unwrap()).unwrap();
+        let d = (y1.clone() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-6, "{d}");
+        l.merge().unwrap();
+        assert!(matches!(l.merge(), Err(LoraError::InvalidState { .. })));
+        let y2 = l.forward(&x).unwrap();
+        let d = (y1 - y2).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-6, "{d}");
+        l.unmerge().unwrap();
+        let w: Vec<Vec<f32>> = l.weight().tensor().to_vec2().unwrap();
+        assert!((w[1][2] - 6.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn wrong_input_width_is_an_error() {
+        let l = layer();
+        let x = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+        assert!(l.forward(&x).is_err());
+        let bad_bias = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(matches!(LoraLinear::new(&w, Some(&bad_bias)), Err(LoraError::ShapeMismatch { .. })));
+    }
+}

@@ -1,0 +1,86 @@
+//! [`Param`]: a named trainable-or-frozen tensor backed by a candle [`Var`].
+
+use candle_core::{Tensor, Var};
+
+/// A model parameter: a candle [`Var`] plus a trainable flag.
+///
+/// The storage is always a `Var`, so a parameter can be unfrozen, merged in place
+/// ([`Var::set`]) or handed to an optimizer. [`Param::tensor`] returns the tracked tensor when
+/// the parameter is trainable and a detached view of the same storage when it is frozen, so
+/// candle's backward pass neither tracks nor returns gradients for frozen parameters.
+#[derive(Clone, Debug)]
+pub struct Param {
+    var: Var,
+    trainable: bool,
+}
+
+impl Param {
+    /// Wrap a tensor (copied into a fresh `Var`).
+    ///
+    /// # Errors
+    /// Candle errors only (allocation).
+    pub fn new(t: &Tensor, trainable: bool) -> crate::Result<Self> {
+        let var = if t.is_variable() {
+            Var::from_tensor(&t.copy()?)?
+        } else {
+            Var::from_tensor(t)?
+        };
+        Ok(Self { var, trainable })
+    }
+
+    /// Wrap an existing `Var` without copying (shares its storage).
+    pub fn from_var(var: Var, trainable: bool) -> Self {
+        Self { var, trainable }
+    }
+
+    /// The tensor to compute with: tracked when trainable, detached when frozen.
+    pub fn tensor(&self) -> Tensor {
+        if self.trainable {
+            self.var.as_tensor().clone()
+        } else {
+            self.var.as_detached_tensor()
+        }
+    }
+
+    /// The underlying `Var` (for optimizers and gradient look-ups: `grads.get(param.var())`).
+    pub fn var(&self) -> &Var {
+        &self.var
+    }
+
+    /// Whether the optimizer should update this parameter.
+    pub fn is_trainable(&self) -> bool {
+        self.trainable
+    }
+
+    /// Freeze (`false`) or unfreeze (`true`).
+    pub fn set_trainable(&mut self, trainable: bool) {
+        self.trainable = trainable;
+    }
+
+    /// Number of scalar entries.
+    pub fn elem_count(&self) -> usize {
+        self.var.elem_count()
+    }
+
+    /// Shape as a vector of dimensions.
+    pub fn dims(&self) -> Vec<usize> {
+        self.var.dims().to_vec()
+    }
+
+    /// Overwrite the values in place (shape must match).
+    ///
+    /// # Errors
+    /// [`crate::LoraError::ShapeMismatch`] naming `name` when shapes differ.
+    pub fn set(&self, name: &str, value: &Tensor) -> crate::Result<()> {
+        if value.dims() != self.var.dims() {
+            return Err(crate::LoraError::ShapeMismatch {
+                tensor: name.to_string(),
+                expected: self.dims(),
+                got: value.dims().to_vec(),
+            });
+        }
+        let value = value.to_dtype(self.var.dtype())?.to_device(self.var.device())?;
+        self.var.set(&value)?;
+        Ok(())
+    }
+}
