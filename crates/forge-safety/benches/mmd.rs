@@ -1,0 +1,2 @@
+//! MMD benchmarks (placeholder).
+fn main() {}
