@@ -1,0 +1,2 @@
+//! Criterion benches: ridge on a California-housing-sized problem, one SGD epoch.
+fn main() {}
