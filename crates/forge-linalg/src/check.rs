@@ -101,7 +101,10 @@ mod tests {
     fn rejects_bad_inputs() {
         let dev = Device::Cpu;
         let v = Tensor::new(&[1.0f64, 2.0], &dev).unwrap();
-        assert!(matches!(ensure_matrix(&v, "x"), Err(LinalgError::Shape { .. })));
+        assert!(matches!(
+            ensure_matrix(&v, "x"),
+            Err(LinalgError::Shape { .. })
+        ));
         let e = Tensor::zeros((0, 3), DType::F64, &dev).unwrap();
         assert!(matches!(ensure_matrix(&e, "x"), Err(LinalgError::Empty(_))));
         let nan = Tensor::new(&[1.0f64, f64::NAN], &dev).unwrap();

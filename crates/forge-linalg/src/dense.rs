@@ -58,7 +58,9 @@ pub fn cholesky(a: &Tensor) -> Result<Tensor> {
     square(a, "a")?;
     ensure_finite(a, "a")?;
     let m = to_faer(a)?;
-    let llt = m.llt(Side::Lower).map_err(|_| LinalgError::NotPositiveDefinite)?;
+    let llt = m
+        .llt(Side::Lower)
+        .map_err(|_| LinalgError::NotPositiveDefinite)?;
     from_faer(llt.L(), a.dtype(), a.device())
 }
 
@@ -93,7 +95,9 @@ pub fn cholesky_solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// # Errors
 /// [`LinalgError::NotPositiveDefinite`] if the Cholesky factorisation fails.
 pub fn solve_spd_faer(a: &Mat<f64>, b: &Mat<f64>) -> Result<Mat<f64>> {
-    let llt = a.llt(Side::Lower).map_err(|_| LinalgError::NotPositiveDefinite)?;
+    let llt = a
+        .llt(Side::Lower)
+        .map_err(|_| LinalgError::NotPositiveDefinite)?;
     Ok(llt.solve(b))
 }
 
@@ -105,7 +109,9 @@ pub fn inverse_spd(a: &Tensor) -> Result<Tensor> {
     square(a, "a")?;
     ensure_finite(a, "a")?;
     let m = to_faer(a)?;
-    let llt = m.llt(Side::Lower).map_err(|_| LinalgError::NotPositiveDefinite)?;
+    let llt = m
+        .llt(Side::Lower)
+        .map_err(|_| LinalgError::NotPositiveDefinite)?;
     from_faer(llt.inverse().as_ref(), a.dtype(), a.device())
 }
 
@@ -140,7 +146,9 @@ pub fn svd(a: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let (r, c) = ensure_matrix(a, "a")?;
     ensure_finite(a, "a")?;
     let m = to_faer(a)?;
-    let d = m.thin_svd().map_err(|_| LinalgError::NoConvergence("SVD"))?;
+    let d = m
+        .thin_svd()
+        .map_err(|_| LinalgError::NoConvergence("SVD"))?;
     let k = r.min(c);
     let s = d.S();
     let sv: Vec<f64> = (0..k).map(|i| s[i]).collect();
@@ -159,7 +167,16 @@ mod tests {
     }
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     }
 
     #[test]
@@ -177,7 +194,11 @@ mod tests {
         let a = spd(&dev);
         let b = Tensor::new(&[1.0f64, -2.0, 0.5], &dev).unwrap();
         let x = cholesky_solve(&a, &b).unwrap();
-        let back = a.matmul(&x.unsqueeze(1).unwrap()).unwrap().squeeze(1).unwrap();
+        let back = a
+            .matmul(&x.unsqueeze(1).unwrap())
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
         assert!(max_abs(&back, &b) < 1e-12);
         let inv = inverse_spd(&a).unwrap();
         let eye = a.matmul(&inv).unwrap();
@@ -188,7 +209,10 @@ mod tests {
     fn not_pd_is_error() {
         let dev = Device::Cpu;
         let a = Tensor::new(&[[1.0f64, 2.0], [2.0, 1.0]], &dev).unwrap();
-        assert!(matches!(cholesky(&a), Err(LinalgError::NotPositiveDefinite)));
+        assert!(matches!(
+            cholesky(&a),
+            Err(LinalgError::NotPositiveDefinite)
+        ));
     }
 
     #[test]
@@ -198,12 +222,20 @@ mod tests {
         let (w, v) = eigh(&a).unwrap();
         let wv: Vec<f64> = w.to_vec1().unwrap();
         assert!(wv.windows(2).all(|p| p[0] <= p[1]));
-        let r = v.broadcast_mul(&w.unsqueeze(0).unwrap()).unwrap().matmul(&v.t().unwrap()).unwrap();
+        let r = v
+            .broadcast_mul(&w.unsqueeze(0).unwrap())
+            .unwrap()
+            .matmul(&v.t().unwrap())
+            .unwrap();
         assert!(max_abs(&a, &r) < 1e-10);
         let m = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.5]], &dev).unwrap();
         let (u, s, vt) = svd(&m).unwrap();
         assert_eq!(u.dims(), &[3, 2]);
-        let r = u.broadcast_mul(&s.unsqueeze(0).unwrap()).unwrap().matmul(&vt).unwrap();
+        let r = u
+            .broadcast_mul(&s.unsqueeze(0).unwrap())
+            .unwrap()
+            .matmul(&vt)
+            .unwrap();
         assert!(max_abs(&m, &r) < 1e-10);
     }
 }
