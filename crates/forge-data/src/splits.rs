@@ -71,17 +71,26 @@ pub(crate) fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Column names and task shared by both domains of a split.
+struct Schema<'a> {
+    features: &'a [String],
+    target: &'a str,
+    task: Task,
+}
+
 /// Builds the two domains from rows and a per-row domain flag (`true` = source).
 fn make_split(
     name: &str,
     description: String,
-    rows: Vec<Vec<f64>>,
-    y: Vec<f64>,
+    (rows, y): (Vec<Vec<f64>>, Vec<f64>),
     is_source: &[bool],
-    feature_names: &[String],
-    target_name: &str,
-    task: Task,
+    schema: Schema<'_>,
 ) -> Result<DomainSplit> {
+    let Schema {
+        features: feature_names,
+        target: target_name,
+        task,
+    } = schema;
     let mut parts: [(Vec<Vec<f64>>, Vec<f64>); 2] = Default::default();
     for ((r, t), &s) in rows.into_iter().zip(y).zip(is_source) {
         let p = &mut parts[usize::from(!s)];
@@ -109,12 +118,19 @@ fn make_split(
 
 /// Reads the named numeric columns of a table into rows plus the numeric target.
 fn numeric(t: &Table, features: &[String], target: &str) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
-    let cols = features.iter().map(|c| t.col(c)).collect::<Result<Vec<_>>>()?;
+    let cols = features
+        .iter()
+        .map(|c| t.col(c))
+        .collect::<Result<Vec<_>>>()?;
     let tc = t.col(target)?;
     let mut rows = Vec::with_capacity(t.n_rows());
     let mut y = Vec::with_capacity(t.n_rows());
     for r in 0..t.n_rows() {
-        rows.push(cols.iter().map(|&c| t.num(r, c)).collect::<Result<Vec<_>>>()?);
+        rows.push(
+            cols.iter()
+                .map(|&c| t.num(r, c))
+                .collect::<Result<Vec<_>>>()?,
+        );
         y.push(t.num(r, tc)?);
     }
     Ok((rows, y))
@@ -155,7 +171,17 @@ pub fn california_housing(dir: &Path) -> Result<DomainSplit> {
         "California housing: source = Latitude > {med} (median; north), target = Latitude <= {med} \
          (south); regression on MedHouseVal; all 8 features kept, Latitude included"
     );
-    make_split("california_housing", desc, rows, y, &is_source, &features, "MedHouseVal", Task::Regression)
+    make_split(
+        "california_housing",
+        desc,
+        (rows, y),
+        &is_source,
+        Schema {
+            features: &features,
+            target: "MedHouseVal",
+            task: Task::Regression,
+        },
+    )
 }
 
 /// Wine quality (Cortez et al. 2009, "Modeling wine preferences by data mining from
@@ -192,7 +218,14 @@ pub fn wine_quality(dir: &Path, task: WineTask) -> Result<DomainSplit> {
                 *v = f64::from(u8::from(*v >= 7.0));
             }
         }
-        TabularDataset::from_rows(format!("{name}/{part}"), &rows, y, features.clone(), target_name, ftask)
+        TabularDataset::from_rows(
+            format!("{name}/{part}"),
+            &rows,
+            y,
+            features.clone(),
+            target_name,
+            ftask,
+        )
     };
     let what = match task {
         WineTask::Regression => "regression on quality (0-10)",
@@ -291,13 +324,27 @@ pub fn titanic(dir: &Path) -> Result<DomainSplit> {
             n_imputed += 1;
         }
     }
-    tracing::debug!(n_imputed, age_med, "titanic: imputed missing Age with the source median");
+    tracing::debug!(
+        n_imputed,
+        age_med,
+        "titanic: imputed missing Age with the source median"
+    );
     let desc = format!(
         "Titanic: source = Embarked S, target = Embarked C or Q (2 rows without port dropped); \
          Survived; features Pclass (1-3), Sex (male=1, female=0), Age ({n_imputed} missing imputed \
          with the source median {age_med}), SibSp, Parch, Fare"
     );
-    make_split("titanic", desc, rows, y, &is_source, &features, "Survived", Task::Binary)
+    make_split(
+        "titanic",
+        desc,
+        (rows, y),
+        &is_source,
+        Schema {
+            features: &features,
+            target: "Survived",
+            task: Task::Binary,
+        },
+    )
 }
 
 /// The 30 Wisconsin Diagnostic Breast Cancer feature names in scikit-learn's order.
@@ -357,9 +404,17 @@ pub fn breast_cancer(dir: &Path) -> Result<DomainSplit> {
     let (n, d) = match (head.len(), head.first(), head.get(1)) {
         (4, Some(n), Some(d)) => match (n.trim().parse::<usize>(), d.trim().parse::<usize>()) {
             (Ok(n), Ok(d)) => (n, d),
-            _ => return Err(bad(format!("first line must be `n,d,malignant,benign`, got {head:?}"))),
+            _ => {
+                return Err(bad(format!(
+                    "first line must be `n,d,malignant,benign`, got {head:?}"
+                )))
+            }
         },
-        _ => return Err(bad(format!("first line must be `n,d,malignant,benign`, got {head:?}"))),
+        _ => {
+            return Err(bad(format!(
+                "first line must be `n,d,malignant,benign`, got {head:?}"
+            )))
+        }
     };
     if d != BREAST_CANCER_FEATURES.len() {
         return Err(bad(format!("header says {d} features, expected 30")));
@@ -373,7 +428,10 @@ pub fn breast_cancer(dir: &Path) -> Result<DomainSplit> {
         });
     }
     if t.n_rows() != n {
-        return Err(bad(format!("header says {n} rows, file has {}", t.n_rows())));
+        return Err(bad(format!(
+            "header says {n} rows, file has {}",
+            t.n_rows()
+        )));
     }
     t.headers = strings(&BREAST_CANCER_FEATURES);
     t.headers.push("benign".into());
@@ -394,7 +452,17 @@ pub fn breast_cancer(dir: &Path) -> Result<DomainSplit> {
         "Breast cancer: source = mean radius <= {med} (median), target = mean radius > {med}; \
          binary target benign (1 = benign, 0 = malignant); 30 features"
     );
-    make_split("breast_cancer", desc, rows, y, &is_source, &strings(&BREAST_CANCER_FEATURES), "benign", Task::Binary)
+    make_split(
+        "breast_cancer",
+        desc,
+        (rows, y),
+        &is_source,
+        Schema {
+            features: &strings(&BREAST_CANCER_FEATURES),
+            target: "benign",
+            task: Task::Binary,
+        },
+    )
 }
 
 /// Diabetes (Efron, Hastie, Johnstone & Tibshirani 2004, "Least angle regression", Annals of
@@ -409,7 +477,9 @@ pub fn breast_cancer(dir: &Path) -> Result<DomainSplit> {
 /// File and cell errors; [`DataError::ColumnCount`] for a row without 10 fields (or a target
 /// row without 1); [`DataError::BadLayout`] if the two files have different row counts.
 pub fn diabetes(dir: &Path) -> Result<DomainSplit> {
-    let features = strings(&["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]);
+    let features = strings(&[
+        "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6",
+    ]);
     let xpath = dir.join("diabetes_data_raw.csv.gz");
     let ypath = dir.join("diabetes_target.csv.gz");
     let mut tx = Table::read(&xpath, Sep::Whitespace, Header::None)?;
@@ -435,7 +505,11 @@ pub fn diabetes(dir: &Path) -> Result<DomainSplit> {
     let mut rows = Vec::with_capacity(tx.n_rows());
     let mut y = Vec::with_capacity(tx.n_rows());
     for r in 0..tx.n_rows() {
-        rows.push((0..features.len()).map(|c| tx.num(r, c)).collect::<Result<Vec<_>>>()?);
+        rows.push(
+            (0..features.len())
+                .map(|c| tx.num(r, c))
+                .collect::<Result<Vec<_>>>()?,
+        );
         y.push(ty.num(r, 0)?);
     }
     let age: Vec<f64> = rows.iter().map(|r| r[0]).collect();
@@ -445,7 +519,17 @@ pub fn diabetes(dir: &Path) -> Result<DomainSplit> {
         "Diabetes: source = age <= {med} (median; younger), target = age > {med} (older); \
          regression on progression; 10 features in raw units (sex coded 1/2)"
     );
-    make_split("diabetes", desc, rows, y, &is_source, &features, "progression", Task::Regression)
+    make_split(
+        "diabetes",
+        desc,
+        (rows, y),
+        &is_source,
+        Schema {
+            features: &features,
+            target: "progression",
+            task: Task::Regression,
+        },
+    )
 }
 
 #[cfg(test)]

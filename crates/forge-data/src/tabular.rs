@@ -238,7 +238,12 @@ impl TabularDataset {
                 column: name.to_string(),
                 available: self.feature_names.clone(),
             })?;
-        Ok(self.x.narrow(1, j, 1)?.squeeze(1)?.to_dtype(DType::F64)?.to_vec1()?)
+        Ok(self
+            .x
+            .narrow(1, j, 1)?
+            .squeeze(1)?
+            .to_dtype(DType::F64)?
+            .to_vec1()?)
     }
 
     /// Class ids of a classification data set.
@@ -292,7 +297,10 @@ impl TabularDataset {
     pub fn select(&self, idx: &[usize]) -> Result<Self> {
         let n = self.n_samples();
         if idx.is_empty() {
-            return Err(DataError::Empty(format!("{}: select with no index", self.name)));
+            return Err(DataError::Empty(format!(
+                "{}: select with no index",
+                self.name
+            )));
         }
         if let Some(&index) = idx.iter().find(|&&i| i >= n) {
             return Err(DataError::IndexOutOfRange { index, n });
@@ -454,7 +462,10 @@ fn allocate(sizes: &[usize], k: usize) -> Vec<usize> {
         for g in 0..sizes.len() {
             if sizes[g] > 0 && alloc[g] == 0 {
                 // take one from the group with the largest allocation
-                if let Some(donor) = (0..sizes.len()).filter(|&h| alloc[h] > 1).max_by_key(|&h| alloc[h]) {
+                if let Some(donor) = (0..sizes.len())
+                    .filter(|&h| alloc[h] > 1)
+                    .max_by_key(|&h| alloc[h])
+                {
                     alloc[donor] -= 1;
                     alloc[g] = 1;
                 }
@@ -519,7 +530,12 @@ impl DomainSplit {
     ///
     /// # Errors
     /// As [`TabularDataset::train_test_split`] and [`TabularDataset::subsample`].
-    pub fn few_shot(&self, target_test_fraction: f64, budget: Budget, seed: u64) -> Result<FewShot> {
+    pub fn few_shot(
+        &self,
+        target_test_fraction: f64,
+        budget: Budget,
+        seed: u64,
+    ) -> Result<FewShot> {
         let (train, test) = self.target.train_test_split(target_test_fraction, seed)?;
         let target_train = train.subsample(budget, seed ^ 0x9E37_79B9_7F4A_7C15)?;
         Ok(FewShot {
@@ -549,14 +565,15 @@ pub fn load_csv(path: &Path, target_col: &str, feature_cols: &[&str]) -> Result<
     } else {
         feature_cols.iter().map(|s| s.to_string()).collect()
     };
-    let cols = names
-        .iter()
-        .map(|c| t.col(c))
-        .collect::<Result<Vec<_>>>()?;
+    let cols = names.iter().map(|c| t.col(c)).collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::with_capacity(t.n_rows());
     let mut y = Vec::with_capacity(t.n_rows());
     for r in 0..t.n_rows() {
-        rows.push(cols.iter().map(|&c| t.num(r, c)).collect::<Result<Vec<_>>>()?);
+        rows.push(
+            cols.iter()
+                .map(|&c| t.num(r, c))
+                .collect::<Result<Vec<_>>>()?,
+        );
         y.push(t.num(r, tc)?);
     }
     let name = path

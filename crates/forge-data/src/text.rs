@@ -77,7 +77,10 @@ impl TextDataset {
     pub fn select(&self, idx: &[usize]) -> Result<Self> {
         let n = self.len();
         if idx.is_empty() {
-            return Err(DataError::Empty(format!("{}: select with no index", self.name)));
+            return Err(DataError::Empty(format!(
+                "{}: select with no index",
+                self.name
+            )));
         }
         if let Some(&index) = idx.iter().find(|&&i| i >= n) {
             return Err(DataError::IndexOutOfRange { index, n });
@@ -97,7 +100,12 @@ impl TextDataset {
     /// [`DataError::BadFraction`] / [`DataError::BadCount`] for a bad budget.
     pub fn subsample(&self, budget: Budget, seed: u64) -> Result<Self> {
         let k = budget.count_of(self.len())?;
-        self.select(&crate::tabular::draw(Some(&self.labels), self.len(), k, seed))
+        self.select(&crate::tabular::draw(
+            Some(&self.labels),
+            self.len(),
+            k,
+            seed,
+        ))
     }
 
     /// A seeded, class-stratified split into `(train, test)` partitioning the examples.
@@ -125,18 +133,32 @@ impl TextDataset {
     }
 }
 
+/// The layout of a labelled text file.
+struct Layout<'a> {
+    sep: Sep,
+    text_col: &'a str,
+    label_col: &'a str,
+    /// Class names by class id.
+    label_names: &'a [&'a str],
+    /// The label cells accepted (for error messages).
+    accepted: &'a [&'a str],
+}
+
 /// Reads `text<SEP>label` (or `label<SEP>text`) records with a header line; `label_of` maps the
 /// label cell to a class id.
 fn load_labelled(
     path: &Path,
     name: &str,
-    sep: Sep,
-    text_col: &str,
-    label_col: &str,
-    label_names: &[&str],
-    accepted: &[&str],
+    layout: Layout<'_>,
     label_of: impl Fn(&str) -> Option<usize>,
 ) -> Result<TextDataset> {
+    let Layout {
+        sep,
+        text_col,
+        label_col,
+        label_names,
+        accepted,
+    } = layout;
     let t = Table::read(path, sep, Header::Names)?;
     let (tc, lc) = (t.col(text_col)?, t.col(label_col)?);
     let mut texts = Vec::with_capacity(t.n_rows());
@@ -170,9 +192,21 @@ fn binary_label(s: &str) -> Option<usize> {
 pub fn load_sst2_tsv(path: &Path) -> Result<TextDataset> {
     let name = format!(
         "sst2/{}",
-        path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+        path.file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
     );
-    load_labelled(path, &name, Sep::Tab, "sentence", "label", &["negative", "positive"], &["0", "1"], binary_label)
+    load_labelled(
+        path,
+        &name,
+        Layout {
+            sep: Sep::Tab,
+            text_col: "sentence",
+            label_col: "label",
+            label_names: &["negative", "positive"],
+            accepted: &["0", "1"],
+        },
+        binary_label,
+    )
 }
 
 /// The AG News class names, indexed by class id (the order of the original data set).
@@ -185,11 +219,21 @@ pub const AG_NEWS_LABELS: [&str; 4] = ["World", "Sports", "Business", "Sci/Tech"
 pub fn load_ag_news_tsv(path: &Path) -> Result<TextDataset> {
     let name = format!(
         "ag_news/{}",
-        path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+        path.file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
     );
-    load_labelled(path, &name, Sep::Tab, "text", "label", &AG_NEWS_LABELS, &AG_NEWS_LABELS, |s| {
-        AG_NEWS_LABELS.iter().position(|l| *l == s)
-    })
+    load_labelled(
+        path,
+        &name,
+        Layout {
+            sep: Sep::Tab,
+            text_col: "text",
+            label_col: "label",
+            label_names: &AG_NEWS_LABELS,
+            accepted: &AG_NEWS_LABELS,
+        },
+        |s| AG_NEWS_LABELS.iter().position(|l| *l == s),
+    )
 }
 
 /// Loads `rotten_tomatoes.csv`: header `label,sentence`, label 1 = fresh (positive), 0 = rotten.
@@ -197,7 +241,18 @@ pub fn load_ag_news_tsv(path: &Path) -> Result<TextDataset> {
 /// # Errors
 /// As [`load_sst2_tsv`].
 pub fn load_rotten_tomatoes_csv(path: &Path) -> Result<TextDataset> {
-    load_labelled(path, "rotten_tomatoes", Sep::Comma, "sentence", "label", &["rotten", "fresh"], &["0", "1"], binary_label)
+    load_labelled(
+        path,
+        "rotten_tomatoes",
+        Layout {
+            sep: Sep::Comma,
+            text_col: "sentence",
+            label_col: "label",
+            label_names: &["rotten", "fresh"],
+            accepted: &["0", "1"],
+        },
+        binary_label,
+    )
 }
 
 /// SST-2 from `dir/sst2/{train,dev}.tsv` (67,349 / 872 sentences in GLUE).

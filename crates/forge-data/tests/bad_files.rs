@@ -25,8 +25,14 @@ fn missing_file() {
         Err(DataError::MissingFile { path }) => assert_eq!(path, p),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(california_housing(d.path()), Err(DataError::MissingFile { .. })));
-    assert!(matches!(diabetes(d.path()), Err(DataError::MissingFile { .. })));
+    assert!(matches!(
+        california_housing(d.path()),
+        Err(DataError::MissingFile { .. })
+    ));
+    assert!(matches!(
+        diabetes(d.path()),
+        Err(DataError::MissingFile { .. })
+    ));
 }
 
 #[test]
@@ -52,7 +58,9 @@ fn missing_column() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(load_csv(&p, "b", &["zz"]), Err(DataError::MissingColumn { column, .. }) if column == "zz"));
+    assert!(
+        matches!(load_csv(&p, "b", &["zz"]), Err(DataError::MissingColumn { column, .. }) if column == "zz")
+    );
 }
 
 #[test]
@@ -60,8 +68,16 @@ fn non_numeric_cell_names_line_and_column() {
     let d = tempfile::tempdir().unwrap();
     let p = write(d.path(), "n.csv", "a,y\n1,2\n3,oops\n");
     match load_csv(&p, "y", &[]) {
-        Err(DataError::NonNumeric { path, line, column, value }) => {
-            assert_eq!((path, line, column.as_str(), value.as_str()), (p.clone(), 3, "y", "oops"));
+        Err(DataError::NonNumeric {
+            path,
+            line,
+            column,
+            value,
+        }) => {
+            assert_eq!(
+                (path, line, column.as_str(), value.as_str()),
+                (p.clone(), 3, "y", "oops")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -83,7 +99,12 @@ fn wrong_column_count() {
     let p = write(d.path(), "c.csv", "a,y\n1,2\n1,2,3\n");
     assert!(matches!(
         load_csv(&p, "y", &[]),
-        Err(DataError::ColumnCount { line: 3, expected: 2, got: 3, .. })
+        Err(DataError::ColumnCount {
+            line: 3,
+            expected: 2,
+            got: 3,
+            ..
+        })
     ));
 }
 
@@ -103,10 +124,22 @@ fn titanic_bad_category_and_imputation() {
     assert_eq!(s.source.column("Age").unwrap(), vec![20.0, 30.0, 40.0]);
     assert_eq!(s.target.column("Age").unwrap(), vec![30.0]);
     assert_eq!(s.source.column("Sex").unwrap(), vec![1.0, 0.0, 0.0]);
-    write(d.path(), "titanic.csv", &format!("{head}{rows}6,0,3,\"K, L\",unknown,1,0,0,T,1.0,,S\n"));
+    write(
+        d.path(),
+        "titanic.csv",
+        &format!("{head}{rows}6,0,3,\"K, L\",unknown,1,0,0,T,1.0,,S\n"),
+    );
     match titanic(d.path()) {
-        Err(DataError::BadCategory { line, column, value, .. }) => {
-            assert_eq!((line, column.as_str(), value.as_str()), (7, "Sex", "unknown"));
+        Err(DataError::BadCategory {
+            line,
+            column,
+            value,
+            ..
+        }) => {
+            assert_eq!(
+                (line, column.as_str(), value.as_str()),
+                (7, "Sex", "unknown")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -115,51 +148,124 @@ fn titanic_bad_category_and_imputation() {
 #[test]
 fn breast_cancer_layout_checks() {
     let d = tempfile::tempdir().unwrap();
-    let row = |label: &str| format!("{}{label}\n", "1.5,".repeat(30));
-    write(d.path(), "breast_cancer.csv", &format!("2,30,malignant,benign\n{}{}", row("0"), row("1")));
+    // mean radius 1.0 in the first row, 2.0 in the second: one row per domain
+    let rows = |l2: &str| {
+        format!(
+            "1.0,{}0\n2.0,{}{l2}\n",
+            "1.5,".repeat(29),
+            "1.5,".repeat(29)
+        )
+    };
+    write(
+        d.path(),
+        "breast_cancer.csv",
+        &format!("2,30,malignant,benign\n{}", rows("1")),
+    );
     let s = breast_cancer(d.path()).unwrap();
-    assert_eq!(s.source.n_samples() + s.target.n_samples(), 2);
-    write(d.path(), "breast_cancer.csv", &format!("3,30,malignant,benign\n{}{}", row("0"), row("1")));
-    assert!(matches!(breast_cancer(d.path()), Err(DataError::BadLayout { .. })));
-    write(d.path(), "breast_cancer.csv", &format!("bad header\n{}", row("0")));
-    assert!(matches!(breast_cancer(d.path()), Err(DataError::BadLayout { .. })));
-    write(d.path(), "breast_cancer.csv", &format!("2,30,malignant,benign\n{}{}", row("0"), row("x")));
+    assert_eq!((s.source.n_samples(), s.target.n_samples()), (1, 1));
+    assert_eq!(s.target.y_vec().unwrap(), vec![1.0]);
+    write(
+        d.path(),
+        "breast_cancer.csv",
+        &format!("3,30,malignant,benign\n{}", rows("1")),
+    );
+    assert!(matches!(
+        breast_cancer(d.path()),
+        Err(DataError::BadLayout { .. })
+    ));
+    write(
+        d.path(),
+        "breast_cancer.csv",
+        &format!("bad header\n{}", rows("1")),
+    );
+    assert!(matches!(
+        breast_cancer(d.path()),
+        Err(DataError::BadLayout { .. })
+    ));
+    write(
+        d.path(),
+        "breast_cancer.csv",
+        &format!("2,30,malignant,benign\n{}", rows("x")),
+    );
     match breast_cancer(d.path()) {
-        Err(DataError::NonNumeric { line, column, value, .. }) => {
+        Err(DataError::NonNumeric {
+            line,
+            column,
+            value,
+            ..
+        }) => {
             assert_eq!((line, column.as_str(), value.as_str()), (3, "benign", "x"));
         }
         other => panic!("{other:?}"),
     }
-    write(d.path(), "breast_cancer.csv", "1,30,malignant,benign\n1,2\n");
-    assert!(matches!(breast_cancer(d.path()), Err(DataError::ColumnCount { expected: 31, got: 2, .. })));
+    write(
+        d.path(),
+        "breast_cancer.csv",
+        "1,30,malignant,benign\n1,2\n",
+    );
+    assert!(matches!(
+        breast_cancer(d.path()),
+        Err(DataError::ColumnCount {
+            expected: 31,
+            got: 2,
+            ..
+        })
+    ));
 }
 
 #[test]
 fn diabetes_layout_checks() {
     let d = tempfile::tempdir().unwrap();
-    write_gz(d.path(), "diabetes_data_raw.csv.gz", "59 2 32.1 101 157 93.2 38 4 4.8598 87\n48 1 21.6 87 183 103.2 70 3 3.8918 69\n");
+    write_gz(
+        d.path(),
+        "diabetes_data_raw.csv.gz",
+        "59 2 32.1 101 157 93.2 38 4 4.8598 87\n48 1 21.6 87 183 103.2 70 3 3.8918 69\n",
+    );
     write_gz(d.path(), "diabetes_target.csv.gz", "151\n75\n");
     let s = diabetes(d.path()).unwrap();
     assert_eq!((s.source.n_samples(), s.target.n_samples()), (1, 1));
     write_gz(d.path(), "diabetes_target.csv.gz", "151\n");
-    assert!(matches!(diabetes(d.path()), Err(DataError::BadLayout { .. })));
+    assert!(matches!(
+        diabetes(d.path()),
+        Err(DataError::BadLayout { .. })
+    ));
     write_gz(d.path(), "diabetes_target.csv.gz", "151\nabc\n");
     assert!(matches!(
         diabetes(d.path()),
         Err(DataError::NonNumeric { line: 2, ref column, .. }) if column == "progression"
     ));
     write_gz(d.path(), "diabetes_data_raw.csv.gz", "59 2 32.1\n");
-    assert!(matches!(diabetes(d.path()), Err(DataError::ColumnCount { expected: 10, got: 3, .. })));
+    assert!(matches!(
+        diabetes(d.path()),
+        Err(DataError::ColumnCount {
+            expected: 10,
+            got: 3,
+            ..
+        })
+    ));
 }
 
 #[test]
 fn wine_non_numeric_names_column() {
     let d = tempfile::tempdir().unwrap();
     let head = "fixed acidity,volatile acidity,citric acid,residual sugar,chlorides,free sulfur dioxide,total sulfur dioxide,density,pH,sulphates,alcohol,quality\n";
-    write(d.path(), "winequality-red.csv", &format!("{head}7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,5\n"));
-    write(d.path(), "winequality-white.csv", &format!("{head}7.4,0.7,0,1.9,0.076,11,34,0.9978,high,0.56,9.4,5\n"));
+    write(
+        d.path(),
+        "winequality-red.csv",
+        &format!("{head}7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,5\n"),
+    );
+    write(
+        d.path(),
+        "winequality-white.csv",
+        &format!("{head}7.4,0.7,0,1.9,0.076,11,34,0.9978,high,0.56,9.4,5\n"),
+    );
     match wine_quality(d.path(), WineTask::GoodBinary) {
-        Err(DataError::NonNumeric { path, line, column, value }) => {
+        Err(DataError::NonNumeric {
+            path,
+            line,
+            column,
+            value,
+        }) => {
             assert!(path.ends_with("winequality-white.csv"));
             assert_eq!((line, column.as_str(), value.as_str()), (2, "pH", "high"));
         }

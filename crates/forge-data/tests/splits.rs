@@ -20,8 +20,18 @@ fn california_housing_north_south() {
     assert_eq!(s.source.n_features(), 8);
     assert_eq!(s.source.task, Task::Regression);
     assert_eq!(s.source.target_name, "MedHouseVal");
-    assert!(s.source.column("Latitude").unwrap().iter().all(|&l| l > 34.26));
-    assert!(s.target.column("Latitude").unwrap().iter().all(|&l| l <= 34.26));
+    assert!(s
+        .source
+        .column("Latitude")
+        .unwrap()
+        .iter()
+        .all(|&l| l > 34.26));
+    assert!(s
+        .target
+        .column("Latitude")
+        .unwrap()
+        .iter()
+        .all(|&l| l <= 34.26));
     // first row of the file (Berkeley, north): MedInc 8.3252, MedHouseVal 4.526
     assert_eq!(s.source.x_rows().unwrap()[0][0], 8.3252);
     assert_eq!(s.source.y_vec().unwrap()[0], 4.526);
@@ -47,16 +57,25 @@ fn wine_red_to_white() {
 fn titanic_by_port() {
     let s = titanic(&dir()).unwrap();
     assert_eq!(sizes(&s), (644, 245));
-    assert_eq!(s.source.feature_names, ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare"]);
+    assert_eq!(
+        s.source.feature_names,
+        ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare"]
+    );
     // pandas: survival rate 0.33696 (S), 0.50204 (C+Q)
     assert_eq!(s.source.class_counts().unwrap()[1], 217);
     assert_eq!(s.target.class_counts().unwrap()[1], 123);
     // first passenger: 3rd class male, 22, 1 sibling, fare 7.25
-    assert_eq!(s.source.x_rows().unwrap()[0], vec![3.0, 1.0, 22.0, 1.0, 0.0, 7.25]);
+    assert_eq!(
+        s.source.x_rows().unwrap()[0],
+        vec![3.0, 1.0, 22.0, 1.0, 0.0, 7.25]
+    );
     // 90 (S) + 87 (C/Q) missing ages imputed with the S median 28.0 (plus 25 real 28-year-olds)
     let age_s = s.source.column("Age").unwrap();
     let age_t = s.target.column("Age").unwrap();
-    assert_eq!(age_s.iter().chain(&age_t).filter(|&&a| a == 28.0).count(), 90 + 87 + 25);
+    assert_eq!(
+        age_s.iter().chain(&age_t).filter(|&&a| a == 28.0).count(),
+        90 + 87 + 25
+    );
     assert!(s.description.contains("28"));
 }
 
@@ -120,14 +139,22 @@ fn load_split_by_name() {
     for name in SPLIT_NAMES {
         assert_eq!(load_split(name, &dir()).unwrap().name, name);
     }
-    assert!(matches!(load_split("nope", &dir()), Err(DataError::UnknownSplit(_))));
+    assert!(matches!(
+        load_split("nope", &dir()),
+        Err(DataError::UnknownSplit(_))
+    ));
 }
 
 #[test]
 fn generic_csv_loader_reads_real_file() {
     let ds = load_csv(&dir().join("winequality-red.csv"), "quality", &[]).unwrap();
     assert_eq!((ds.n_samples(), ds.n_features()), (1_599, 11));
-    let ds = load_csv(&dir().join("california_housing.csv"), "MedHouseVal", &["MedInc", "HouseAge"]).unwrap();
+    let ds = load_csv(
+        &dir().join("california_housing.csv"),
+        "MedHouseVal",
+        &["MedInc", "HouseAge"],
+    )
+    .unwrap();
     assert_eq!(ds.feature_names, ["MedInc", "HouseAge"]);
     assert_eq!(ds.x_rows().unwrap()[0], vec![8.3252, 41.0]);
 }

@@ -14,16 +14,28 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 #[test]
 fn sst2_ag_news_rotten_formats() {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), "sst2/dev.tsv", "sentence\tlabel\nit 's \"great\" . \t1\nbleak \t0\n");
+    write(
+        d.path(),
+        "sst2/dev.tsv",
+        "sentence\tlabel\nit 's \"great\" . \t1\nbleak \t0\n",
+    );
     let s = sst2(d.path(), TextSplit::Eval).unwrap();
     assert_eq!(s.texts, ["it 's \"great\" .", "bleak"]);
     assert_eq!(s.labels, [1, 0]);
     assert_eq!(s.label_names, ["negative", "positive"]);
-    write(d.path(), "ag_news/test.tsv", "text\tlabel\nStocks up\tBusiness\nA goal\tSports\nMars\tSci/Tech\n");
+    write(
+        d.path(),
+        "ag_news/test.tsv",
+        "text\tlabel\nStocks up\tBusiness\nA goal\tSports\nMars\tSci/Tech\n",
+    );
     let a = ag_news(d.path(), TextSplit::Eval).unwrap();
     assert_eq!(a.labels, [2, 1, 3]);
     assert_eq!(a.n_classes(), 4);
-    write(d.path(), "rotten_tomatoes.csv", "label,sentence\n1,\"Fresh, and fun.\"\n0,Dull.\n");
+    write(
+        d.path(),
+        "rotten_tomatoes.csv",
+        "label,sentence\n1,\"Fresh, and fun.\"\n0,Dull.\n",
+    );
     let r = rotten_tomatoes(d.path()).unwrap();
     assert_eq!(r.texts, ["Fresh, and fun.", "Dull."]);
     assert_eq!(r.labels, [1, 0]);
@@ -32,22 +44,42 @@ fn sst2_ag_news_rotten_formats() {
 #[test]
 fn text_errors_are_typed() {
     let d = tempfile::tempdir().unwrap();
-    assert!(matches!(sst2(d.path(), TextSplit::Train), Err(DataError::MissingFile { .. })));
+    assert!(matches!(
+        sst2(d.path(), TextSplit::Train),
+        Err(DataError::MissingFile { .. })
+    ));
     write(d.path(), "sst2/train.tsv", "");
-    assert!(matches!(sst2(d.path(), TextSplit::Train), Err(DataError::EmptyFile { .. })));
+    assert!(matches!(
+        sst2(d.path(), TextSplit::Train),
+        Err(DataError::EmptyFile { .. })
+    ));
     write(d.path(), "sst2/train.tsv", "text\tlabel\nx\t1\n");
-    assert!(matches!(sst2(d.path(), TextSplit::Train), Err(DataError::MissingColumn { .. })));
+    assert!(matches!(
+        sst2(d.path(), TextSplit::Train),
+        Err(DataError::MissingColumn { .. })
+    ));
     write(d.path(), "sst2/train.tsv", "sentence\tlabel\nx\t1\ny\t2\n");
     match sst2(d.path(), TextSplit::Train) {
-        Err(DataError::BadCategory { line, column, value, .. }) => {
+        Err(DataError::BadCategory {
+            line,
+            column,
+            value,
+            ..
+        }) => {
             assert_eq!((line, column.as_str(), value.as_str()), (3, "label", "2"));
         }
         other => panic!("{other:?}"),
     }
     write(d.path(), "sst2/train.tsv", "sentence\tlabel\nx\t1\textra\n");
-    assert!(matches!(sst2(d.path(), TextSplit::Train), Err(DataError::ColumnCount { line: 2, .. })));
+    assert!(matches!(
+        sst2(d.path(), TextSplit::Train),
+        Err(DataError::ColumnCount { line: 2, .. })
+    ));
     write(d.path(), "ag_news/train.tsv", "text\tlabel\nx\tWeather\n");
-    assert!(matches!(ag_news(d.path(), TextSplit::Train), Err(DataError::BadCategory { .. })));
+    assert!(matches!(
+        ag_news(d.path(), TextSplit::Train),
+        Err(DataError::BadCategory { .. })
+    ));
 }
 
 #[test]
