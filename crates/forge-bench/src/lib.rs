@@ -1,2 +1,80 @@
-//! forge-bench (under construction).
+//! # forge-bench
+//!
+//! Benchmark scenarios, the multi-seed runner, the versioned results schema, tables, 300-DPI
+//! figures and regression gates of [Forge](https://github.com/forge-ml/forge). `cargo xtask demo`
+//! is a thin command line over this crate; this crate never prints.
+//!
+//! - [`scenario`]: the [`Scenario`] / [`Trial`] traits and the [`Registry`]. A scenario names its
+//!   strategies (exactly one from-scratch baseline), builds per-seed state, and measures the
+//!   training of each strategy with [`RunContext::measure`]. Transformer scenarios plug in the
+//!   same way as the classical ones.
+//! - [`runner`]: scenarios x seeds x strategies -> [`ResultsFile`], with savings against the
+//!   baseline of the same seed and mean ± std aggregates.
+//! - [`schema`]: the JSON results schema ([`SCHEMA_VERSION`]), documented in `docs/results-schema.md`.
+//! - [`classical`]: the tabular scenarios on real data (housing, wine, titanic, cancer,
+//!   diabetes, and a negative-transfer scenario the safety gate must block).
+//! - [`report`], [`figures`], [`gates`]: tables, PNGs, and threshold checks.
+//! - [`carbon`]: the production [`Meter`] on forge-carbon's tracker.
+//!
+//! ```
+//! use forge_bench::scenario::{Meter, Mode, Registry, RunContext};
+//! use forge_bench::schema::{CarbonSettings, Measurement};
+//! use forge_bench::{runner, report};
+//!
+//! // A fixed-cost meter keeps the example deterministic; `forge_bench::carbon::CarbonMeter`
+//! // measures for real.
+//! struct Fixed;
+//! impl Meter for Fixed {
+//!     fn measure(&self, f: &mut dyn FnMut() -> forge_bench::Result<()>) -> forge_bench::Result<Measurement> {
+//!         f()?;
+//!         Ok(Measurement { co2_kg: 1e-6, total_kwh: 2e-6, repeats: 1, ..Default::default() })
+//!     }
+//!     fn settings(&self) -> CarbonSettings { CarbonSettings::default() }
+//! }
+//! let ctx = RunContext {
+//!     mode: Mode::Quick,
+//!     data_dir: forge_bench::default_data_dir(),
+//!     min_measure_s: 0.0,
+//!     max_repeats: 1,
+//!     meter: Box::new(Fixed),
+//! };
+//! let mut registry = Registry::new();
+//! registry.register(Box::new(forge_bench::example::Toy))?;
+//! let plan = runner::RunPlan { mode: Mode::Quick, seeds: vec![0, 1], scenarios: None };
+//! let results = runner::run(&registry, &plan, &ctx, &mut runner::NoProgress)?;
+//! assert_eq!(results.records.len(), 2 * 2);
+//! let table = report::method_table(&results).to_text();
+//! assert!(table.contains("toy"));
+//! # Ok::<(), forge_bench::BenchError>(())
+//! ```
 #![deny(missing_docs)]
+
+//pub mod carbon;
+//pub mod classical;
+mod error;
+pub mod example;
+pub mod figures;
+pub mod gates;
+pub mod io;
+mod machine;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod schema;
+pub mod stats;
+
+pub use error::{BenchError, Result};
+pub use runner::{run, RunPlan};
+pub use scenario::{Meter, Mode, Registry, RunContext, Scenario, StrategySpec, Trial};
+pub use schema::{ResultsFile, SCHEMA_VERSION};
+
+/// Name of the from-scratch SGD baseline strategy (shared by scenarios with a convergence view).
+pub const SCRATCH: &str = "scratch-sgd";
+/// Name of the warm-started SGD transfer strategy (the headline transfer of the classical scenarios).
+pub const WARM_START: &str = "warm-start-sgd";
+
+/// The folder with the tabular CSVs: `$FORGE_DATA_DIR` if set, else the repository's `datasets/`
+/// (forge-data's [`datasets_dir`](forge_data::datasets_dir)).
+pub fn default_data_dir() -> std::path::PathBuf {
+    forge_data::datasets_dir()
+}

@@ -1,0 +1,120 @@
+//! Error type of forge-bench.
+
+use std::path::PathBuf;
+
+/// Errors returned by forge-bench.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// An error from forge-linalg.
+    #[error(transparent)]
+    Linalg(#[from] forge_linalg::LinalgError),
+    /// An error from forge-data (loading or splitting a dataset).
+    #[error(transparent)]
+    Data(#[from] forge_data::DataError),
+    /// An error from forge-classical (fitting a model).
+    //TODOATTR #[error(transparent)]
+    //TODO Classical(#[from] forge_classical::ClassicalError),
+    /// An error from forge-safety (the transfer gate).
+    //TODOATTR #[error(transparent)]
+    //TODO Safety(#[from] forge_safety::SafetyError),
+    /// An error from forge-carbon (energy tracking).
+    //TODOATTR #[error(transparent)]
+    //TODO Carbon(#[from] forge_carbon::CarbonError),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A results or thresholds file was not valid JSON for its schema.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
+    /// A results file had a schema version this build cannot read.
+    #[error("{path}: schema_version {found} is not supported (this build reads {supported})")]
+    SchemaVersion {
+        /// The file involved.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A scenario name that is not in the registry.
+    #[error("unknown scenario {name:?}; known scenarios: {known}")]
+    UnknownScenario {
+        /// The name asked for.
+        name: String,
+        /// Comma-separated known names.
+        known: String,
+    },
+    /// A strategy name that the scenario does not offer.
+    #[error("scenario {scenario:?} has no strategy {strategy:?}")]
+    UnknownStrategy {
+        /// The scenario.
+        scenario: String,
+        /// The strategy asked for.
+        strategy: String,
+    },
+    /// A configuration value was invalid.
+    #[error("invalid configuration {name}: {reason}")]
+    InvalidConfig {
+        /// The offending setting.
+        name: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A computed metric was NaN or infinite.
+    #[error("{what} is not finite ({value}) in scenario {scenario:?}, strategy {strategy:?}")]
+    NonFinite {
+        /// The quantity.
+        what: String,
+        /// Its value.
+        value: f64,
+        /// The scenario.
+        scenario: String,
+        /// The strategy.
+        strategy: String,
+    },
+    /// Drawing a figure failed.
+    #[error("figure {figure}: {reason}")]
+    Plot {
+        /// The figure file name.
+        figure: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The README has no (or a malformed) generated-results section.
+    #[error("README section markers: {0}")]
+    ReadmeMarkers(String),
+}
+
+/// Result alias of forge-bench.
+pub type Result<T> = std::result::Result<T, BenchError>;
+
+impl BenchError {
+    /// An [`BenchError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`BenchError::InvalidConfig`].
+    pub fn config(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidConfig {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}

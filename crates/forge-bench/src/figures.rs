@@ -1,0 +1,570 @@
+//! 300-DPI PNG figures drawn with plotters from a [`ResultsFile`].
+//!
+//! Fonts: DejaVu Sans is embedded (the `dejavu` crate) and registered with plotters' ab_glyph
+//! backend, so no system fonts are needed. PNGs are encoded with the `png` crate so that the
+//! pHYs chunk says 300 DPI (11,811 pixels per metre); plotters' own writer sets none.
+
+use crate::error::{BenchError, Result};
+use crate::report::co2_unit;
+use crate::schema::{ResultsFile, StrategyKind};
+use crate::stats::mean_std;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+/// Dots per inch written into every PNG.
+pub const DPI: u32 = 300;
+/// 300 DPI in pixels per metre (the unit of the PNG pHYs chunk).
+pub const PIXELS_PER_METRE: u32 = 11_811;
+const FONT: &str = "sans-serif";
+const W: u32 = 3300; // 11 in at 300 DPI
+const H: u32 = 2250; // 7.5 in
+
+fn register_fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for name in [FONT, "dejavu"] {
+            let _ = plotters::style::register_font(name, FontStyle::Normal, dejavu::sans::regular());
+            let _ = plotters::style::register_font(name, FontStyle::Bold, dejavu::sans::bold());
+        }
+    });
+}
+
+fn plot_err<E: std::fmt::Display>(figure: &str) -> impl Fn(E) -> BenchError + '_ {
+    move |e| BenchError::Plot {
+        figure: figure.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// Renders `draw` onto a `w x h` RGB canvas and writes it as a 300-DPI PNG at `path` (atomically).
+///
+/// # Errors
+/// [`BenchError::Plot`] if drawing or encoding fails; [`BenchError::Io`] if writing fails.
+pub fn render_png(
+    path: &Path,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(&Area<'_>) -> Result<()>,
+) -> Result<()> {
+    register_fonts();
+    let name = path.display().to_string();
+    let mut buf = vec![255u8; (w as usize) * (h as usize) * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err(&name))?;
+        draw(&root)?;
+        root.present().map_err(plot_err(&name))?;
+    }
+    let mut png_bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut png_bytes, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_pixel_dims(Some(png::PixelDimensions {
+            xppu: PIXELS_PER_METRE,
+            yppu: PIXELS_PER_METRE,
+            unit: png::Unit::Meter,
+        }));
+        let mut wr = enc.write_header().map_err(plot_err(&name))?;
+        wr.write_image_data(&buf).map_err(plot_err(&name))?;
+        wr.finish().map_err(plot_err(&name))?;
+    }
+    crate::io::write_atomic(path, &png_bytes)
+}
+
+fn kind_color(kind: StrategyKind, strategy: &str) -> RGBColor {
+    match kind {
+        StrategyKind::Baseline => RGBColor(110, 110, 110),
+        StrategyKind::Reference => RGBColor(70, 130, 200),
+        StrategyKind::Transfer if strategy == crate::WARM_START => RGBColor(20, 140, 60),
+        StrategyKind::Transfer => RGBColor(100, 190, 120),
+    }
+}
+
+fn verdict_color(v: &str) -> RGBColor {
+    match v {
+        "transfer" => RGBColor(20, 140, 60),
+        "block" => RGBColor(200, 40, 40),
+        _ => RGBColor(230, 150, 20),
+    }
+}
+
+/// The most common item (ties broken by first appearance); empty string for none.
+fn majority<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for it in items {
+        match counts.iter_mut().find(|(v, _)| *v == it) {
+            Some(c) => c.1 += 1,
+            None => counts.push((it, 1)),
+        }
+    }
+    let best = counts.iter().map(|c| c.1).max().unwrap_or(0);
+    counts
+        .into_iter()
+        .find(|c| c.1 == best)
+        .map(|c| c.0.to_string())
+        .unwrap_or_default()
+}
+
+fn grid(n: usize) -> (usize, usize) {
+    match n {
+        0 | 1 => (1, 1),
+        2 => (1, 2),
+        3 => (1, 3),
+        4 => (2, 2),
+        5 | 6 => (2, 3),
+        _ => (n.div_ceil(3), 3),
+    }
+}
+
+/// Splits `root` into a title strip and a grid of `n` panels.
+fn panels<'a>(root: &Area<'a>, text: &str, n: usize, figure: &str) -> Result<Vec<Area<'a>>> {
+    let (top, body) = root.split_vertically(110);
+    top.draw(&Text::new(
+        text.to_string(),
+        (60, 30),
+        (FONT, 62).into_font().style(FontStyle::Bold).color(&BLACK),
+    ))
+    .map_err(plot_err(figure))?;
+    let (r, c) = grid(n);
+    Ok(body.split_evenly((r, c)).into_iter().take(n).collect())
+}
+
+/// CO2 per strategy, one panel per scenario, with each bar labelled by its CO2 change vs the
+/// from-scratch baseline.
+///
+/// # Errors
+/// [`BenchError::Plot`] / [`BenchError::Io`].
+pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
+    let fig = "co2_per_strategy";
+    let max = r.aggregates.iter().map(|a| a.co2_kg.mean).fold(0.0, f64::max);
+    let (f, unit) = co2_unit(max);
+    render_png(path, (W, H), |root| {
+        let areas = panels(
+            root,
+            &format!(
+                "CO2 per training (mean ± std, {} seed(s); label = change vs from-scratch SGD; grey baseline, blue reference, green transfer)",
+                r.run.seeds.len()
+            ),
+            r.run.scenarios.len(),
+            fig,
+        )?;
+        for (area, sc) in areas.iter().zip(&r.run.scenarios) {
+            let aggs: Vec<_> = r.aggregates.iter().filter(|a| &a.scenario == sc).collect();
+            let n = aggs.len() as i32;
+            let xmax = aggs
+                .iter()
+                .map(|a| (a.co2_kg.mean + a.co2_kg.std) * f)
+                .fold(0.0, f64::max)
+                .max(1e-12)
+                * 1.35;
+            let mut chart = ChartBuilder::on(area)
+                .caption(sc, (FONT, 46).into_font().style(FontStyle::Bold))
+                .margin(25)
+                .x_label_area_size(90)
+                .y_label_area_size(330)
+                .build_cartesian_2d(0.0..xmax, (0..n - 1).into_segmented())
+                .map_err(plot_err(fig))?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .x_labels(5)
+                .y_labels(aggs.len())
+                .x_desc(format!("CO2 per training [{unit}]"))
+                .y_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => aggs
+                        .get(*i as usize)
+                        .map(|a| a.strategy.clone())
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .x_label_formatter(&|x| format!("{x:.2}"))
+                .label_style((FONT, 34))
+                .axis_desc_style((FONT, 38))
+                .draw()
+                .map_err(plot_err(fig))?;
+            for (i, a) in aggs.iter().enumerate() {
+                let i = i as i32;
+                let v = a.co2_kg.mean * f;
+                let color = kind_color(a.kind, &a.strategy);
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(0.0, SegmentValue::Exact(i)), (v, SegmentValue::Exact(i + 1))],
+                        color.filled(),
+                    )))
+                    .map_err(plot_err(fig))?;
+                let s = a.co2_kg.std * f;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(v - s, SegmentValue::CenterOf(i)), (v + s, SegmentValue::CenterOf(i))],
+                        BLACK.stroke_width(3),
+                    )))
+                    .map_err(plot_err(fig))?;
+                let label = if a.kind == StrategyKind::Baseline {
+                    "baseline".to_string()
+                } else {
+                    format!("{:+.0}%", -a.co2_reduction_pct.mean)
+                };
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        label,
+                        (v + s + xmax * 0.02, SegmentValue::CenterOf(i)),
+                        TextStyle::from((FONT, 32).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+                    )))
+                    .map_err(plot_err(fig))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Quality vs CO2 per strategy (log CO2 axis), one panel per scenario.
+///
+/// # Errors
+/// [`BenchError::Plot`] / [`BenchError::Io`].
+pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
+    let fig = "quality_vs_co2";
+    let max = r.aggregates.iter().map(|a| a.co2_kg.mean).fold(0.0, f64::max);
+    let (f, unit) = co2_unit(max);
+    render_png(path, (W, H), |root| {
+        let areas = panels(
+            root,
+            "Quality vs CO2 per training (up-left is better; grey = from-scratch, blue = reference, green = transfer)",
+            r.run.scenarios.len(),
+            fig,
+        )?;
+        for (area, sc) in areas.iter().zip(&r.run.scenarios) {
+            let aggs: Vec<_> = r.aggregates.iter().filter(|a| &a.scenario == sc).collect();
+            let xs: Vec<f64> = aggs.iter().map(|a| (a.co2_kg.mean * f).max(1e-9)).collect();
+            let xlo = xs.iter().cloned().fold(f64::INFINITY, f64::min) / 2.0;
+            let xhi = xs.iter().cloned().fold(0.0, f64::max) * 3.0;
+            let qs: Vec<f64> = aggs.iter().map(|a| a.quality.mean).collect();
+            let mut ylo = qs.iter().cloned().fold(f64::INFINITY, f64::min);
+            let mut yhi = qs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let pad = ((yhi - ylo) * 0.15).max(0.02);
+            ylo -= pad;
+            yhi += pad;
+            let metric = aggs.first().map(|a| a.metric.short()).unwrap_or("quality");
+            let mut chart = ChartBuilder::on(area)
+                .caption(sc, (FONT, 46).into_font().style(FontStyle::Bold))
+                .margin(25)
+                .x_label_area_size(90)
+                .y_label_area_size(120)
+                .build_cartesian_2d((xlo..xhi).log_scale(), ylo..yhi)
+                .map_err(plot_err(fig))?;
+            chart
+                .configure_mesh()
+                .x_labels(8)
+                .y_labels(5)
+                .x_desc(format!("CO2 per training [{unit}], log scale"))
+                .y_desc(format!("{metric} (held-out target)"))
+                .x_label_formatter(&|x| format!("{x}"))
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .label_style((FONT, 32))
+                .axis_desc_style((FONT, 36))
+                .draw()
+                .map_err(plot_err(fig))?;
+            for (a, &x) in aggs.iter().zip(&xs) {
+                let c = kind_color(a.kind, &a.strategy);
+                let q = a.quality.mean;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x, q - a.quality.std), (x, q + a.quality.std)],
+                        c.stroke_width(3),
+                    )))
+                    .map_err(plot_err(fig))?;
+                chart
+                    .draw_series(std::iter::once(Circle::new((x, q), 14, c.filled())))
+                    .map_err(plot_err(fig))?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        a.strategy.clone(),
+                        (x, q),
+                        TextStyle::from((FONT, 28).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom)),
+                    )))
+                    .map_err(plot_err(fig))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Mean (over seeds) of curves of possibly different lengths, padding each with its last value.
+fn mean_curve(curves: &[&Vec<f64>]) -> Vec<f64> {
+    let len = curves.iter().map(|c| c.len()).max().unwrap_or(0);
+    (0..len)
+        .map(|e| {
+            let v: Vec<f64> = curves
+                .iter()
+                .filter_map(|c| c.get(e).or(c.last()).copied())
+                .collect();
+            mean_std(&v).mean
+        })
+        .collect()
+}
+
+/// Convergence curves: held-out quality vs epoch for from-scratch and warm-started SGD, one
+/// panel per scenario, with the scratch final quality as a dashed line.
+///
+/// # Errors
+/// [`BenchError::Plot`] / [`BenchError::Io`].
+pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
+    let fig = "convergence";
+    let scen: Vec<&String> = r
+        .run
+        .scenarios
+        .iter()
+        .filter(|s| r.convergence.iter().any(|c| &&c.scenario == s))
+        .collect();
+    render_png(path, (W, H), |root| {
+        let areas = panels(
+            root,
+            "Convergence: held-out quality vs SGD epochs, from scratch vs warm-started from the source model",
+            scen.len(),
+            fig,
+        )?;
+        for (area, sc) in areas.iter().zip(&scen) {
+            let get = |st: &str| -> Vec<f64> {
+                let cs: Vec<&Vec<f64>> = r
+                    .convergence
+                    .iter()
+                    .filter(|c| &&c.scenario == sc && c.strategy == st)
+                    .map(|c| &c.quality)
+                    .collect();
+                mean_curve(&cs)
+            };
+            let scratch = get(crate::SCRATCH);
+            let warm = get(crate::WARM_START);
+            let metric = r
+                .convergence
+                .iter()
+                .find(|c| &&c.scenario == sc)
+                .map(|c| c.metric.short())
+                .unwrap_or("quality");
+            let fin = scratch.last().copied().unwrap_or(0.0);
+            let all: Vec<f64> = scratch.iter().chain(&warm).copied().filter(|v| v.is_finite()).collect();
+            // Zoom on the interesting range: initial values can be very negative (R2 of a zero model).
+            let yhi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.03;
+            let ylo = all
+                .iter()
+                .cloned()
+                .fold(f64::INFINITY, f64::min)
+                .max(fin - 0.5)
+                - 0.03;
+            let n = scratch.len().max(warm.len()).max(2) - 1;
+            let mut chart = ChartBuilder::on(area)
+                .caption(sc.as_str(), (FONT, 46).into_font().style(FontStyle::Bold))
+                .margin(25)
+                .x_label_area_size(90)
+                .y_label_area_size(120)
+                .build_cartesian_2d(0f64..n as f64, ylo..yhi)
+                .map_err(plot_err(fig))?;
+            chart
+                .configure_mesh()
+                .x_labels(6)
+                .y_labels(5)
+                .x_desc("epoch")
+                .y_desc(format!("{metric} (held-out target)"))
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .label_style((FONT, 32))
+                .axis_desc_style((FONT, 36))
+                .draw()
+                .map_err(plot_err(fig))?;
+            let clip = |v: f64| v.max(ylo);
+            let grey = RGBColor(110, 110, 110);
+            let green = RGBColor(20, 140, 60);
+            chart
+                .draw_series(LineSeries::new(
+                    scratch.iter().enumerate().map(|(e, &q)| (e as f64, clip(q))),
+                    grey.stroke_width(5),
+                ))
+                .map_err(plot_err(fig))?
+                .label("from scratch")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 40, y)], grey.stroke_width(5)));
+            chart
+                .draw_series(LineSeries::new(
+                    warm.iter().enumerate().map(|(e, &q)| (e as f64, clip(q))),
+                    green.stroke_width(5),
+                ))
+                .map_err(plot_err(fig))?
+                .label("warm start (transfer)")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 40, y)], green.stroke_width(5)));
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, fin), (n as f64, fin)],
+                    14,
+                    10,
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(plot_err(fig))?
+                .label("scratch final quality")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 40, y)], BLACK.stroke_width(2)));
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .label_font((FONT, 30))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_err(fig))?;
+        }
+        Ok(())
+    })
+}
+
+/// The transfer gate's statistics: one panel per statistic, one bar per scenario (mean over
+/// seeds), coloured by the majority verdict, with the statistic's threshold as a dashed line.
+///
+/// # Errors
+/// [`BenchError::Plot`] / [`BenchError::Io`].
+pub fn gate_statistics(r: &ResultsFile, path: &Path) -> Result<()> {
+    let fig = "gate";
+    let mut names: Vec<String> = Vec::new();
+    for g in &r.gate {
+        for s in &g.statistics {
+            if !names.contains(&s.name) {
+                names.push(s.name.clone());
+            }
+        }
+    }
+    let scen: Vec<String> = r
+        .run
+        .scenarios
+        .iter()
+        .filter(|s| r.gate.iter().any(|g| &g.scenario == *s))
+        .cloned()
+        .collect();
+    render_png(path, (W, H), |root| {
+        let areas = panels(
+            root,
+            "Transfer gate statistics per scenario (bar colour = verdict: green transfer, orange caution, red block; dashed = threshold)",
+            names.len().max(1),
+            fig,
+        )?;
+        for (area, name) in areas.iter().zip(&names) {
+            let mut vals = Vec::new();
+            let mut thr = None;
+            for sc in &scen {
+                let gs: Vec<_> = r.gate.iter().filter(|g| &g.scenario == sc).collect();
+                let v: Vec<f64> = gs
+                    .iter()
+                    .filter_map(|g| g.statistics.iter().find(|s| &s.name == name))
+                    .map(|s| {
+                        thr = thr.or(s.threshold);
+                        s.value
+                    })
+                    .collect();
+                let verdict = majority(gs.iter().map(|g| g.verdict.as_str()));
+                vals.push((sc.clone(), mean_std(&v), verdict));
+            }
+            let lo = vals
+                .iter()
+                .map(|v| v.1.mean - v.1.std)
+                .chain(thr)
+                .fold(0.0, f64::min);
+            let hi = vals
+                .iter()
+                .map(|v| v.1.mean + v.1.std)
+                .chain(thr)
+                .fold(0.0, f64::max);
+            let pad = ((hi - lo) * 0.1).max(1e-3);
+            let n = vals.len() as i32;
+            let mut chart = ChartBuilder::on(area)
+                .caption(name.as_str(), (FONT, 46).into_font().style(FontStyle::Bold))
+                .margin(25)
+                .x_label_area_size(90)
+                .y_label_area_size(330)
+                .build_cartesian_2d((lo - pad)..(hi + pad), (0..n - 1).into_segmented())
+                .map_err(plot_err(fig))?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .x_labels(5)
+                .y_labels(vals.len())
+                .x_desc(format!("{name} (mean ± std over seeds)"))
+                .y_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => vals.get(*i as usize).map(|v| v.0.clone()).unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .x_label_formatter(&|x| format!("{x:.2}"))
+                .label_style((FONT, 34))
+                .axis_desc_style((FONT, 38))
+                .draw()
+                .map_err(plot_err(fig))?;
+            for (i, (_, m, verdict)) in vals.iter().enumerate() {
+                let i = i as i32;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(0.0, SegmentValue::Exact(i)), (m.mean, SegmentValue::Exact(i + 1))],
+                        verdict_color(verdict).filled(),
+                    )))
+                    .map_err(plot_err(fig))?;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![
+                            (m.mean - m.std, SegmentValue::CenterOf(i)),
+                            (m.mean + m.std, SegmentValue::CenterOf(i)),
+                        ],
+                        BLACK.stroke_width(3),
+                    )))
+                    .map_err(plot_err(fig))?;
+            }
+            if let Some(t) = thr {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        vec![(t, SegmentValue::Exact(0)), (t, SegmentValue::Last)],
+                        14,
+                        10,
+                        RED.stroke_width(4),
+                    ))
+                    .map_err(plot_err(fig))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Writes every figure into `dir` and returns the paths written. A figure whose data is absent
+/// (e.g. no gate decisions) is skipped.
+///
+/// # Errors
+/// [`BenchError::Plot`] / [`BenchError::Io`].
+pub fn write_all(r: &ResultsFile, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let p = dir.join("co2_per_strategy.png");
+    co2_per_strategy(r, &p)?;
+    out.push(p);
+    let p = dir.join("quality_vs_co2.png");
+    quality_vs_co2(r, &p)?;
+    out.push(p);
+    if !r.convergence.is_empty() {
+        let p = dir.join("convergence.png");
+        convergence(r, &p)?;
+        out.push(p);
+    }
+    if r.gate.iter().any(|g| !g.statistics.is_empty()) {
+        let p = dir.join("gate.png");
+        gate_statistics(r, &p)?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Reads the pHYs chunk of a PNG file: (x pixels per unit, y pixels per unit, unit is metre).
+///
+/// # Errors
+/// [`BenchError::Io`] / [`BenchError::Plot`] if the file cannot be read or decoded.
+pub fn read_phys(path: &Path) -> Result<Option<(u32, u32, bool)>> {
+    let f = std::fs::File::open(path).map_err(|e| BenchError::io(path, e))?;
+    let dec = png::Decoder::new(std::io::BufReader::new(f));
+    let reader = dec.read_info().map_err(plot_err(&path.display().to_string()))?;
+    Ok(reader
+        .info()
+        .pixel_dims
+        .map(|d| (d.xppu, d.yppu, d.unit == png::Unit::Meter)))
+}

@@ -1,0 +1,331 @@
+//! The versioned results schema: what `cargo xtask demo --save-json` writes.
+//!
+//! One [`RunRecord`] per scenario x strategy x seed, [`Aggregate`]s (mean +- std over seeds) per
+//! scenario x strategy, one [`ScenarioSummary`] per scenario (the headline table), convergence
+//! curves, and the transfer gate's decisions. The field-by-field description lives in
+//! `docs/results-schema.md`; bump [`SCHEMA_VERSION`] on any breaking change.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The version of the results schema written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which quality metric a scenario reports (higher is better for both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Coefficient of determination on held-out target data.
+    R2,
+    /// Classification accuracy on held-out target data.
+    Accuracy,
+}
+
+impl Metric {
+    /// Short display name (`"R2"`, `"acc"`).
+    pub fn short(self) -> &'static str {
+        match self {
+            Metric::R2 => "R2",
+            Metric::Accuracy => "acc",
+        }
+    }
+}
+
+/// The role a strategy plays in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// The from-scratch baseline every saving is measured against.
+    Baseline,
+    /// A non-transfer reference point (target-only, source-only).
+    Reference,
+    /// A transfer method.
+    Transfer,
+}
+
+/// Energy and emissions of one measured piece of work.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Wall time of ONE execution, seconds.
+    pub wall_time_s: f64,
+    /// CPU energy of one execution, kWh.
+    pub cpu_kwh: f64,
+    /// RAM energy of one execution, kWh.
+    pub ram_kwh: f64,
+    /// GPU energy of one execution, kWh.
+    pub gpu_kwh: f64,
+    /// Total energy of one execution including PUE, kWh.
+    pub total_kwh: f64,
+    /// CO2-equivalent of one execution, kg.
+    pub co2_kg: f64,
+    /// How the energy was obtained, per component (e.g. `{"cpu": "tdp-estimate", "ram": "model"}`).
+    pub energy_method: BTreeMap<String, String>,
+    /// How many executions the measurement window contained; every number above is divided by it.
+    pub repeats: u32,
+}
+
+/// One scenario x strategy x seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Scenario name.
+    pub scenario: String,
+    /// Strategy name.
+    pub strategy: String,
+    /// The strategy's role.
+    pub kind: StrategyKind,
+    /// The seed (data split, subsample and SGD order all derive from it).
+    pub seed: u64,
+    /// The metric `quality` is measured in.
+    pub metric: Metric,
+    /// Quality on the held-out target test set.
+    pub quality: f64,
+    /// Further metrics (e.g. `rmse`, `log_loss`).
+    pub extra_metrics: BTreeMap<String, f64>,
+    /// Number of parameters trained by this strategy.
+    pub trainable_params: u64,
+    /// Gradient steps (mini-batch updates) taken; 0 for closed-form fits.
+    pub gradient_steps: u64,
+    /// Epochs over the target training data, where the strategy is iterative.
+    pub epochs: Option<u32>,
+    /// Cost of this strategy's training (the source model's training excluded).
+    pub training: Measurement,
+    /// CO2 including the full cost of training the source model (worst case: the source was
+    /// trained for this task alone); equals `training.co2_kg` for strategies that use no source model.
+    pub co2_kg_with_source: f64,
+    /// CO2 reduction against the same seed's baseline, percent (source cost excluded).
+    pub co2_reduction_pct: f64,
+    /// CO2 reduction against the same seed's baseline, percent, source cost included.
+    pub co2_reduction_with_source_pct: f64,
+    /// Gradient-step reduction against the baseline, percent (a deterministic proxy for energy).
+    pub step_reduction_pct: f64,
+    /// `quality - baseline quality` for the same seed.
+    pub quality_delta: f64,
+    /// Free-form note (e.g. "gate: block -> fell back to target-only").
+    pub note: Option<String>,
+}
+
+/// Mean and sample standard deviation over seeds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeanStd {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for a single seed.
+    pub std: f64,
+}
+
+/// Aggregate over seeds of one scenario x strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// Scenario name.
+    pub scenario: String,
+    /// Strategy name.
+    pub strategy: String,
+    /// The strategy's role.
+    pub kind: StrategyKind,
+    /// Metric of `quality`.
+    pub metric: Metric,
+    /// Number of seeds aggregated.
+    pub n_seeds: usize,
+    /// Quality.
+    pub quality: MeanStd,
+    /// Quality minus baseline quality.
+    pub quality_delta: MeanStd,
+    /// Trainable parameters (mean).
+    pub trainable_params: f64,
+    /// Gradient steps.
+    pub gradient_steps: MeanStd,
+    /// Wall time, seconds.
+    pub wall_time_s: MeanStd,
+    /// Total energy, kWh.
+    pub energy_kwh: MeanStd,
+    /// CO2, kg (source excluded).
+    pub co2_kg: MeanStd,
+    /// CO2, kg (source included).
+    pub co2_kg_with_source: MeanStd,
+    /// CO2 reduction vs baseline, percent (source excluded).
+    pub co2_reduction_pct: MeanStd,
+    /// CO2 reduction vs baseline, percent (source included).
+    pub co2_reduction_with_source_pct: MeanStd,
+    /// Gradient-step reduction vs baseline, percent.
+    pub step_reduction_pct: MeanStd,
+}
+
+/// One row of the headline table: baseline vs the scenario's headline transfer strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioSummary {
+    /// Scenario name.
+    pub scenario: String,
+    /// One-line description of the domain shift.
+    pub description: String,
+    /// Metric.
+    pub metric: Metric,
+    /// The baseline strategy.
+    pub baseline: String,
+    /// The headline transfer strategy.
+    pub transfer: String,
+    /// Baseline CO2, kg.
+    pub baseline_co2_kg: MeanStd,
+    /// Transfer CO2, kg (source excluded).
+    pub transfer_co2_kg: MeanStd,
+    /// CO2 reduction, percent (source excluded).
+    pub co2_reduction_pct: MeanStd,
+    /// CO2 reduction, percent (source included).
+    pub co2_reduction_with_source_pct: MeanStd,
+    /// Baseline quality.
+    pub baseline_quality: MeanStd,
+    /// Transfer quality.
+    pub transfer_quality: MeanStd,
+    /// Transfer minus baseline quality.
+    pub quality_delta: MeanStd,
+    /// The most common gate verdict over seeds, if the scenario ran the gate.
+    pub gate_verdict: Option<String>,
+}
+
+/// Quality per epoch of one iterative strategy (the convergence view).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvergenceCurve {
+    /// Scenario name.
+    pub scenario: String,
+    /// Strategy name.
+    pub strategy: String,
+    /// Seed.
+    pub seed: u64,
+    /// Metric.
+    pub metric: Metric,
+    /// `quality[e]` = held-out quality after `e` epochs (`quality[0]` is the initialisation).
+    pub quality: Vec<f64>,
+}
+
+/// Summary of a scratch-vs-transfer convergence comparison for one seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvergenceSummary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Final quality of the scratch run.
+    pub scratch_final: f64,
+    /// Epochs the scratch run needed to come within the tolerance of its own final quality.
+    pub scratch_epochs: Option<u32>,
+    /// Epochs the transfer run needed to come within the tolerance of the scratch final quality.
+    pub transfer_epochs: Option<u32>,
+    /// The tolerance used (absolute, in metric units).
+    pub tolerance: f64,
+}
+
+/// One statistic of the transfer gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateStatistic {
+    /// Name (e.g. `mmd2`, `pad`, `ks_shifted_fraction`, `validation_effect`).
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// The threshold it is compared against, if any.
+    pub threshold: Option<f64>,
+    /// Whether it raised a flag.
+    pub flagged: bool,
+}
+
+/// The transfer gate's decision for one scenario and seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateRecord {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// `transfer`, `transfer_with_caution` or `block`.
+    pub verdict: String,
+    /// The statistics behind it.
+    pub statistics: Vec<GateStatistic>,
+    /// Human-readable reasons.
+    pub reasons: Vec<String>,
+    /// Whether transfer actually hurt (transfer worse than target-only on the test set).
+    pub transfer_hurt: Option<bool>,
+}
+
+/// The machine the results come from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineInfo {
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// Logical CPUs available to the process.
+    pub logical_cpus: usize,
+    /// GPU model, if one was used.
+    pub gpu_model: Option<String>,
+}
+
+/// How energy was turned into CO2 for this run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CarbonSettings {
+    /// Energy method(s) used, e.g. `tdp-estimate` or `rapl`.
+    pub energy_method: String,
+    /// Grid carbon intensity, g CO2e per kWh.
+    pub carbon_intensity_g_per_kwh: f64,
+    /// Power usage effectiveness applied.
+    pub pue: f64,
+    /// Region / country code of the intensity.
+    pub region: String,
+    /// Free-form explanation shown next to the tables.
+    pub note: String,
+}
+
+/// How the run was configured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// `quick`, `standard` or `full`.
+    pub mode: String,
+    /// Seeds used.
+    pub seeds: Vec<u64>,
+    /// Scenarios run.
+    pub scenarios: Vec<String>,
+    /// Minimum length of a measurement window, seconds (short fits are repeated to fill it).
+    pub min_measure_s: f64,
+    /// Total wall time of the run, seconds.
+    pub total_wall_s: f64,
+}
+
+/// A complete results file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultsFile {
+    /// Always [`SCHEMA_VERSION`] when written by this build.
+    pub schema_version: u32,
+    /// `forge-bench <version>`.
+    pub generator: String,
+    /// Seconds since the Unix epoch when the run finished.
+    pub created_unix_s: u64,
+    /// Run configuration.
+    pub run: RunInfo,
+    /// Machine.
+    pub machine: MachineInfo,
+    /// Carbon accounting.
+    pub carbon: CarbonSettings,
+    /// One record per scenario x strategy x seed.
+    pub records: Vec<RunRecord>,
+    /// Mean +- std per scenario x strategy.
+    pub aggregates: Vec<Aggregate>,
+    /// Headline row per scenario.
+    pub scenarios: Vec<ScenarioSummary>,
+    /// Source-model training cost per scenario and seed (the shared, sunk cost).
+    pub source_costs: Vec<SourceCost>,
+    /// Convergence curves.
+    pub convergence: Vec<ConvergenceCurve>,
+    /// Convergence summaries ("transfer reaches scratch quality in K epochs vs M").
+    pub convergence_summaries: Vec<ConvergenceSummary>,
+    /// Transfer gate decisions.
+    pub gate: Vec<GateRecord>,
+}
+
+/// The cost of training a scenario's source model for one seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceCost {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Measurement of the source fit.
+    pub training: Measurement,
+}
