@@ -13,6 +13,9 @@ pub enum SafetyError {
     /// [`forge_linalg::LinalgError::NonFinite`], naming the argument and the flat index).
     #[error(transparent)]
     Linalg(#[from] forge_linalg::LinalgError),
+    /// An error from a forge-classical model (domain classifier, transfer or target-only model).
+    #[error(transparent)]
+    Classical(#[from] forge_classical::ClassicalError),
     /// Source and target have a different number of features.
     #[error("feature count mismatch: source has {source_features} features, target has {target_features}")]
     FeatureMismatch {
