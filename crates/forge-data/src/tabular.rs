@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::Path;
 
 /// The learning task of a data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Task {
     /// Real-valued target.
     Regression,

@@ -272,3 +272,14 @@ fn wine_non_numeric_names_column() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn malformed_csv_is_a_typed_error() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("u.csv");
+    std::fs::write(&p, b"a,y\n1,\xff\xfe\n").unwrap();
+    match load_csv(&p, "y", &[]) {
+        Err(e @ DataError::Csv { .. }) => assert!(e.to_string().contains("u.csv"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
