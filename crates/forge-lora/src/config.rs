@@ -263,11 +263,14 @@ impl LoraConfig {
         Ok(cfg)
     }
 
-    /// Whether `module_path` is one of `modules_to_save` (PEFT's suffix rule).
+    /// Whether `module_path` is one of `modules_to_save`. PEFT's rule here is a plain string
+    /// suffix (`key.endswith(name)`, unlike the dotted rule of `target_modules`), so
+    /// `"classifier"` also selects `"pre_classifier"`; Forge follows it so that adapter files
+    /// agree with PEFT's.
     pub fn is_module_to_save(&self, module_path: &str) -> bool {
         self.modules_to_save
             .as_ref()
-            .is_some_and(|v| v.iter().any(|n| name_matches(module_path, n)))
+            .is_some_and(|v| v.iter().any(|n| !n.is_empty() && module_path.ends_with(n.as_str())))
     }
 }
 
@@ -329,6 +332,14 @@ mod tests {
         let back = serde_json::to_value(&c).unwrap();
         assert_eq!(back["some_future_key"], serde_json::json!([1, 2]));
         assert_eq!(back["r"], serde_json::json!(4));
+    }
+
+    #[test]
+    fn modules_to_save_use_plain_suffix_as_peft() {
+        let c = LoraConfig::default().with_modules_to_save(&["classifier"]);
+        assert!(c.is_module_to_save("classifier"));
+        assert!(c.is_module_to_save("pre_classifier"));
+        assert!(!c.is_module_to_save("classifier.dense.x"));
     }
 
     #[test]

@@ -1,0 +1,90 @@
+//! Error type of forge-models.
+
+use std::path::PathBuf;
+
+/// Errors returned by forge-models.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// An error from forge-linalg.
+    #[error(transparent)]
+    Linalg(#[from] forge_linalg::LinalgError),
+    /// An error from forge-lora (adapters, configs, adapter files).
+    #[error(transparent)]
+    Lora(#[from] forge_lora::LoraError),
+    /// A required file does not exist.
+    #[error("file {path:?} not found{hint}")]
+    MissingFile {
+        /// The path looked for.
+        path: PathBuf,
+        /// Extra advice (may be empty).
+        hint: String,
+    },
+    /// A file could not be read or written.
+    #[error("I/O error on {path:?}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file exists but cannot be parsed (corrupt safetensors, bad JSON, bad tokenizer).
+    #[error("cannot parse {path:?}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A weight the model needs is absent from the checkpoint.
+    #[error("tensor {tensor:?} is missing from {path:?}")]
+    MissingTensor {
+        /// The tensor name (Hugging Face naming).
+        tensor: String,
+        /// The checkpoint file.
+        path: PathBuf,
+    },
+    /// A checkpoint tensor does not have the shape the config implies.
+    #[error("tensor {tensor:?} has shape {got:?} but the config implies {expected:?}")]
+    ShapeMismatch {
+        /// The tensor name.
+        tensor: String,
+        /// The shape the config implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        got: Vec<usize>,
+    },
+    /// A config field is invalid or unsupported.
+    #[error("invalid model config field {field}: {reason}")]
+    Config {
+        /// The `config.json` field.
+        field: &'static str,
+        /// Why, with the value.
+        reason: String,
+    },
+    /// Tokenisation failed.
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+    /// The Hugging Face Hub could not be used (offline, timeout, unknown model).
+    #[error("cannot fetch {model:?} from the Hugging Face Hub: {reason}. Pass a local folder (config.json + model.safetensors + tokenizer.json) instead")]
+    Hub {
+        /// The model id.
+        model: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A model input is invalid (shape, dtype, token id out of range).
+    #[error("invalid input {what}: {reason}")]
+    InvalidInput {
+        /// Which input.
+        what: &'static str,
+        /// Why, with the value.
+        reason: String,
+    },
+}
+
+/// Result alias of forge-models.
+pub type Result<T> = std::result::Result<T, ModelError>;

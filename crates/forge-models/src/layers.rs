@@ -1,0 +1,314 @@
+//! Building blocks with a backward pass: layer norm, embeddings, dropout, attention, pooling.
+//!
+//! candle's fused `LayerNorm` and `softmax_last_dim` have no backward pass (gradients silently
+//! stop there); everything here is composed of differentiable candle ops.
+
+use crate::config::Activation;
+use crate::{ModelError, Result};
+use candle_core::{DType, Device, Tensor, D};
+use forge_lora::{LoraLinear, Param};
+
+/// Layer normalisation (Ba et al. 2016): `y = (x - mean) / sqrt(var + eps) * weight + bias`
+/// over the last dimension, with the biased variance (as PyTorch).
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// Scale, `[dim]`.
+    pub weight: Param,
+    /// Shift, `[dim]`.
+    pub bias: Param,
+    /// Epsilon added to the variance.
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Forward pass.
+    ///
+    /// # Shapes
+    /// `[..., dim]` -> `[..., dim]`.
+    ///
+    /// # Errors
+    /// Candle errors on a shape mismatch.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        xn.broadcast_mul(&self.weight.tensor())?.broadcast_add(&self.bias.tensor())
+    }
+
+    /// `[("weight", w), ("bias", b)]`.
+    pub fn params_mut(&mut self) -> Vec<(&'static str, &mut Param)> {
+        vec![("weight", &mut self.weight), ("bias", &mut self.bias)]
+    }
+}
+
+/// A lookup table `[num, dim]`. As PyTorch's `nn.Embedding(padding_idx=...)`, the row of the
+/// padding id receives no gradient.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    /// The table, `[num, dim]`.
+    pub weight: Param,
+    /// Row that receives no gradient.
+    pub padding_idx: Option<u32>,
+}
+
+impl Embedding {
+    /// Look up rows.
+    ///
+    /// # Shapes
+    /// ids `[b, s]` (u32) -> `[b, s, dim]`.
+    ///
+    /// # Errors
+    /// Candle errors (an id out of range is checked by the callers).
+    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let flat = ids.flatten_all()?;
+        let w = self.weight.tensor();
+        let dim = w.dim(1)?;
+        let mut e = w.index_select(&flat, 0)?;
+        if let (Some(pad), true) = (self.padding_idx, self.weight.is_trainable()) {
+            // forward value unchanged; padding rows come from a detached table (no gradient)
+            let frozen = w.detach().index_select(&flat, 0)?;
+            let is_pad = flat.eq(pad)?.to_dtype(e.dtype())?.unsqueeze(1)?;
+            let keep = (1.0 - &is_pad)?;
+            e = (e.broadcast_mul(&keep)? + frozen.broadcast_mul(&is_pad)?)?;
+        }
+        e.reshape((b, s, dim))
+    }
+}
+
+/// Inverted dropout (Srivastava et al. 2014) when `train` and `p > 0`, identity otherwise.
+///
+/// # Errors
+/// Candle errors only.
+pub fn dropout(x: &Tensor, p: f64, train: bool) -> candle_core::Result<Tensor> {
+    if train && p > 0.0 {
+        candle_nn::ops::dropout(x, p as f32)
+    } else {
+        Ok(x.clone())
+    }
+}
+
+/// Apply an activation: exact GELU `x * 0.5 * (1 + erf(x / sqrt 2))` (Hendrycks & Gimpel 2016),
+/// its tanh approximation, or ReLU.
+///
+/// # Errors
+/// Candle errors only.
+pub fn activate(x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
+    match act {
+        Activation::Gelu => x.gelu_erf(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Relu => x.relu(),
+    }
+}
+
+/// The additive attention mask: 0 where `mask == 1`, the most negative f32 where `mask == 0`
+/// (as Hugging Face: `(1 - mask) * finfo(float32).min`).
+///
+/// # Shapes
+/// `[b, s]` (any numeric dtype) -> `[b, 1, 1, s]` f32.
+///
+/// # Errors
+/// Candle errors only.
+pub fn additive_mask(mask: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, s) = mask.dims2()?;
+    let m = mask.to_dtype(DType::F32)?;
+    ((1.0 - m)? * f32::MIN as f64)?.reshape((b, 1, 1, s))
+}
+
+/// Multi-head scaled dot-product attention (Vaswani et al. 2017):
+/// `softmax(Q K^T / sqrt(d_head) + mask) V`, with dropout on the probabilities, heads merged.
+/// Returns the context before the output projection.
+///
+/// # Shapes
+/// x `[b, s, dim]`, mask `[b, 1, 1, s]` -> `[b, s, dim]`.
+///
+/// # Errors
+/// Candle errors only.
+#[allow(clippy::too_many_arguments)]
+pub fn self_attention(
+    q_lin: &LoraLinear,
+    k_lin: &LoraLinear,
+    v_lin: &LoraLinear,
+    x: &Tensor,
+    mask: &Tensor,
+    n_heads: usize,
+    attn_dropout: f64,
+    train: bool,
+) -> candle_core::Result<Tensor> {
+    let (b, s, dim) = x.dims3()?;
+    let hd = dim / n_heads;
+    let split = |t: Tensor| -> candle_core::Result<Tensor> { t.reshape((b, s, n_heads, hd))?.transpose(1, 2)?.contiguous() };
+    let q = (split(q_lin.forward_t(x, train)?)? * (1.0 / (hd as f64).sqrt()))?;
+    let k = split(k_lin.forward_t(x, train)?)?;
+    let v = split(v_lin.forward_t(x, train)?)?;
+    let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+    let probs = dropout(&probs, attn_dropout, train)?;
+    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, dim))
+}
+
+/// Mean pooling over valid tokens (sentence-transformers): `sum_t h_t m_t / max(sum_t m_t, 1e-9)`.
+///
+/// # Shapes
+/// hidden `[b, s, h]`, mask `[b, s]` -> `[b, h]`.
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] when the shapes disagree.
+pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let (b, s, _) = hidden.dims3()?;
+    if mask.dims() != [b, s] {
+        return Err(ModelError::InvalidInput { what: "attention_mask", reason: format!("expected shape [{b}, {s}], got {:?}", mask.dims()) });
+    }
+    let m = mask.to_dtype(hidden.dtype())?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+    let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+    Ok(summed.broadcast_div(&counts)?)
+}
+
+/// Check model inputs and build default masks: ids `[b, s]` as u32 within the vocabulary, the
+/// attention mask `[b, s]` (all ones when absent). Returns (ids as u32, mask as f32).
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] naming the input.
+pub fn check_inputs(ids: &Tensor, mask: Option<&Tensor>, vocab: usize, max_len: usize) -> Result<(Tensor, Tensor)> {
+    let (b, s) = ids.dims2().map_err(|_| ModelError::InvalidInput { what: "input_ids", reason: format!("expected [batch, seq], got shape {:?}", ids.dims()) })?;
+    if b == 0 || s == 0 {
+        return Err(ModelError::InvalidInput { what: "input_ids", reason: format!("empty batch, shape {:?}", ids.dims()) });
+    }
+    if s > max_len {
+        return Err(ModelError::InvalidInput { what: "input_ids", reason: format!("sequence length {s} exceeds max_position_embeddings {max_len}") });
+    }
+    if ids.dtype().is_float() {
+        return Err(ModelError::InvalidInput { what: "input_ids", reason: format!("expected an integer dtype, got {:?}", ids.dtype()) });
+    }
+    let ids = ids.to_dtype(DType::I64)?;
+    let (lo, hi) = (ids.min_all()?.to_scalar::<i64>()?, ids.max_all()?.to_scalar::<i64>()?);
+    if lo < 0 || hi as usize >= vocab {
+        return Err(ModelError::InvalidInput { what: "input_ids", reason: format!("token ids must be in [0, {vocab}), got range [{lo}, {hi}]") });
+    }
+    let ids = ids.to_dtype(DType::U32)?;
+    let mask = match mask {
+        Some(m) => {
+            if m.dims() != [b, s] {
+                return Err(ModelError::InvalidInput { what: "attention_mask", reason: format!("expected shape [{b}, {s}], got {:?}", m.dims()) });
+            }
+            m.to_dtype(DType::F32)?
+        }
+        None => Tensor::ones((b, s), DType::F32, ids.device())?,
+    };
+    Ok((ids, mask))
+}
+
+/// Where the initial values of a model come from: a checkpoint (with random fallbacks for
+/// optional tensors such as a new classification head) or a seeded random initialisation with
+/// Hugging Face's scheme (normal(0, initializer_range) weights, zero biases, unit norms).
+pub(crate) struct Source<'a> {
+    pub(crate) weights: Option<&'a crate::weights::Weights>,
+    pub(crate) rng: forge_linalg::ForgeRng,
+    pub(crate) std: f64,
+    pub(crate) device: Device,
+}
+
+/// How to initialise a tensor absent from the checkpoint.
+#[derive(Clone, Copy)]
+pub(crate) enum Fill {
+    Normal,
+    Zeros,
+    Ones,
+}
+
+impl Source<'_> {
+    /// The tensor `names[0]` (or an alias) with `shape`; required tensors must be in the
+    /// checkpoint, optional ones are initialised when absent.
+    pub(crate) fn tensor(&mut self, names: &[String], shape: &[usize], fill: Fill, required: bool) -> Result<Tensor> {
+        if let Some(w) = self.weights {
+            if let Some(t) = w.find(names, shape)? {
+                return Ok(t);
+            }
+            if required {
+                return Err(ModelError::MissingTensor { tensor: names[0].clone(), path: w.path().to_path_buf() });
+            }
+            tracing::warn!(tensor = %names[0], "not in the checkpoint: newly initialised");
+        }
+        Ok(match fill {
+            Fill::Normal => (forge_linalg::rng::randn(shape, DType::F32, &self.device, &mut self.rng)? * self.std)?,
+            Fill::Zeros => Tensor::zeros(shape, DType::F32, &self.device)?,
+            Fill::Ones => Tensor::ones(shape, DType::F32, &self.device)?,
+        })
+    }
+
+    pub(crate) fn linear(&mut self, names: &[String], in_f: usize, out_f: usize, required: bool) -> Result<LoraLinear> {
+        let w = self.tensor(&suffixed(names, "weight"), &[out_f, in_f], Fill::Normal, required)?;
+        let b = self.tensor(&suffixed(names, "bias"), &[out_f], Fill::Zeros, required)?;
+        Ok(LoraLinear::new(&w, Some(&b))?)
+    }
+
+    pub(crate) fn norm(&mut self, names: &[String], dim: usize, eps: f64) -> Result<LayerNorm> {
+        let w = self.tensor(&suffixed(names, "weight"), &[dim], Fill::Ones, true)?;
+        let b = self.tensor(&suffixed(names, "bias"), &[dim], Fill::Zeros, true)?;
+        Ok(LayerNorm { weight: Param::new(&w, true)?, bias: Param::new(&b, true)?, eps })
+    }
+
+    pub(crate) fn embedding(&mut self, names: &[String], num: usize, dim: usize, padding_idx: Option<u32>) -> Result<Embedding> {
+        let mut w = self.tensor(&suffixed(names, "weight"), &[num, dim], Fill::Normal, true)?;
+        if let (Some(p), None) = (padding_idx, self.weights) {
+            // Hugging Face zeroes the padding row at init
+            let keep = Tensor::ones(num, DType::F32, &self.device)?.slice_assign(&[p as usize..p as usize + 1], &Tensor::zeros(1, DType::F32, &self.device)?)?;
+            w = w.broadcast_mul(&keep.unsqueeze(1)?)?;
+        }
+        Ok(Embedding { weight: Param::new(&w, true)?, padding_idx })
+    }
+}
+
+/// `[prefix + name + "." + local]` for every candidate module name; old BERT checkpoints call
+/// layer-norm parameters `gamma` / `beta`.
+fn suffixed(names: &[String], local: &str) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|n| format!("{n}.{local}")).collect();
+    if names.iter().any(|n| n.ends_with("LayerNorm")) {
+        let alias = if local == "weight" { "gamma" } else { "beta" };
+        v.extend(names.iter().map(|n| format!("{n}.{alias}")));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_norm_matches_closed_form() {
+        let dev = Device::Cpu;
+        let ln = LayerNorm {
+            weight: Param::new(&Tensor::new(&[1.0f32, 2.0], &dev).unwrap(), true).unwrap(),
+            bias: Param::new(&Tensor::new(&[0.0f32, 1.0], &dev).unwrap(), true).unwrap(),
+            eps: 0.0,
+        };
+        // x = [1, 3]: mean 2, var 1 -> [-1, 1] -> [-1, 3]
+        let y: Vec<Vec<f32>> = ln.forward(&Tensor::new(&[[1.0f32, 3.0]], &dev).unwrap()).unwrap().to_vec2().unwrap();
+        assert_eq!(y, vec![vec![-1.0, 3.0]]);
+    }
+
+    #[test]
+    fn mean_pool_ignores_padding() {
+        let dev = Device::Cpu;
+        let h = Tensor::new(&[[[1.0f32, 2.0], [3.0, 4.0], [100.0, 100.0]]], &dev).unwrap();
+        let m = Tensor::new(&[[1u32, 1, 0]], &dev).unwrap();
+        let p: Vec<Vec<f32>> = mean_pool(&h, &m).unwrap().to_vec2().unwrap();
+        assert_eq!(p, vec![vec![2.0, 3.0]]);
+        assert!(mean_pool(&h, &Tensor::new(&[[1u32, 1]], &dev).unwrap()).is_err());
+    }
+
+    #[test]
+    fn bad_inputs_are_typed() {
+        let dev = Device::Cpu;
+        let ids = Tensor::new(&[[1u32, 70]], &dev).unwrap();
+        let e = check_inputs(&ids, None, 64, 32).unwrap_err();
+        assert!(matches!(e, ModelError::InvalidInput { what: "input_ids", .. }), "{e}");
+        let ids = Tensor::new(&[[1u32, 2]], &dev).unwrap();
+        let m = Tensor::new(&[[1u32, 1, 1]], &dev).unwrap();
+        assert!(matches!(check_inputs(&ids, Some(&m), 64, 32), Err(ModelError::InvalidInput { what: "attention_mask", .. })));
+        let f = Tensor::new(&[[1.0f32, 2.0]], &dev).unwrap();
+        assert!(check_inputs(&f, None, 64, 32).is_err());
+    }
+}
