@@ -128,8 +128,8 @@ pub struct CovShiftFit<M> {
 
 /// Importance weights `w(x) = p_t(x) / p_s(x)` of the source rows, estimated from a logistic
 /// domain classifier (Bickel, Brückner & Scheffer, 2009, "Discriminative Learning Under
-/// Covariate Shift", JMLR 10): `w(x) = (n_s / n_t) P(t | x) / P(s | x)`, normalised to mean 1,
-/// clipped at `clip`, and renormalised to mean 1.
+/// Covariate Shift", JMLR 10): `w(x) = (n_s / n_t) P(t | x) / P(s | x)`, then scaled and clipped,
+/// `min(c w, clip)`, with `c` chosen so that the weights have mean 1 (`clip >= 1`).
 ///
 /// # Shapes
 /// `xs`: [n_s, d], `xt`: [n_t, d] -> [n_s]
@@ -156,18 +156,32 @@ fn density_ratio(xs: &Mat64, xt: &Mat64, domain_lam: f64, clip: f64) -> Result<V
     // P(t|x)/P(s|x) = exp(logit); the prior ratio n_s/n_t cancels after normalising.
     let logits = xs.affine(&sol.w, sol.b);
     let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let mut w: Vec<f64> = logits.iter().map(|z| (z - mx).exp()).collect();
-    normalise(&mut w);
-    w.iter_mut().for_each(|x| *x = x.min(clip));
-    normalise(&mut w);
-    Ok(w)
+    let w: Vec<f64> = logits.iter().map(|z| (z - mx).exp()).collect();
+    Ok(clip_normalise(&w, clip))
 }
 
-fn normalise(w: &mut [f64]) {
-    let m = w.iter().sum::<f64>() / w.len() as f64;
-    if m > 0.0 {
-        w.iter_mut().for_each(|x| *x /= m);
+/// `min(c w_i, clip)` with the scale `c` chosen (by bisection) so that the mean is 1; if
+/// `clip < 1` a mean of 1 is impossible and every weight becomes `clip`.
+fn clip_normalise(w: &[f64], clip: f64) -> Vec<f64> {
+    let n = w.len() as f64;
+    let mean_at = |c: f64| w.iter().map(|&v| (c * v).min(clip)).sum::<f64>() / n;
+    let m = w.iter().sum::<f64>() / n;
+    let (mut lo, mut hi) = (0.0, 1.0 / m);
+    while mean_at(hi) < 1.0 && hi < 1e300 {
+        if clip < 1.0 {
+            return vec![clip; w.len()];
+        }
+        hi *= 2.0;
     }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mean_at(mid) < 1.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    w.iter().map(|&v| (hi * v).min(clip)).collect()
 }
 
 #[derive(Clone, Copy, PartialEq)]

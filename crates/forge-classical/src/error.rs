@@ -73,6 +73,10 @@ pub enum ClassicalError {
         /// Final gradient norm.
         grad_norm: f64,
     },
+    /// Unpenalised logistic regression on linearly separable classes: the likelihood has no
+    /// finite maximiser.
+    #[error("{0}: the classes are linearly separable, so with lam = 0 there is no finite optimum; use lam > 0")]
+    Separable(&'static str),
     /// Training produced a non-finite loss (the learning rate is too large).
     #[error("{method} diverged at epoch {epoch} (loss {loss}); lower the learning rate (lr = {lr})")]
     Diverged {

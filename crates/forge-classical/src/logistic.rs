@@ -77,8 +77,23 @@ impl BinaryProblem<'_> {
         (g, h)
     }
 
-    /// Damped Newton with backtracking line search from `init` (or `w0`, intercept 0).
+    /// Damped Newton with backtracking line search from `w0` (or 0), intercept 0. With `lam = 0`
+    /// a solution that classifies every row correctly reveals separable data (no finite optimum).
     pub fn solve(&self, method: &'static str) -> Result<BinarySolution> {
+        let sol = self.newton(method)?;
+        if self.lam == 0.0 {
+            let separated = self.x.v.chunks_exact(self.x.d).enumerate().all(|(i, row)| {
+                let z = data::dot(row, &sol.w) + sol.b + self.offset.map_or(0.0, |o| o[i]);
+                self.s.is_some_and(|s| s[i] == 0.0) || (z > 0.0) == (self.y[i] == 1.0)
+            });
+            if separated {
+                return Err(ClassicalError::Separable(method));
+            }
+        }
+        Ok(sol)
+    }
+
+    fn newton(&self, method: &'static str) -> Result<BinarySolution> {
         let d = self.x.d;
         let p = d + 1;
         let mut w: Vec<f64> = self.w0.map_or(vec![0.0; d], |w0| w0.to_vec());
@@ -94,6 +109,11 @@ impl BinaryProblem<'_> {
                 return Ok(BinarySolution { w, b, hessian: h });
             }
             let step = newton_step(&h, &g, p)?;
+            let theta_max = w.iter().fold(b.abs(), |m, v| m.max(v.abs()));
+            if step.iter().all(|s| s.abs() <= 1e-13 * (1.0 + theta_max)) {
+                // The Newton step is below the floating-point resolution of the parameters.
+                return Ok(BinarySolution { w, b, hessian: h });
+            }
             let mut t = 1.0;
             let mut accepted = false;
             for _ in 0..60 {

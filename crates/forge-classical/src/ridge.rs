@@ -9,7 +9,12 @@ use crate::data::{self, check_lam, Mat64};
 use crate::model::LinearModel;
 use crate::{ClassicalError, Result};
 use candle_core::Tensor;
+use faer::linalg::solvers::Solve;
 use faer::Mat;
+
+fn singular() -> ClassicalError {
+    ClassicalError::Linalg(forge_linalg::LinalgError::NotPositiveDefinite)
+}
 
 /// Ridge regression (Hoerl & Kennard, 1970, "Ridge Regression: Biased Estimation for
 /// Nonorthogonal Problems", Technometrics 12):
@@ -201,7 +206,15 @@ pub(crate) fn penalized_ls(
     }
     let a = Mat::from_fn(d, d, |i, j| g[i * d + j] + if i == j { lam } else { 0.0 });
     let rhs = Mat::from_fn(d, 1, |i, _| c[i]);
-    let sol = forge_linalg::dense::solve_spd_faer(&a, &rhs)?;
+    let llt = a.llt(faer::Side::Lower).map_err(|_| singular())?;
+    // Reject numerically singular systems (e.g. collinear columns with lam = 0) instead of
+    // returning huge, meaningless weights.
+    let l = llt.L();
+    let maxa = (0..d).map(|i| a[(i, i)]).fold(0.0f64, f64::max);
+    if (0..d).any(|i| l[(i, i)] * l[(i, i)] <= 1e-13 * maxa) {
+        return Err(singular());
+    }
+    let sol = llt.solve(&rhs);
     let w: Vec<f64> = (0..d).map(|i| sol[(i, 0)]).collect();
     forge_linalg::check::ensure_finite_slice(&w, "ridge solution")?;
     let b = my - data::dot(&mx, &w);
