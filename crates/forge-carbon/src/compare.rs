@@ -108,7 +108,8 @@ pub fn compare_emissions(baseline: &Emissions, others: &[(&str, &Emissions)]) ->
                 energy_savings_pct: savings(baseline.energy_kwh, e.energy_kwh),
                 emissions_savings_pct: savings(baseline.emissions_kg, e.emissions_kg),
                 duration_savings_pct: savings(baseline.duration_s, e.duration_s),
-                energy_ratio: (baseline.energy_kwh > 0.0).then(|| e.energy_kwh / baseline.energy_kwh),
+                energy_ratio: (baseline.energy_kwh > 0.0)
+                    .then(|| e.energy_kwh / baseline.energy_kwh),
                 emissions_saved_kg: saved,
                 saved_equivalents: equivalents(saved),
             }

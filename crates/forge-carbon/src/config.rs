@@ -108,10 +108,12 @@ impl CarbonConfig {
     /// As [`CarbonConfig::from_env`].
     pub fn with_env_from(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Self> {
         fn num(var: &'static str, raw: &str) -> Result<f64> {
-            raw.trim().parse::<f64>().map_err(|_| CarbonError::InvalidEnv {
-                var,
-                value: raw.to_string(),
-            })
+            raw.trim()
+                .parse::<f64>()
+                .map_err(|_| CarbonError::InvalidEnv {
+                    var,
+                    value: raw.to_string(),
+                })
         }
         if let Some(v) = get("FORGE_PUE").filter(|v| !v.trim().is_empty()) {
             self.pue = num("FORGE_PUE", &v)?;

@@ -183,11 +183,41 @@ const fn m(
 
 /// Microarchitecture fallback table (Intel family 6 server models; AMD families 0x17/0x19).
 pub const MICROARCH_TABLE: &[MicroarchEntry] = &[
-    m("GenuineIntel", 6, 207, "Emerald Rapids", "Xeon(R) Platinum 8580"),
-    m("GenuineIntel", 6, 143, "Sapphire Rapids", "Xeon(R) Platinum 8480+"),
-    m("GenuineIntel", 6, 106, "Ice Lake-SP", "Xeon(R) Platinum 8380"),
-    m("GenuineIntel", 6, 85, "Skylake/Cascade Lake-SP", "Xeon(R) Platinum 8280"),
-    m("GenuineIntel", 6, 79, "Broadwell-EP", "Xeon(R) CPU E5-2686 v4"),
+    m(
+        "GenuineIntel",
+        6,
+        207,
+        "Emerald Rapids",
+        "Xeon(R) Platinum 8580",
+    ),
+    m(
+        "GenuineIntel",
+        6,
+        143,
+        "Sapphire Rapids",
+        "Xeon(R) Platinum 8480+",
+    ),
+    m(
+        "GenuineIntel",
+        6,
+        106,
+        "Ice Lake-SP",
+        "Xeon(R) Platinum 8380",
+    ),
+    m(
+        "GenuineIntel",
+        6,
+        85,
+        "Skylake/Cascade Lake-SP",
+        "Xeon(R) Platinum 8280",
+    ),
+    m(
+        "GenuineIntel",
+        6,
+        79,
+        "Broadwell-EP",
+        "Xeon(R) CPU E5-2686 v4",
+    ),
     m("AuthenticAMD", 25, 17, "Zen 4 (Genoa)", "EPYC 9654"),
     m("AuthenticAMD", 25, 1, "Zen 3 (Milan)", "EPYC 7763"),
     m("AuthenticAMD", 23, 49, "Zen 2 (Rome)", "EPYC 7742"),
@@ -296,7 +326,10 @@ impl CpuPowerModel {
         if let Some(e) = lookup_tdp(&info.model_name) {
             return Self {
                 w_per_thread: e.w_per_thread(),
-                source: TdpSource::Table(format!("{} ({} W / {} threads)", e.key, e.tdp_w, e.threads)),
+                source: TdpSource::Table(format!(
+                    "{} ({} W / {} threads)",
+                    e.key, e.tdp_w, e.threads
+                )),
             };
         }
         if let (Some(fam), Some(model)) = (info.family, info.model) {
@@ -377,7 +410,10 @@ mod tests {
             ..CpuInfo::default()
         };
         let m = CpuPowerModel::resolve(&unknown, 8, None);
-        assert_eq!((m.w_per_thread, m.source), (DEFAULT_W_PER_THREAD, TdpSource::Default));
+        assert_eq!(
+            (m.w_per_thread, m.source),
+            (DEFAULT_W_PER_THREAD, TdpSource::Default)
+        );
     }
 
     #[test]
@@ -385,13 +421,20 @@ mod tests {
         let mut v: Vec<f64> = TDP_TABLE.iter().map(TdpEntry::w_per_thread).collect();
         v.sort_by(f64::total_cmp);
         let (q1, q3) = (v[v.len() / 4], v[3 * v.len() / 4]);
-        assert!(q1 <= DEFAULT_W_PER_THREAD && DEFAULT_W_PER_THREAD <= q3, "{q1} {q3}");
+        assert!(
+            q1 <= DEFAULT_W_PER_THREAD && DEFAULT_W_PER_THREAD <= q3,
+            "{q1} {q3}"
+        );
     }
 
     #[test]
     fn microarch_representatives_exist() {
         for ma in MICROARCH_TABLE {
-            assert!(TDP_TABLE.iter().any(|e| e.key == ma.representative), "{}", ma.name);
+            assert!(
+                TDP_TABLE.iter().any(|e| e.key == ma.representative),
+                "{}",
+                ma.name
+            );
         }
     }
 

@@ -57,9 +57,9 @@ pub enum CarbonError {
         /// Why.
         reason: String,
     },
-    /// An existing emissions file cannot be appended to (bad header or content).
-    #[error("cannot append to {path}: {reason}")]
-    BadOutputFile {
+    /// A file has unexpected content (an unparsable sysfs counter, ...).
+    #[error("unexpected content in {path}: {reason}")]
+    BadFile {
         /// The file.
         path: PathBuf,
         /// Why.

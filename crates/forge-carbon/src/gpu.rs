@@ -58,6 +58,7 @@ enum DeviceTrack {
 /// Energy accounting for all GPUs of one backend over one interval.
 #[derive(Debug, Clone)]
 pub struct GpuMeter {
+    devices: Vec<usize>,
     tracks: Vec<DeviceTrack>,
     names: Vec<String>,
 }
@@ -66,6 +67,7 @@ impl GpuMeter {
     /// Starts metering at time `t_s`: devices with an energy counter use it, the others are sampled.
     /// Devices with neither are skipped.
     pub fn start(backend: &dyn GpuBackend, t_s: f64) -> Self {
+        let mut devices = Vec::new();
         let mut tracks = Vec::new();
         let mut names = Vec::new();
         for i in 0..backend.device_count() {
@@ -79,13 +81,21 @@ impl GpuMeter {
                 pi.push(t_s, f64::from(mw) / 1000.0);
                 DeviceTrack::Sampled(pi)
             } else {
-                tracing::warn!(gpu = i, "GPU has neither an energy counter nor a power reading; skipped");
+                tracing::warn!(
+                    gpu = i,
+                    "GPU has neither an energy counter nor a power reading; skipped"
+                );
                 continue;
             };
+            devices.push(i);
             tracks.push(track);
             names.push(backend.name(i));
         }
-        Self { tracks, names }
+        Self {
+            devices,
+            tracks,
+            names,
+        }
     }
 
     /// True when some device needs background power sampling.
@@ -100,26 +110,21 @@ impl GpuMeter {
         self.tracks.len()
     }
 
-    /// Takes one reading of every device at time `t_s` (call periodically, and once at stop).
+    /// Takes one reading of every metered device at time `t_s` (call periodically, and once at stop).
     pub fn sample(&mut self, backend: &dyn GpuBackend, t_s: f64) {
-        let mut dev = 0usize;
-        for i in 0..backend.device_count() {
-            if dev >= self.tracks.len() {
-                break;
-            }
-            match &mut self.tracks[dev] {
+        for (i, track) in self.devices.iter().zip(self.tracks.iter_mut()) {
+            match track {
                 DeviceTrack::Counter { last_mj, .. } => {
-                    if let Some(mj) = backend.total_energy_mj(i) {
+                    if let Some(mj) = backend.total_energy_mj(*i) {
                         *last_mj = mj.max(*last_mj);
                     }
                 }
                 DeviceTrack::Sampled(pi) => {
-                    if let Some(mw) = backend.power_mw(i) {
+                    if let Some(mw) = backend.power_mw(*i) {
                         pi.push(t_s, f64::from(mw) / 1000.0);
                     }
                 }
             }
-            dev += 1;
         }
     }
 
@@ -196,7 +201,8 @@ pub mod nvml {
             let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML init failed: {e}"))?;
             let count = nvml
                 .device_count()
-                .map_err(|e| format!("NVML device count failed: {e}"))? as usize;
+                .map_err(|e| format!("NVML device count failed: {e}"))?
+                as usize;
             Ok(Self { nvml, count })
         }
     }

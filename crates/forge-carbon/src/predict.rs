@@ -132,11 +132,14 @@ impl EnergyPredictor {
         if k == 0 {
             return None;
         }
-        let observed = self.epochs.iter().fold(EpochRecord::default(), |a, e| EpochRecord {
-            duration_s: a.duration_s + e.duration_s,
-            energy_kwh: a.energy_kwh + e.energy_kwh,
-            emissions_kg: a.emissions_kg + e.emissions_kg,
-        });
+        let observed = self
+            .epochs
+            .iter()
+            .fold(EpochRecord::default(), |a, e| EpochRecord {
+                duration_s: a.duration_s + e.duration_s,
+                energy_kwh: a.energy_kwh + e.energy_kwh,
+                emissions_kg: a.emissions_kg + e.emissions_kg,
+            });
         let mean_epoch = observed.scale(1.0 / k as f64);
         let predicted_total = mean_epoch.scale(self.total_epochs as f64);
         Some(Prediction {

@@ -34,7 +34,7 @@ impl LinuxProbe {
         };
         // SAFETY: `ts` is a valid, writable timespec; the call only writes into it.
         let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-        (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+        (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
     }
 
     fn rusage_cpu_time() -> Option<f64> {

@@ -59,7 +59,7 @@ fn read_trim(p: &Path) -> std::io::Result<String> {
 
 fn read_u64(p: &Path) -> Result<u64> {
     let s = read_trim(p).map_err(|e| CarbonError::io(p, e))?;
-    s.parse::<u64>().map_err(|_| CarbonError::BadOutputFile {
+    s.parse::<u64>().map_err(|_| CarbonError::BadFile {
         path: p.to_path_buf(),
         reason: format!("expected an unsigned integer, got {s:?}"),
     })
@@ -79,7 +79,7 @@ impl RaplReader {
     ///
     /// # Errors
     /// [`CarbonError::Io`] when `root` cannot be listed or a counter cannot be read (e.g. `energy_uj`
-    /// is root-only on kernels since 5.10), [`CarbonError::BadOutputFile`] for an unparsable counter,
+    /// is root-only on kernels since 5.10), [`CarbonError::BadFile`] for an unparsable counter,
     /// and [`CarbonError::RaplUnavailable`] when no package zone exists.
     pub fn open(root: &Path) -> Result<Self> {
         let entries = std::fs::read_dir(root).map_err(|e| CarbonError::io(root, e))?;
@@ -134,7 +134,7 @@ impl RaplReader {
     /// Reads every zone's `energy_uj`, in [`RaplReader::zones`] order.
     ///
     /// # Errors
-    /// [`CarbonError::Io`] / [`CarbonError::BadOutputFile`] when a counter cannot be read or parsed.
+    /// [`CarbonError::Io`] / [`CarbonError::BadFile`] when a counter cannot be read or parsed.
     pub fn read(&self) -> Result<Vec<u64>> {
         self.zones
             .iter()

@@ -29,8 +29,8 @@ use crate::error::{CarbonError, Result};
 use crate::gpu::{GpuBackend, GpuMeter};
 use crate::intensity::Country;
 use crate::process::{LinuxProbe, ProcessProbe};
-use crate::rapl::{RaplAccumulator, RaplReader};
 use crate::ram::{ram_power_w, GIB};
+use crate::rapl::{RaplAccumulator, RaplReader};
 
 const J_PER_KWH: f64 = 3.6e6;
 
@@ -130,7 +130,9 @@ impl CarbonTracker {
                 Err(e) => {
                     if config.powercap_root.exists() {
                         tracing::warn!(error = %e, "RAPL unusable; CPU energy falls back to the TDP estimate");
-                        init_warnings.push(format!("RAPL unusable ({e}); CPU energy estimated from TDP"));
+                        init_warnings.push(format!(
+                            "RAPL unusable ({e}); CPU energy estimated from TDP"
+                        ));
                     } else {
                         tracing::debug!(error = %e, "no RAPL; CPU energy estimated from TDP");
                     }
@@ -188,7 +190,9 @@ impl CarbonTracker {
                 Ok(acc) => samples.rapl = Some(acc),
                 Err(e) => {
                     tracing::warn!(error = %e, "RAPL read failed; CPU energy estimated from TDP");
-                    warnings.push(format!("RAPL read failed ({e}); CPU energy estimated from TDP"));
+                    warnings.push(format!(
+                        "RAPL read failed ({e}); CPU energy estimated from TDP"
+                    ));
                 }
             }
         }
@@ -218,7 +222,8 @@ impl CarbonTracker {
                 .name("forge-carbon-sampler".into())
                 .spawn(move || {
                     while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(period) {
-                        take_sample(&samples, gpu.as_ref(), rapl.as_ref(), probe.as_ref(), t0);
+                        let t = t0.elapsed().as_secs_f64();
+                        take_sample(&samples, gpu.as_ref(), rapl.as_ref(), probe.as_ref(), t);
                     }
                 });
             match handle {
@@ -271,7 +276,7 @@ impl CarbonTracker {
             self.gpu.as_ref(),
             self.rapl.as_ref(),
             self.probe.as_ref(),
-            run.t0,
+            wall,
         );
         let samples = run.samples.lock().unwrap_or_else(|p| p.into_inner());
         let mut warnings = run.warnings;
@@ -383,7 +388,7 @@ fn take_sample(
     gpu: Option<&SharedGpu>,
     rapl: Option<&RaplReader>,
     probe: &dyn ProcessProbe,
-    t0: Instant,
+    t_s: f64,
 ) {
     let rapl_reading = rapl.map(RaplReader::read);
     let rss = probe.process_rss_bytes();
@@ -409,7 +414,7 @@ fn take_sample(
     }
     if let (Some(g), Some(meter)) = (gpu, s.gpu.as_mut()) {
         let backend = g.lock().unwrap_or_else(|p| p.into_inner());
-        meter.sample(backend.as_ref(), t0.elapsed().as_secs_f64());
+        meter.sample(backend.as_ref(), t_s);
     }
 }
 
@@ -463,7 +468,11 @@ impl Drop for TrackingGuard {
     fn drop(&mut self) {
         if let Some(mut t) = self.tracker.take() {
             match t.stop() {
-                Ok(e) => tracing::info!(energy_kwh = e.energy_kwh, emissions_kg = e.emissions_kg, "tracking guard dropped; run recorded"),
+                Ok(e) => tracing::info!(
+                    energy_kwh = e.energy_kwh,
+                    emissions_kg = e.emissions_kg,
+                    "tracking guard dropped; run recorded"
+                ),
                 Err(err) => tracing::warn!(error = %err, "tracking guard dropped; stop failed"),
             }
         }
