@@ -45,6 +45,7 @@
 
 mod config;
 mod error;
+mod frozen;
 mod injector;
 pub mod io;
 mod linear;

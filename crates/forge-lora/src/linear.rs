@@ -298,7 +298,12 @@ impl LoraLinear {
         }
         let n = x.elem_count() / in_f.max(1);
         let x2 = x.reshape((n, in_f))?;
-        let mut y = x2.matmul(&self.weight.tensor().t()?)?;
+        let w = self.weight.tensor();
+        let mut y = if self.weight.is_trainable() {
+            x2.matmul(&w.t()?)?
+        } else {
+            crate::frozen::frozen_matmul_t(&x2, &w)?
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.tensor())?;
         }

@@ -36,6 +36,7 @@ pub mod distilbert;
 mod error;
 pub mod layers;
 pub mod loading;
+pub mod perf;
 pub mod tokenize;
 pub mod train;
 mod weights;
