@@ -93,6 +93,21 @@ fn main() -> anyhow::Result<()> {
         let wall_min = v.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
         (wall, cpu, wall_min)
     };
+    // Fixed cost of one start/stop pair (what a millisecond-long tracked workload pays).
+    let mut t = CarbonTracker::new(cfg.clone())?;
+    let pairs = 10_000;
+    let (wall, cpu) = timed(|| {
+        for _ in 0..pairs {
+            t.start().unwrap();
+            std::hint::black_box(t.stop().unwrap());
+        }
+        0
+    });
+    println!(
+        "start+stop pair: {:.2} us wall, {:.2} us CPU (mean of {pairs})",
+        wall / pairs as f64 * 1e6,
+        cpu / pairs as f64 * 1e6
+    );
     let (pw, pc, pm) = stats(&plain);
     println!("| variant | mean wall (s) | min wall (s) | mean CPU (s) | wall overhead (mean) | wall overhead (min) | CPU overhead |");
     println!("|---|---|---|---|---|---|---|");

@@ -121,7 +121,7 @@ pub struct Emissions {
     pub gpu_model: Option<String>,
     /// Number of GPUs tracked.
     pub gpu_count: usize,
-    /// Total RAM of the machine, GB (10^9 bytes... see [`crate::ram`]: GiB as CodeCarbon).
+    /// Total RAM of the machine, GiB (CodeCarbon's `ram_total_size`).
     pub ram_total_gb: f64,
     /// Mean resident memory of this process over the interval, GiB.
     pub ram_process_gb: f64,

@@ -67,6 +67,15 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Shortest round-trip text of `x`; scientific notation below 1e-4 (as Python writes them).
+fn fmt_f64(x: f64) -> String {
+    if x != 0.0 && x.abs() < 1e-4 {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
 /// The CSV header line (without newline).
 pub fn csv_header() -> String {
     CODECARBON_COLUMNS.join(",")
@@ -74,7 +83,7 @@ pub fn csv_header() -> String {
 
 /// One CSV record (without newline) in [`CODECARBON_COLUMNS`] order.
 pub fn csv_row(e: &Emissions) -> String {
-    let f = |x: f64| format!("{x}");
+    let f = fmt_f64;
     let fields: [String; 32] = [
         e.timestamp.clone(),
         e.project_name.clone(),
@@ -203,6 +212,14 @@ pub fn read_json(path: &Path) -> Result<Vec<Emissions>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_round_trip() {
+        for x in [0.0, 1.0, 2.5e-9, 123.456, 1e-4, 9.272413037891701e-7] {
+            assert_eq!(fmt_f64(x).parse::<f64>().unwrap(), x);
+        }
+        assert_eq!(fmt_f64(2.5e-9), "2.5e-9");
+    }
 
     #[test]
     fn csv_quoting() {

@@ -250,17 +250,29 @@ impl CarbonTracker {
     /// Stops the run, computes its [`Emissions`] and, when `output_dir` is set, appends them to
     /// `emissions.csv` and `emissions.json` there.
     ///
+    /// A failed file write does not lose the measurement: it is logged (`tracing::warn!`) and
+    /// listed in [`Emissions::warnings`]. Use [`CarbonTracker::stop_no_output`] plus
+    /// [`crate::append_csv`] to handle write errors yourself.
+    ///
     /// # Errors
-    /// [`CarbonError::NotStarted`] when not running; [`CarbonError::Io`] when an output file cannot
-    /// be written (the tracker is stopped regardless).
+    /// [`CarbonError::NotStarted`] when not running.
     pub fn stop(&mut self) -> Result<Emissions> {
-        let e = self.stop_measurement()?;
-        if let Some(dir) = &self.config.output_dir {
-            std::fs::create_dir_all(dir).map_err(|err| CarbonError::io(dir, err))?;
-            crate::output::append_csv(&dir.join(crate::output::CSV_FILE), &e)?;
-            crate::output::append_json(&dir.join(crate::output::JSON_FILE), &e)?;
+        let mut e = self.stop_measurement()?;
+        if let Some(dir) = self.config.output_dir.clone() {
+            if let Err(err) = write_outputs(&dir, &e) {
+                tracing::warn!(error = %err, "could not write the emissions files");
+                e.warnings.push(format!("output not written: {err}"));
+            }
         }
         Ok(e)
+    }
+
+    /// Stops the run and returns its [`Emissions`] without writing any file.
+    ///
+    /// # Errors
+    /// [`CarbonError::NotStarted`] when not running.
+    pub fn stop_no_output(&mut self) -> Result<Emissions> {
+        self.stop_measurement()
     }
 
     fn stop_measurement(&mut self) -> Result<Emissions> {
@@ -383,6 +395,12 @@ impl Drop for CarbonTracker {
     }
 }
 
+fn write_outputs(dir: &std::path::Path, e: &Emissions) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|err| CarbonError::io(dir, err))?;
+    crate::output::append_csv(&dir.join(crate::output::CSV_FILE), e)?;
+    crate::output::append_json(&dir.join(crate::output::JSON_FILE), e)
+}
+
 fn take_sample(
     samples: &Mutex<Samples>,
     gpu: Option<&SharedGpu>,
@@ -480,6 +498,9 @@ impl Drop for TrackingGuard {
 }
 
 /// Runs `f` under a fresh tracker and returns its value with the run's emissions.
+///
+/// Each call builds a tracker (reads /proc/cpuinfo, probes RAPL and, with `nvml`, starts NVML);
+/// for many short runs, keep one [`CarbonTracker`] and call `start`/`stop` instead.
 ///
 /// # Errors
 /// As [`CarbonTracker::new`] and [`CarbonTracker::stop`].

@@ -165,3 +165,23 @@ fn guard_records_on_drop() {
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[1].run_id, e.run_id);
 }
+
+#[test]
+fn unwritable_output_keeps_the_measurement() {
+    let d = tempfile::tempdir().unwrap();
+    let blocker = d.path().join("not-a-dir");
+    std::fs::write(&blocker, "file").unwrap();
+    let cfg = CarbonConfig {
+        output_dir: Some(blocker.join("sub")),
+        use_nvml: false,
+        ..CarbonConfig::default()
+    };
+    let mut t = forge_carbon::CarbonTracker::new(cfg).unwrap();
+    t.start().unwrap();
+    let e = t.stop().unwrap();
+    assert!(
+        e.warnings.iter().any(|w| w.contains("output not written")),
+        "{:?}",
+        e.warnings
+    );
+}
