@@ -145,6 +145,7 @@ impl GateConfig {
 
     fn validate(&self) -> Result<()> {
         check_unit("alpha", self.alpha)?;
+        self.mmd.validate()?;
         if !(self.mmd2_block > 0.0 && self.mmd2_block.is_finite()) {
             return Err(SafetyError::InvalidArgument {
                 name: "mmd2_block",

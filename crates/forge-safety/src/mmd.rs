@@ -64,7 +64,7 @@ pub enum MmdMethod {
 /// | `n_permutations` | 500 | >= 1 |
 /// | `method` | `Auto` | |
 /// | `max_permutation_points` | 5,000 (a 200 MB f64 kernel matrix) | >= 4 |
-/// | `median_max_rows` | 1,000 | >= 2 |
+/// | `median_max_rows` | 500 | >= 2 |
 /// | `seed` | 0 | any |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MmdConfig {
@@ -89,7 +89,7 @@ impl Default for MmdConfig {
             n_permutations: 500,
             method: MmdMethod::Auto,
             max_permutation_points: 5_000,
-            median_max_rows: 1_000,
+            median_max_rows: 500,
             seed: 0,
         }
     }
@@ -117,7 +117,7 @@ pub struct MmdResult {
 }
 
 impl MmdConfig {
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.n_permutations == 0 {
             return Err(SafetyError::InvalidArgument {
                 name: "n_permutations",
