@@ -6,8 +6,8 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use forge_lora::{
-    count_parameters, load_adapter, lora_plus_groups, merge_all, save_adapter, LoraConfig, LoraInjector, LoraLinear,
-    LoraModel, ModuleMut,
+    count_parameters, load_adapter, lora_plus_groups, merge_all, save_adapter, LoraConfig,
+    LoraInjector, LoraLinear, LoraModel, ModuleMut,
 };
 
 /// Any candle model: it only has to list its linear layers by name.
@@ -56,15 +56,29 @@ fn main() -> anyhow::Result<()> {
 
     let mut model = Mlp::new(1, &dev)?;
     let config = LoraConfig::new(4, 8.0, &["fc1", "fc2"]).with_modules_to_save(&["head"]);
-    let inj = LoraInjector::new(config.clone())?.with_seed(3).inject(&mut model)?;
+    let inj = LoraInjector::new(config.clone())?
+        .with_seed(3)
+        .inject(&mut model)?;
     let counts = count_parameters(&mut model);
-    println!("adapted {:?}; trainable {} of {} parameters", inj.adapted, counts.trainable, counts.total);
+    println!(
+        "adapted {:?}; trainable {} of {} parameters",
+        inj.adapted, counts.trainable, counts.total
+    );
 
     // LoRA+: B matrices learn 16x faster than A (one optimizer per group)
     let groups = lora_plus_groups(&mut model, 3e-3, 16.0)?;
     let mut opts: Vec<AdamW> = groups
         .iter()
-        .map(|g| AdamW::new(g.vars.clone(), ParamsAdamW { lr: g.lr, weight_decay: 0.0, ..Default::default() }))
+        .map(|g| {
+            AdamW::new(
+                g.vars.clone(),
+                ParamsAdamW {
+                    lr: g.lr,
+                    weight_decay: 0.0,
+                    ..Default::default()
+                },
+            )
+        })
         .collect::<candle_core::Result<_>>()?;
     let mse = |m: &Mlp| -> candle_core::Result<Tensor> { (m.forward(&x)? - &y)?.sqr()?.mean_all() };
     println!("initial mse {:.4}", mse(&model)?.to_scalar::<f32>()?);
@@ -81,14 +95,23 @@ fn main() -> anyhow::Result<()> {
     let before_merge = model.forward(&x)?;
     println!("final mse {:.4}", mse(&model)?.to_scalar::<f32>()?);
     merge_all(&mut model)?;
-    let diff = (model.forward(&x)? - &before_merge)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let diff = (model.forward(&x)? - &before_merge)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
     println!("merged vs unmerged max |diff| = {diff:.2e}");
 
     let dir = std::env::temp_dir().join("forge-lora-custom-mlp");
     save_adapter(&mut model, &config, &dir)?;
     let mut fresh = Mlp::new(1, &dev)?;
     load_adapter(&mut fresh, &dir)?;
-    let diff = (fresh.forward(&x)? - &before_merge)?.abs()?.max_all()?.to_scalar::<f32>()?;
-    println!("adapter saved to {} and reloaded: max |diff| = {diff:.2e}", dir.display());
+    let diff = (fresh.forward(&x)? - &before_merge)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
+    println!(
+        "adapter saved to {} and reloaded: max |diff| = {diff:.2e}",
+        dir.display()
+    );
     Ok(())
 }

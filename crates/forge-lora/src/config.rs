@@ -187,22 +187,37 @@ impl LoraConfig {
             return Err(invalid("r", "rank must be > 0, got 0".into()));
         }
         if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
-            return Err(invalid("lora_alpha", format!("must be finite and > 0, got {}", self.lora_alpha)));
+            return Err(invalid(
+                "lora_alpha",
+                format!("must be finite and > 0, got {}", self.lora_alpha),
+            ));
         }
         if !(0.0..1.0).contains(&self.lora_dropout) {
-            return Err(invalid("lora_dropout", format!("must be in [0, 1), got {}", self.lora_dropout)));
+            return Err(invalid(
+                "lora_dropout",
+                format!("must be in [0, 1), got {}", self.lora_dropout),
+            ));
         }
         if self.bias != "none" {
-            return Err(invalid("bias", format!("only \"none\" is supported, got {:?}", self.bias)));
+            return Err(invalid(
+                "bias",
+                format!("only \"none\" is supported, got {:?}", self.bias),
+            ));
         }
         if self.peft_type != "LORA" {
-            return Err(invalid("peft_type", format!("expected \"LORA\", got {:?}", self.peft_type)));
+            return Err(invalid(
+                "peft_type",
+                format!("expected \"LORA\", got {:?}", self.peft_type),
+            ));
         }
         match &self.init_lora_weights {
             InitLoraWeights::Bool(_) => {}
             InitLoraWeights::Named(s) if s == "gaussian" => {}
             InitLoraWeights::Named(s) => {
-                return Err(invalid("init_lora_weights", format!("supported: true, false, \"gaussian\"; got {s:?}")))
+                return Err(invalid(
+                    "init_lora_weights",
+                    format!("supported: true, false, \"gaussian\"; got {s:?}"),
+                ))
             }
         }
         match &self.target_modules {
@@ -215,7 +230,9 @@ impl LoraConfig {
             {
                 return Err(invalid(
                     "target_modules",
-                    format!("regular expressions are not supported, got {s:?}; pass a list of names"),
+                    format!(
+                        "regular expressions are not supported, got {s:?}; pass a list of names"
+                    ),
                 ))
             }
             _ => {}
@@ -268,9 +285,10 @@ impl LoraConfig {
     /// `"classifier"` also selects `"pre_classifier"`; Forge follows it so that adapter files
     /// agree with PEFT's.
     pub fn is_module_to_save(&self, module_path: &str) -> bool {
-        self.modules_to_save
-            .as_ref()
-            .is_some_and(|v| v.iter().any(|n| !n.is_empty() && module_path.ends_with(n.as_str())))
+        self.modules_to_save.as_ref().is_some_and(|v| {
+            v.iter()
+                .any(|n| !n.is_empty() && module_path.ends_with(n.as_str()))
+        })
     }
 }
 
@@ -303,22 +321,47 @@ mod tests {
     #[test]
     fn validate_rejects_bad_fields() {
         let mut c = LoraConfig::new(0, 8.0, &["q"]);
-        assert!(matches!(c.validate(), Err(LoraError::InvalidConfig { field: "r", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(LoraError::InvalidConfig { field: "r", .. })
+        ));
         c.r = 2;
         c.lora_dropout = 1.0;
-        assert!(matches!(c.validate(), Err(LoraError::InvalidConfig { field: "lora_dropout", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(LoraError::InvalidConfig {
+                field: "lora_dropout",
+                ..
+            })
+        ));
         c.lora_dropout = 0.0;
         c.lora_alpha = f64::NAN;
-        assert!(matches!(c.validate(), Err(LoraError::InvalidConfig { field: "lora_alpha", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(LoraError::InvalidConfig {
+                field: "lora_alpha",
+                ..
+            })
+        ));
         c.lora_alpha = 1.0;
         c.bias = "all".into();
-        assert!(matches!(c.validate(), Err(LoraError::InvalidConfig { field: "bias", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(LoraError::InvalidConfig { field: "bias", .. })
+        ));
         c.bias = "none".into();
         c.target_modules = TargetModules::Single(".*q".into());
-        assert!(matches!(c.validate(), Err(LoraError::InvalidConfig { field: "target_modules", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(LoraError::InvalidConfig {
+                field: "target_modules",
+                ..
+            })
+        ));
         c.target_modules = TargetModules::all_linear();
         assert!(c.validate().is_ok());
-        c.extra.insert("use_dora".into(), serde_json::Value::Bool(true));
+        c.extra
+            .insert("use_dora".into(), serde_json::Value::Bool(true));
         assert!(c.validate().is_err());
     }
 
@@ -344,6 +387,9 @@ mod tests {
 
     #[test]
     fn corrupt_json_is_typed() {
-        assert!(matches!(LoraConfig::from_json_str("{not json"), Err(LoraError::Corrupt { .. })));
+        assert!(matches!(
+            LoraConfig::from_json_str("{not json"),
+            Err(LoraError::Corrupt { .. })
+        ));
     }
 }

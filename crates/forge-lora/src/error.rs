@@ -30,10 +30,8 @@ pub enum LoraError {
         example: String,
     },
     /// An adapter file was made for another architecture (its modules do not exist in this model).
-    #[error("adapter {path:?} does not fit this {architecture} model: module {module:?} (from tensor {tensor:?}) does not exist in it; was the adapter trained on {adapter_base:?}?")]
+    #[error("the adapter does not fit this {architecture} model: module {module:?} (from tensor {tensor:?}) does not exist in it; the adapter was trained on {adapter_base:?}")]
     ArchitectureMismatch {
-        /// The adapter folder.
-        path: PathBuf,
         /// The model's architecture name.
         architecture: String,
         /// The first module path that is missing.

@@ -16,19 +16,35 @@ impl CustomOp2 for FrozenRhsGrad {
         "frozen-rhs-matmul"
     }
 
-    fn cpu_fwd(&self, _s1: &CpuStorage, _l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (start, end) = l2
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("frozen-rhs-matmul: product must be contiguous".into()))?;
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (start, end) = l2.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("frozen-rhs-matmul: product must be contiguous".into())
+        })?;
         let out = match s2 {
             CpuStorage::F32(v) => CpuStorage::F32(v[start..end].to_vec()),
             CpuStorage::F64(v) => CpuStorage::F64(v[start..end].to_vec()),
-            _ => return Err(candle_core::Error::Msg("frozen-rhs-matmul: only f32 / f64".into())),
+            _ => {
+                return Err(candle_core::Error::Msg(
+                    "frozen-rhs-matmul: only f32 / f64".into(),
+                ))
+            }
         };
         Ok((out, l2.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         Ok((Some(grad.matmul(&self.w)?), None))
     }
 }
@@ -66,7 +82,10 @@ mod tests {
         assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
         let ga = a.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let gb = b.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-        let (ga, gb) = (ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap());
+        let (ga, gb) = (
+            ga.get(x.as_tensor()).unwrap(),
+            gb.get(x.as_tensor()).unwrap(),
+        );
         assert_eq!(ga.to_vec2::<f32>().unwrap(), gb.to_vec2::<f32>().unwrap());
     }
 }

@@ -53,8 +53,14 @@ impl LoraInjector {
     /// [`LoraError::TargetNotFound`] naming the first target that matches no linear layer.
     pub fn resolve_targets<M: LoraModel + ?Sized>(&self, model: &mut M) -> Result<Vec<String>> {
         let arch = model.architecture();
-        let paths: Vec<String> = named_linears_mut(model).into_iter().map(|(p, _)| p).collect();
-        let candidates: Vec<&String> = paths.iter().filter(|p| !self.config.is_module_to_save(p)).collect();
+        let paths: Vec<String> = named_linears_mut(model)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        let candidates: Vec<&String> = paths
+            .iter()
+            .filter(|p| !self.config.is_module_to_save(p))
+            .collect();
         let not_found = |t: &str| LoraError::TargetNotFound {
             target: t.to_string(),
             architecture: arch.clone(),
@@ -104,7 +110,10 @@ impl LoraInjector {
                     &mut rng,
                 )
                 .map_err(|e| match e {
-                    LoraError::InvalidState { reason, .. } => LoraError::InvalidState { module: path.clone(), reason },
+                    LoraError::InvalidState { reason, .. } => LoraError::InvalidState {
+                        module: path.clone(),
+                        reason,
+                    },
                     e => e,
                 })?;
                 inj.adapted.push(path);
@@ -123,7 +132,11 @@ impl LoraInjector {
             }
             inj.modules_to_save.push(path);
         }
-        tracing::debug!(adapted = inj.adapted.len(), saved = inj.modules_to_save.len(), "LoRA injected");
+        tracing::debug!(
+            adapted = inj.adapted.len(),
+            saved = inj.modules_to_save.len(),
+            "LoRA injected"
+        );
         Ok(inj)
     }
 }
@@ -199,7 +212,11 @@ pub fn count_parameters<M: LoraModel + ?Sized>(model: &mut M) -> ParamCount {
                 if let Some(ad) = l.adapter() {
                     c.adapter += ad.num_params();
                     c.total += ad.num_params();
-                    c.trainable += [ad.a(), ad.b()].iter().filter(|p| p.is_trainable()).map(|p| p.elem_count()).sum::<usize>();
+                    c.trainable += [ad.a(), ad.b()]
+                        .iter()
+                        .filter(|p| p.is_trainable())
+                        .map(|p| p.elem_count())
+                        .sum::<usize>();
                 }
                 l.base_params_mut()
             }
@@ -232,17 +249,37 @@ pub struct ParamGroup {
 ///
 /// # Errors
 /// [`LoraError::InvalidConfig`] for a non-positive or non-finite `lr` or `ratio`.
-pub fn lora_plus_groups<M: LoraModel + ?Sized>(model: &mut M, lr: f64, ratio: f64) -> Result<Vec<ParamGroup>> {
+pub fn lora_plus_groups<M: LoraModel + ?Sized>(
+    model: &mut M,
+    lr: f64,
+    ratio: f64,
+) -> Result<Vec<ParamGroup>> {
     if !(lr.is_finite() && lr > 0.0) {
-        return Err(LoraError::InvalidConfig { field: "lr", reason: format!("must be finite and > 0, got {lr}") });
+        return Err(LoraError::InvalidConfig {
+            field: "lr",
+            reason: format!("must be finite and > 0, got {lr}"),
+        });
     }
     if !(ratio.is_finite() && ratio > 0.0) {
-        return Err(LoraError::InvalidConfig { field: "loraplus_lr_ratio", reason: format!("must be finite and > 0, got {ratio}") });
+        return Err(LoraError::InvalidConfig {
+            field: "loraplus_lr_ratio",
+            reason: format!("must be finite and > 0, got {ratio}"),
+        });
     }
-    let (b, rest): (Vec<_>, Vec<_>) = named_trainable(model).into_iter().partition(|(n, _)| n.ends_with(".lora_B.weight"));
+    let (b, rest): (Vec<_>, Vec<_>) = named_trainable(model)
+        .into_iter()
+        .partition(|(n, _)| n.ends_with(".lora_B.weight"));
     Ok(vec![
-        ParamGroup { name: "default".into(), vars: rest.into_iter().map(|(_, v)| v).collect(), lr },
-        ParamGroup { name: "lora_B".into(), vars: b.into_iter().map(|(_, v)| v).collect(), lr: lr * ratio },
+        ParamGroup {
+            name: "default".into(),
+            vars: rest.into_iter().map(|(_, v)| v).collect(),
+            lr,
+        },
+        ParamGroup {
+            name: "lora_B".into(),
+            vars: b.into_iter().map(|(_, v)| v).collect(),
+            lr: lr * ratio,
+        },
     ])
 }
 
@@ -291,25 +328,40 @@ pub const PEFT_PREFIX: &str = "base_model.model.";
 /// `base_model.model.<path>.lora_B.weight` `[out, r]`, and every parameter of the
 /// `modules_to_save` modules as `base_model.model.<path>.<local>` (PEFT strips the adapter name
 /// `modules_to_save.default` when saving).
-pub fn lora_state_dict<M: LoraModel + ?Sized>(model: &mut M, config: &LoraConfig) -> Vec<(String, Tensor)> {
+pub fn lora_state_dict<M: LoraModel + ?Sized>(
+    model: &mut M,
+    config: &LoraConfig,
+) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
     for (path, m) in model.named_modules_mut() {
         let save_all = config.is_module_to_save(&path);
         match m {
             ModuleMut::Linear(l) => {
                 if let Some(ad) = l.adapter() {
-                    out.push((format!("{PEFT_PREFIX}{path}.lora_A.weight"), ad.a().var().as_detached_tensor()));
-                    out.push((format!("{PEFT_PREFIX}{path}.lora_B.weight"), ad.b().var().as_detached_tensor()));
+                    out.push((
+                        format!("{PEFT_PREFIX}{path}.lora_A.weight"),
+                        ad.a().var().as_detached_tensor(),
+                    ));
+                    out.push((
+                        format!("{PEFT_PREFIX}{path}.lora_B.weight"),
+                        ad.b().var().as_detached_tensor(),
+                    ));
                 }
                 if save_all {
                     for (local, p) in l.base_params_mut() {
-                        out.push((format!("{PEFT_PREFIX}{path}.{local}"), p.var().as_detached_tensor()));
+                        out.push((
+                            format!("{PEFT_PREFIX}{path}.{local}"),
+                            p.var().as_detached_tensor(),
+                        ));
                     }
                 }
             }
             ModuleMut::Params(ps) if save_all => {
                 for (local, p) in ps {
-                    out.push((format!("{PEFT_PREFIX}{path}.{local}"), p.var().as_detached_tensor()));
+                    out.push((
+                        format!("{PEFT_PREFIX}{path}.{local}"),
+                        p.var().as_detached_tensor(),
+                    ));
                 }
             }
             ModuleMut::Params(_) => {}

@@ -5,7 +5,7 @@ use crate::model::ModuleMut;
 use crate::{LoraConfig, LoraError, LoraInjector, LoraModel, Result};
 use candle_core::{Device, Tensor};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// File name of the adapter weights.
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
@@ -13,7 +13,10 @@ pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
 
 fn io_err(path: &Path, source: std::io::Error) -> LoraError {
-    LoraError::Io { path: path.to_path_buf(), source }
+    LoraError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Write `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
@@ -22,8 +25,14 @@ fn io_err(path: &Path, source: std::io::Error) -> LoraError {
 /// [`LoraError::Io`] naming the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -47,8 +56,12 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)], path: &Path) -> Result<Ve
         .map(|(n, t)| Ok((n.clone(), t.contiguous()?)))
         .collect::<Result<_>>()?;
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    safetensors::serialize(contiguous.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-        .map_err(|e| LoraError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
+    safetensors::serialize(contiguous.iter().map(|(n, t)| (n.as_str(), t)), Some(meta)).map_err(
+        |e| LoraError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+    )
 }
 
 /// Read a safetensors file into named tensors on `device`.
@@ -58,8 +71,10 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)], path: &Path) -> Result<Ve
 /// is not valid safetensors.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| LoraError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
+    candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| LoraError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Save the adapter of `model` in PEFT's format into folder `dir` (created if needed):
@@ -68,17 +83,26 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, 
 ///
 /// # Errors
 /// [`LoraError::InvalidState`] if the model has no adapter; [`LoraError::Io`] on write failure.
-pub fn save_adapter<M: LoraModel + ?Sized>(model: &mut M, config: &LoraConfig, dir: &Path) -> Result<()> {
+pub fn save_adapter<M: LoraModel + ?Sized>(
+    model: &mut M,
+    config: &LoraConfig,
+    dir: &Path,
+) -> Result<()> {
     let sd = lora_state_dict(model, config);
     if !sd.iter().any(|(k, _)| k.ends_with(".lora_A.weight")) {
-        return Err(LoraError::InvalidState { module: model.architecture(), reason: "has no LoRA adapter to save".into() });
+        return Err(LoraError::InvalidState {
+            module: model.architecture(),
+            reason: "has no LoRA adapter to save".into(),
+        });
     }
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let wpath = dir.join(ADAPTER_WEIGHTS);
     write_atomic(&wpath, &safetensors_bytes(&sd, &wpath)?)?;
     let cpath = dir.join(ADAPTER_CONFIG);
-    let json = serde_json::to_string_pretty(config)
-        .map_err(|e| LoraError::Corrupt { path: cpath.clone(), reason: e.to_string() })?;
+    let json = serde_json::to_string_pretty(config).map_err(|e| LoraError::Corrupt {
+        path: cpath.clone(),
+        reason: e.to_string(),
+    })?;
     write_atomic(&cpath, json.as_bytes())
 }
 
@@ -89,8 +113,10 @@ pub fn save_adapter<M: LoraModel + ?Sized>(model: &mut M, config: &LoraConfig, d
 pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
     let cpath = dir.join(ADAPTER_CONFIG);
     let text = std::fs::read_to_string(&cpath).map_err(|e| io_err(&cpath, e))?;
-    let cfg: LoraConfig = serde_json::from_str(&text)
-        .map_err(|e| LoraError::Corrupt { path: cpath.clone(), reason: e.to_string() })?;
+    let cfg: LoraConfig = serde_json::from_str(&text).map_err(|e| LoraError::Corrupt {
+        path: cpath.clone(),
+        reason: e.to_string(),
+    })?;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -125,11 +151,13 @@ pub fn load_adapter<M: LoraModel + ?Sized>(model: &mut M, dir: &Path) -> Result<
     let tensors = read_safetensors(&wpath, &device)?;
     let arch = model.architecture();
     let mismatch = |module: &str, tensor: &str| LoraError::ArchitectureMismatch {
-        path: dir.to_path_buf(),
         architecture: arch.clone(),
         module: module.to_string(),
         tensor: tensor.to_string(),
-        adapter_base: config.base_model_name_or_path.clone().unwrap_or_else(|| "an unknown model".into()),
+        adapter_base: config
+            .base_model_name_or_path
+            .clone()
+            .unwrap_or_else(|| "an unknown model".into()),
     };
     // 1. every key must name a module (and parameter) of this model.
     let mut known: HashMap<String, (bool, Vec<&'static str>)> = HashMap::new();
@@ -156,7 +184,9 @@ pub fn load_adapter<M: LoraModel + ?Sized>(model: &mut M, dir: &Path) -> Result<
             (full, None) => {
                 let ok = full
                     .rsplit_once('.')
-                    .and_then(|(path, local)| known.get(path).map(|(_, locals)| locals.contains(&local)))
+                    .and_then(|(path, local)| {
+                        known.get(path).map(|(_, locals)| locals.contains(&local))
+                    })
                     .unwrap_or(false);
                 if !ok {
                     return Err(mismatch(&full, key));
@@ -167,13 +197,18 @@ pub fn load_adapter<M: LoraModel + ?Sized>(model: &mut M, dir: &Path) -> Result<
     // 2. inject as the config says, then copy values.
     let injection = LoraInjector::new(config.clone())?.inject(model)?;
     let adapted: HashSet<&String> = injection.adapted.iter().collect();
-    let by_path: HashMap<(String, Option<&'static str>), &String> = keys.iter().map(|k| (parse_key(k), *k)).collect();
-    let get = |path: &str, kind: Option<&'static str>, shown: String| -> Result<(&String, &Tensor)> {
-        let key = by_path
-            .get(&(path.to_string(), kind))
-            .ok_or(LoraError::MissingTensor { tensor: shown, path: wpath.clone() })?;
-        Ok((key, &tensors[*key]))
-    };
+    let by_path: HashMap<(String, Option<&'static str>), &String> =
+        keys.iter().map(|k| (parse_key(k), *k)).collect();
+    let get =
+        |path: &str, kind: Option<&'static str>, shown: String| -> Result<(&String, &Tensor)> {
+            let key = by_path
+                .get(&(path.to_string(), kind))
+                .ok_or(LoraError::MissingTensor {
+                    tensor: shown,
+                    path: wpath.clone(),
+                })?;
+            Ok((key, &tensors[*key]))
+        };
     for (path, m) in model.named_modules_mut() {
         match m {
             ModuleMut::Linear(l) => {
@@ -182,9 +217,17 @@ pub fn load_adapter<M: LoraModel + ?Sized>(model: &mut M, dir: &Path) -> Result<
                         module: path.clone(),
                         reason: "adapter vanished during loading".into(),
                     })?;
-                    let (ka, ta) = get(&path, Some("lora_A"), format!("{PEFT_PREFIX}{path}.lora_A.weight"))?;
+                    let (ka, ta) = get(
+                        &path,
+                        Some("lora_A"),
+                        format!("{PEFT_PREFIX}{path}.lora_A.weight"),
+                    )?;
                     ad.a().set(ka, ta)?;
-                    let (kb, tb) = get(&path, Some("lora_B"), format!("{PEFT_PREFIX}{path}.lora_B.weight"))?;
+                    let (kb, tb) = get(
+                        &path,
+                        Some("lora_B"),
+                        format!("{PEFT_PREFIX}{path}.lora_B.weight"),
+                    )?;
                     ad.b().set(kb, tb)?;
                 }
                 if injection.modules_to_save.contains(&path) {
@@ -215,9 +258,4 @@ fn first_device<M: LoraModel + ?Sized>(model: &mut M) -> Device {
         .first()
         .map(|(_, p)| p.var().device().clone())
         .unwrap_or(Device::Cpu)
-}
-
-/// The folder path as given (helper for error messages in callers).
-pub fn adapter_paths(dir: &Path) -> (PathBuf, PathBuf) {
-    (dir.join(ADAPTER_WEIGHTS), dir.join(ADAPTER_CONFIG))
 }

@@ -56,8 +56,8 @@ pub use config::{name_matches, InitLoraWeights, LoraConfig, TargetModules};
 pub use error::{LoraError, Result};
 pub use injector::{
     count_parameters, freeze_base, lora_plus_groups, lora_state_dict, merge_all, named_trainable,
-    set_lora_training, trainable_vars, unfreeze_base, unmerge_all, Injection, LoraInjector, ParamCount,
-    ParamGroup, PEFT_PREFIX,
+    set_lora_training, trainable_vars, unfreeze_base, unmerge_all, Injection, LoraInjector,
+    ParamCount, ParamGroup, PEFT_PREFIX,
 };
 pub use io::{load_adapter, read_adapter_config, save_adapter};
 pub use linear::{LoraAdapter, LoraLinear};

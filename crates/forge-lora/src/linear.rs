@@ -117,7 +117,11 @@ impl LoraLinear {
         rng: &mut ForgeRng,
     ) -> Result<Self> {
         let w = (randn(&[out_f, in_f], DType::F32, device, rng)? * std)?;
-        let b = if with_bias { Some(Tensor::zeros(out_f, DType::F32, device)?) } else { None };
+        let b = if with_bias {
+            Some(Tensor::zeros(out_f, DType::F32, device)?)
+        } else {
+            None
+        };
         Self::new(&w, b.as_ref())
     }
 
@@ -197,13 +201,22 @@ impl LoraLinear {
             });
         }
         if r == 0 {
-            return Err(LoraError::InvalidConfig { field: "r", reason: "rank must be > 0, got 0".into() });
+            return Err(LoraError::InvalidConfig {
+                field: "r",
+                reason: "rank must be > 0, got 0".into(),
+            });
         }
         if !scaling.is_finite() {
-            return Err(LoraError::InvalidConfig { field: "lora_alpha", reason: format!("scaling {scaling} is not finite") });
+            return Err(LoraError::InvalidConfig {
+                field: "lora_alpha",
+                reason: format!("scaling {scaling} is not finite"),
+            });
         }
         if !(0.0..1.0).contains(&dropout) {
-            return Err(LoraError::InvalidConfig { field: "lora_dropout", reason: format!("must be in [0, 1), got {dropout}") });
+            return Err(LoraError::InvalidConfig {
+                field: "lora_dropout",
+                reason: format!("must be in [0, 1), got {dropout}"),
+            });
         }
         let (out_f, in_f) = (self.out_features(), self.in_features());
         let dev = self.weight.var().device().clone();
@@ -226,7 +239,13 @@ impl LoraLinear {
                 Tensor::zeros((out_f, r), dtype, &dev)?,
             ),
         };
-        self.adapter = Some(LoraAdapter { a: Param::new(&a, true)?, b: Param::new(&b, true)?, r, scaling, dropout });
+        self.adapter = Some(LoraAdapter {
+            a: Param::new(&a, true)?,
+            b: Param::new(&b, true)?,
+            r,
+            scaling,
+            dropout,
+        });
         Ok(())
     }
 
@@ -266,14 +285,21 @@ impl LoraLinear {
     }
 
     fn checked_delta(&self, want_merged: bool) -> Result<Tensor> {
-        let ad = self.adapter.as_ref().ok_or_else(|| LoraError::InvalidState {
-            module: "<layer>".into(),
-            reason: "has no LoRA adapter".into(),
-        })?;
+        let ad = self
+            .adapter
+            .as_ref()
+            .ok_or_else(|| LoraError::InvalidState {
+                module: "<layer>".into(),
+                reason: "has no LoRA adapter".into(),
+            })?;
         if self.merged != want_merged {
             return Err(LoraError::InvalidState {
                 module: "<layer>".into(),
-                reason: if want_merged { "is not merged".into() } else { "is already merged".into() },
+                reason: if want_merged {
+                    "is not merged".into()
+                } else {
+                    "is already merged".into()
+                },
             });
         }
         ad.delta_weight()
@@ -313,7 +339,9 @@ impl LoraLinear {
             } else {
                 x2
             };
-            let z = xd.matmul(&ad.a.tensor().t()?)?.matmul(&ad.b.tensor().t()?)?;
+            let z = xd
+                .matmul(&ad.a.tensor().t()?)?
+                .matmul(&ad.b.tensor().t()?)?;
             y = (y + (z * ad.scaling)?)?;
         }
         let mut out_dims = dims;
@@ -351,7 +379,8 @@ mod tests {
     fn adapter_starts_as_noop_and_merge_roundtrips() {
         let mut l = layer();
         let mut rng = forge_linalg::seeded_rng(0);
-        l.add_adapter(2, 4.0, 0.0, &InitLoraWeights::Bool(true), &mut rng).unwrap();
+        l.add_adapter(2, 4.0, 0.0, &InitLoraWeights::Bool(true), &mut rng)
+            .unwrap();
         let bound = 1.0 / 3f32.sqrt();
         let a: Vec<Vec<f32>> = l.adapter().unwrap().a().tensor().to_vec2().unwrap();
         assert!(a.iter().flatten().all(|v| v.abs() <= bound && *v != 0.0));
@@ -362,13 +391,30 @@ mod tests {
         l.adapter().unwrap().b().set("b", &b).unwrap();
         let y1 = l.forward(&x).unwrap();
         let a_t = l.adapter().unwrap().a().tensor();
-        let want = (&y0 + x.broadcast_matmul(&(b.matmul(&a_t).unwrap() * 4.0).unwrap().t().unwrap()).unwrap()).unwrap();
-        let d = (y1.clone() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let want = (&y0
+            + x.broadcast_matmul(&(b.matmul(&a_t).unwrap() * 4.0).unwrap().t().unwrap())
+                .unwrap())
+        .unwrap();
+        let d = (y1.clone() - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(d < 1e-6, "{d}");
         l.merge().unwrap();
         assert!(matches!(l.merge(), Err(LoraError::InvalidState { .. })));
         let y2 = l.forward(&x).unwrap();
-        let d = (y1 - y2).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (y1 - y2)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(d < 1e-6, "{d}");
         l.unmerge().unwrap();
         let w: Vec<Vec<f32>> = l.weight().tensor().to_vec2().unwrap();
@@ -382,6 +428,9 @@ mod tests {
         assert!(l.forward(&x).is_err());
         let bad_bias = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
         let w = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
-        assert!(matches!(LoraLinear::new(&w, Some(&bad_bias)), Err(LoraError::ShapeMismatch { .. })));
+        assert!(matches!(
+            LoraLinear::new(&w, Some(&bad_bias)),
+            Err(LoraError::ShapeMismatch { .. })
+        ));
     }
 }

@@ -79,7 +79,9 @@ impl Param {
                 got: value.dims().to_vec(),
             });
         }
-        let value = value.to_dtype(self.var.dtype())?.to_device(self.var.device())?;
+        let value = value
+            .to_dtype(self.var.dtype())?
+            .to_device(self.var.device())?;
         self.var.set(&value)?;
         Ok(())
     }

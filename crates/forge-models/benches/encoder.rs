@@ -7,7 +7,9 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use criterion::{criterion_group, criterion_main, Criterion};
 use forge_lora::{trainable_vars, LoraConfig, LoraInjector};
 use forge_models::perf::{synthetic_batch, tune_allocator};
-use forge_models::{train_step, DistilBertConfig, DistilBertForSequenceClassification, SequenceClassifier};
+use forge_models::{
+    train_step, DistilBertConfig, DistilBertForSequenceClassification, SequenceClassifier,
+};
 
 fn bench(c: &mut Criterion) {
     tune_allocator();
@@ -18,17 +20,40 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
 
     let mut full = DistilBertForSequenceClassification::new_random(&cfg, 0, &dev).unwrap();
-    g.bench_function("forward", |b| b.iter(|| full.forward(&ids, Some(&mask)).unwrap()));
+    g.bench_function("forward", |b| {
+        b.iter(|| full.forward(&ids, Some(&mask)).unwrap())
+    });
     full.set_training(true);
-    let mut opt = AdamW::new(trainable_vars(&mut full), ParamsAdamW { lr: 2e-5, ..Default::default() }).unwrap();
-    g.bench_function("full_ft_step", |b| b.iter(|| train_step(&full, &mut opt, &ids, Some(&mask), &labels).unwrap()));
+    let mut opt = AdamW::new(
+        trainable_vars(&mut full),
+        ParamsAdamW {
+            lr: 2e-5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    g.bench_function("full_ft_step", |b| {
+        b.iter(|| train_step(&full, &mut opt, &ids, Some(&mask), &labels).unwrap())
+    });
     drop(full);
 
     let mut lora = DistilBertForSequenceClassification::new_random(&cfg, 0, &dev).unwrap();
-    LoraInjector::new(LoraConfig::new(4, 8.0, &["q_lin", "v_lin"]).with_dropout(0.1)).unwrap().inject(&mut lora).unwrap();
+    LoraInjector::new(LoraConfig::new(4, 8.0, &["q_lin", "v_lin"]).with_dropout(0.1))
+        .unwrap()
+        .inject(&mut lora)
+        .unwrap();
     lora.set_training(true);
-    let mut opt = AdamW::new(trainable_vars(&mut lora), ParamsAdamW { lr: 1e-3, ..Default::default() }).unwrap();
-    g.bench_function("lora_r4_qv_step", |b| b.iter(|| train_step(&lora, &mut opt, &ids, Some(&mask), &labels).unwrap()));
+    let mut opt = AdamW::new(
+        trainable_vars(&mut lora),
+        ParamsAdamW {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    g.bench_function("lora_r4_qv_step", |b| {
+        b.iter(|| train_step(&lora, &mut opt, &ids, Some(&mask), &labels).unwrap())
+    });
     g.finish();
     let _ = opt.learning_rate();
 }

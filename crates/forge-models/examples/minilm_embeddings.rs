@@ -14,7 +14,10 @@ fn main() -> anyhow::Result<()> {
         .or_else(|| std::env::var("FORGE_MINILM_DIR").ok())
         .unwrap_or_else(|| "sentence-transformers/all-MiniLM-L6-v2".into());
     let files = ModelFiles::resolve(&source)?;
-    let tokenizer_path = files.tokenizer.clone().ok_or_else(|| anyhow::anyhow!("{} has no tokenizer.json", files.dir.display()))?;
+    let tokenizer_path = files
+        .tokenizer
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("{} has no tokenizer.json", files.dir.display()))?;
     let tokenizer = TextTokenizer::from_file(&tokenizer_path, 128)?;
     let model = AnyEncoder::from_files(&files, &Device::Cpu)?;
 

@@ -7,7 +7,9 @@ use candle_core::Device;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use forge_lora::{trainable_vars, LoraConfig, LoraInjector};
 use forge_models::perf::{synthetic_batch, tune_allocator};
-use forge_models::{train_step, DistilBertConfig, DistilBertForSequenceClassification, SequenceClassifier};
+use forge_models::{
+    train_step, DistilBertConfig, DistilBertForSequenceClassification, SequenceClassifier,
+};
 use std::time::Instant;
 
 fn time_ms(n: usize, mut f: impl FnMut()) -> f64 {
@@ -21,27 +23,45 @@ fn time_ms(n: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let tuned = tune_allocator();
-    let n: usize = std::env::var("STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let n: usize = std::env::var("STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let dev = Device::Cpu;
     let cfg = DistilBertConfig::default();
     let (ids, mask, labels) = synthetic_batch(16, 64, cfg.vocab_size, 2, 0, &dev)?;
-    println!("DistilBERT-base, batch 16 x seq 64, mallopt tuned: {tuned}, {n} timed iterations each");
+    println!(
+        "DistilBERT-base, batch 16 x seq 64, mallopt tuned: {tuned}, {n} timed iterations each"
+    );
 
     let mut m = DistilBertForSequenceClassification::new_random(&cfg, 0, &dev)?;
     let fwd = time_ms(n, || {
         m.forward(&ids, Some(&mask)).unwrap();
     });
     m.set_training(true);
-    let mut opt = AdamW::new(trainable_vars(&mut m), ParamsAdamW { lr: 2e-5, ..Default::default() })?;
+    let mut opt = AdamW::new(
+        trainable_vars(&mut m),
+        ParamsAdamW {
+            lr: 2e-5,
+            ..Default::default()
+        },
+    )?;
     let full = time_ms(n, || {
         train_step(&m, &mut opt, &ids, Some(&mask), &labels).unwrap();
     });
     drop((m, opt));
 
     let mut m = DistilBertForSequenceClassification::new_random(&cfg, 0, &dev)?;
-    LoraInjector::new(LoraConfig::new(4, 8.0, &["q_lin", "v_lin"]).with_dropout(0.1))?.inject(&mut m)?;
+    LoraInjector::new(LoraConfig::new(4, 8.0, &["q_lin", "v_lin"]).with_dropout(0.1))?
+        .inject(&mut m)?;
     m.set_training(true);
-    let mut opt = AdamW::new(trainable_vars(&mut m), ParamsAdamW { lr: 1e-3, ..Default::default() })?;
+    let mut opt = AdamW::new(
+        trainable_vars(&mut m),
+        ParamsAdamW {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )?;
     let lora = time_ms(n, || {
         train_step(&m, &mut opt, &ids, Some(&mask), &labels).unwrap();
     });

@@ -2,7 +2,9 @@
 //! checkpoints (e.g. sentence-transformers/all-MiniLM-L6-v2).
 
 use crate::config::{Activation, BertConfig};
-use crate::layers::{activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm, Source};
+use crate::layers::{
+    activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm, Source,
+};
 use crate::{ModelError, Result, SequenceClassifier, TextEncoder};
 use candle_core::{DType, Device, Tensor};
 use forge_lora::{LoraLinear, LoraModel, ModuleMut};
@@ -51,7 +53,13 @@ pub struct BertModel {
 }
 
 impl BertModel {
-    pub(crate) fn build(config: &BertConfig, prefix: &str, with_pooler: bool, pooler_required: bool, src: &mut Source<'_>) -> Result<Self> {
+    pub(crate) fn build(
+        config: &BertConfig,
+        prefix: &str,
+        with_pooler: bool,
+        pooler_required: bool,
+        src: &mut Source<'_>,
+    ) -> Result<Self> {
         config.validate()?;
         let c = config;
         let n = |rest: &str| -> Vec<String> {
@@ -66,9 +74,24 @@ impl BertModel {
         };
         let h = c.hidden_size;
         let eps = c.layer_norm_eps;
-        let word_embeddings = src.embedding(&n("embeddings.word_embeddings"), c.vocab_size, h, c.pad_token_id)?;
-        let position_embeddings = src.embedding(&n("embeddings.position_embeddings"), c.max_position_embeddings, h, None)?;
-        let token_type_embeddings = src.embedding(&n("embeddings.token_type_embeddings"), c.type_vocab_size, h, None)?;
+        let word_embeddings = src.embedding(
+            &n("embeddings.word_embeddings"),
+            c.vocab_size,
+            h,
+            c.pad_token_id,
+        )?;
+        let position_embeddings = src.embedding(
+            &n("embeddings.position_embeddings"),
+            c.max_position_embeddings,
+            h,
+            None,
+        )?;
+        let token_type_embeddings = src.embedding(
+            &n("embeddings.token_type_embeddings"),
+            c.type_vocab_size,
+            h,
+            None,
+        )?;
         let embeddings_norm = src.norm(&n("embeddings.LayerNorm"), h, eps)?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -84,8 +107,22 @@ impl BertModel {
                 output_norm: src.norm(&l("output.LayerNorm"), h, eps)?,
             });
         }
-        let pooler = if with_pooler { Some(src.linear(&n("pooler.dense"), h, h, pooler_required)?) } else { None };
-        Ok(Self { config: c.clone(), prefix: prefix.to_string(), word_embeddings, position_embeddings, token_type_embeddings, embeddings_norm, layers, pooler, training: false })
+        let pooler = if with_pooler {
+            Some(src.linear(&n("pooler.dense"), h, h, pooler_required)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            config: c.clone(),
+            prefix: prefix.to_string(),
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_norm,
+            layers,
+            pooler,
+            training: false,
+        })
     }
 
     /// A randomly initialised encoder with pooler (Hugging Face's init, seeded).
@@ -93,7 +130,12 @@ impl BertModel {
     /// # Errors
     /// [`ModelError::Config`] for an invalid config.
     pub fn new_random(config: &BertConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source { weights: None, rng: forge_linalg::seeded_rng(seed), std: config.initializer_range, device: device.clone() };
+        let mut src = Source {
+            weights: None,
+            rng: forge_linalg::seeded_rng(seed),
+            std: config.initializer_range,
+            device: device.clone(),
+        };
         Self::build(config, "", true, false, &mut src)
     }
 
@@ -102,9 +144,21 @@ impl BertModel {
     ///
     /// # Errors
     /// [`ModelError::MissingTensor`] / [`ModelError::ShapeMismatch`] naming the tensor.
-    pub fn from_weights(config: &BertConfig, weights: &crate::Weights, device: &Device) -> Result<Self> {
-        let has_pooler = weights.names().iter().any(|n| n.ends_with("pooler.dense.weight"));
-        let mut src = Source { weights: Some(weights), rng: forge_linalg::seeded_rng(0), std: config.initializer_range, device: device.clone() };
+    pub fn from_weights(
+        config: &BertConfig,
+        weights: &crate::Weights,
+        device: &Device,
+    ) -> Result<Self> {
+        let has_pooler = weights
+            .names()
+            .iter()
+            .any(|n| n.ends_with("pooler.dense.weight"));
+        let mut src = Source {
+            weights: Some(weights),
+            rng: forge_linalg::seeded_rng(0),
+            std: config.initializer_range,
+            device: device.clone(),
+        };
         Self::build(config, "", has_pooler, true, &mut src)
     }
 
@@ -123,9 +177,19 @@ impl BertModel {
     ///
     /// # Errors
     /// [`ModelError::InvalidInput`] for bad ids, mask or token types.
-    pub fn forward_with_types(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, token_type_ids: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward_with_types(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        token_type_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let c = &self.config;
-        let (ids, mask) = check_inputs(input_ids, attention_mask, c.vocab_size, c.max_position_embeddings)?;
+        let (ids, mask) = check_inputs(
+            input_ids,
+            attention_mask,
+            c.vocab_size,
+            c.max_position_embeddings,
+        )?;
         let (b, s) = ids.dims2()?;
         let train = self.training;
         let act = Activation::parse("hidden_act", &c.hidden_act)?;
@@ -133,23 +197,48 @@ impl BertModel {
             Some(t) => {
                 let (t, _) = check_inputs(t, None, c.type_vocab_size, c.max_position_embeddings)?;
                 if t.dims() != [b, s] {
-                    return Err(ModelError::InvalidInput { what: "token_type_ids", reason: format!("expected shape [{b}, {s}], got {:?}", t.dims()) });
+                    return Err(ModelError::InvalidInput {
+                        what: "token_type_ids",
+                        reason: format!("expected shape [{b}, {s}], got {:?}", t.dims()),
+                    });
                 }
                 t
             }
             None => Tensor::zeros((b, s), DType::U32, ids.device())?,
         };
         let pos = Tensor::arange(0u32, s as u32, ids.device())?.unsqueeze(0)?;
-        let x = (self.word_embeddings.forward(&ids)? + self.token_type_embeddings.forward(&types)?)?
-            .broadcast_add(&self.position_embeddings.forward(&pos)?)?;
-        let mut x = dropout(&self.embeddings_norm.forward(&x)?, c.hidden_dropout_prob, train)?;
+        let x = (self.word_embeddings.forward(&ids)?
+            + self.token_type_embeddings.forward(&types)?)?
+        .broadcast_add(&self.position_embeddings.forward(&pos)?)?;
+        let mut x = dropout(
+            &self.embeddings_norm.forward(&x)?,
+            c.hidden_dropout_prob,
+            train,
+        )?;
         let mask = additive_mask(&mask)?;
         for l in &self.layers {
-            let ctx = self_attention(&l.query, &l.key, &l.value, &x, &mask, c.num_attention_heads, c.attention_probs_dropout_prob, train)?;
-            let a = dropout(&l.attention_output.forward_t(&ctx, train)?, c.hidden_dropout_prob, train)?;
+            let ctx = self_attention(
+                &l.query,
+                &l.key,
+                &l.value,
+                &x,
+                &mask,
+                c.num_attention_heads,
+                c.attention_probs_dropout_prob,
+                train,
+            )?;
+            let a = dropout(
+                &l.attention_output.forward_t(&ctx, train)?,
+                c.hidden_dropout_prob,
+                train,
+            )?;
             let a = l.attention_norm.forward(&(a + &x)?)?;
             let h = activate(&l.intermediate.forward_t(&a, train)?, act)?;
-            let h = dropout(&l.output.forward_t(&h, train)?, c.hidden_dropout_prob, train)?;
+            let h = dropout(
+                &l.output.forward_t(&h, train)?,
+                c.hidden_dropout_prob,
+                train,
+            )?;
             x = l.output_norm.forward(&(h + a)?)?;
         }
         Ok(x)
@@ -163,7 +252,10 @@ impl BertModel {
     /// # Errors
     /// [`ModelError::Config`] when the model has no pooler.
     pub fn pool(&self, hidden: &Tensor) -> Result<Tensor> {
-        let pooler = self.pooler.as_ref().ok_or(ModelError::Config { field: "pooler", reason: "this checkpoint has no pooler".into() })?;
+        let pooler = self.pooler.as_ref().ok_or(ModelError::Config {
+            field: "pooler",
+            reason: "this checkpoint has no pooler".into(),
+        })?;
         let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         Ok(pooler.forward_t(&first, self.training)?.tanh()?)
     }
@@ -181,20 +273,53 @@ impl BertModel {
 
     pub(crate) fn push_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
         let p = self.prefix.clone();
-        out.push((format!("{p}embeddings.word_embeddings"), ModuleMut::Params(vec![("weight", &mut self.word_embeddings.weight)])));
-        out.push((format!("{p}embeddings.position_embeddings"), ModuleMut::Params(vec![("weight", &mut self.position_embeddings.weight)])));
-        out.push((format!("{p}embeddings.token_type_embeddings"), ModuleMut::Params(vec![("weight", &mut self.token_type_embeddings.weight)])));
-        out.push((format!("{p}embeddings.LayerNorm"), ModuleMut::Params(self.embeddings_norm.params_mut())));
+        out.push((
+            format!("{p}embeddings.word_embeddings"),
+            ModuleMut::Params(vec![("weight", &mut self.word_embeddings.weight)]),
+        ));
+        out.push((
+            format!("{p}embeddings.position_embeddings"),
+            ModuleMut::Params(vec![("weight", &mut self.position_embeddings.weight)]),
+        ));
+        out.push((
+            format!("{p}embeddings.token_type_embeddings"),
+            ModuleMut::Params(vec![("weight", &mut self.token_type_embeddings.weight)]),
+        ));
+        out.push((
+            format!("{p}embeddings.LayerNorm"),
+            ModuleMut::Params(self.embeddings_norm.params_mut()),
+        ));
         for (i, l) in self.layers.iter_mut().enumerate() {
             let b = format!("{p}encoder.layer.{i}.");
-            out.push((format!("{b}attention.self.query"), ModuleMut::Linear(&mut l.query)));
-            out.push((format!("{b}attention.self.key"), ModuleMut::Linear(&mut l.key)));
-            out.push((format!("{b}attention.self.value"), ModuleMut::Linear(&mut l.value)));
-            out.push((format!("{b}attention.output.dense"), ModuleMut::Linear(&mut l.attention_output)));
-            out.push((format!("{b}attention.output.LayerNorm"), ModuleMut::Params(l.attention_norm.params_mut())));
-            out.push((format!("{b}intermediate.dense"), ModuleMut::Linear(&mut l.intermediate)));
+            out.push((
+                format!("{b}attention.self.query"),
+                ModuleMut::Linear(&mut l.query),
+            ));
+            out.push((
+                format!("{b}attention.self.key"),
+                ModuleMut::Linear(&mut l.key),
+            ));
+            out.push((
+                format!("{b}attention.self.value"),
+                ModuleMut::Linear(&mut l.value),
+            ));
+            out.push((
+                format!("{b}attention.output.dense"),
+                ModuleMut::Linear(&mut l.attention_output),
+            ));
+            out.push((
+                format!("{b}attention.output.LayerNorm"),
+                ModuleMut::Params(l.attention_norm.params_mut()),
+            ));
+            out.push((
+                format!("{b}intermediate.dense"),
+                ModuleMut::Linear(&mut l.intermediate),
+            ));
             out.push((format!("{b}output.dense"), ModuleMut::Linear(&mut l.output)));
-            out.push((format!("{b}output.LayerNorm"), ModuleMut::Params(l.output_norm.params_mut())));
+            out.push((
+                format!("{b}output.LayerNorm"),
+                ModuleMut::Params(l.output_norm.params_mut()),
+            ));
         }
         if let Some(pl) = self.pooler.as_mut() {
             out.push((format!("{p}pooler.dense"), ModuleMut::Linear(pl)));
@@ -235,8 +360,17 @@ pub struct BertForSequenceClassification {
 impl BertForSequenceClassification {
     pub(crate) fn build(config: &BertConfig, src: &mut Source<'_>) -> Result<Self> {
         let bert = BertModel::build(config, "bert.", true, false, src)?;
-        let classifier = src.linear(&["classifier".to_string()], config.hidden_size, config.num_labels(), false)?;
-        Ok(Self { bert, classifier, training: false })
+        let classifier = src.linear(
+            &["classifier".to_string()],
+            config.hidden_size,
+            config.num_labels(),
+            false,
+        )?;
+        Ok(Self {
+            bert,
+            classifier,
+            training: false,
+        })
     }
 
     /// A randomly initialised model (Hugging Face's init, seeded).
@@ -244,7 +378,12 @@ impl BertForSequenceClassification {
     /// # Errors
     /// [`ModelError::Config`] for an invalid config.
     pub fn new_random(config: &BertConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source { weights: None, rng: forge_linalg::seeded_rng(seed), std: config.initializer_range, device: device.clone() };
+        let mut src = Source {
+            weights: None,
+            rng: forge_linalg::seeded_rng(seed),
+            std: config.initializer_range,
+            device: device.clone(),
+        };
         Self::build(config, &mut src)
     }
 
@@ -252,8 +391,18 @@ impl BertForSequenceClassification {
     ///
     /// # Errors
     /// [`ModelError::MissingTensor`] / [`ModelError::ShapeMismatch`] naming the tensor.
-    pub fn from_weights(config: &BertConfig, weights: &crate::Weights, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source { weights: Some(weights), rng: forge_linalg::seeded_rng(seed), std: config.initializer_range, device: device.clone() };
+    pub fn from_weights(
+        config: &BertConfig,
+        weights: &crate::Weights,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut src = Source {
+            weights: Some(weights),
+            rng: forge_linalg::seeded_rng(seed),
+            std: config.initializer_range,
+            device: device.clone(),
+        };
         Self::build(config, &mut src)
     }
 }
@@ -273,7 +422,11 @@ impl LoraModel for BertForSequenceClassification {
 impl SequenceClassifier for BertForSequenceClassification {
     fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         let h = self.bert.forward(input_ids, attention_mask)?;
-        let pooled = dropout(&self.bert.pool(&h)?, self.bert.config.classifier_dropout(), self.training)?;
+        let pooled = dropout(
+            &self.bert.pool(&h)?,
+            self.bert.config.classifier_dropout(),
+            self.training,
+        )?;
         Ok(self.classifier.forward_t(&pooled, self.training)?)
     }
     fn set_training(&mut self, training: bool) {

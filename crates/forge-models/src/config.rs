@@ -26,13 +26,19 @@ impl Activation {
             "gelu" => Ok(Self::Gelu),
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
             "relu" => Ok(Self::Relu),
-            other => Err(ModelError::Config { field, reason: format!("unsupported activation {other:?}") }),
+            other => Err(ModelError::Config {
+                field,
+                reason: format!("unsupported activation {other:?}"),
+            }),
         }
     }
 }
 
 fn labels_of(num_labels: Option<usize>, id2label: &Option<BTreeMap<String, String>>) -> usize {
-    num_labels.or_else(|| id2label.as_ref().map(|m| m.len())).filter(|n| *n > 0).unwrap_or(2)
+    num_labels
+        .or_else(|| id2label.as_ref().map(|m| m.len()))
+        .filter(|n| *n > 0)
+        .unwrap_or(2)
 }
 
 /// DistilBERT's `config.json` (Sanh et al. 2019, "DistilBERT, a distilled version of BERT").
@@ -142,11 +148,28 @@ impl DistilBertConfig {
     /// # Errors
     /// [`ModelError::Config`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        check_dims(&[("vocab_size", self.vocab_size), ("dim", self.dim), ("n_layers", self.n_layers), ("n_heads", self.n_heads), ("hidden_dim", self.hidden_dim), ("max_position_embeddings", self.max_position_embeddings)])?;
+        check_dims(&[
+            ("vocab_size", self.vocab_size),
+            ("dim", self.dim),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("hidden_dim", self.hidden_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ])?;
         if self.dim % self.n_heads != 0 {
-            return Err(ModelError::Config { field: "n_heads", reason: format!("dim {} is not divisible by n_heads {}", self.dim, self.n_heads) });
+            return Err(ModelError::Config {
+                field: "n_heads",
+                reason: format!(
+                    "dim {} is not divisible by n_heads {}",
+                    self.dim, self.n_heads
+                ),
+            });
         }
-        check_probs(&[("dropout", self.dropout), ("attention_dropout", self.attention_dropout), ("seq_classif_dropout", self.seq_classif_dropout)])?;
+        check_probs(&[
+            ("dropout", self.dropout),
+            ("attention_dropout", self.attention_dropout),
+            ("seq_classif_dropout", self.seq_classif_dropout),
+        ])?;
         Activation::parse("activation", &self.activation)?;
         Ok(())
     }
@@ -231,16 +254,46 @@ impl BertConfig {
     /// # Errors
     /// [`ModelError::Config`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        check_dims(&[("vocab_size", self.vocab_size), ("hidden_size", self.hidden_size), ("num_hidden_layers", self.num_hidden_layers), ("num_attention_heads", self.num_attention_heads), ("intermediate_size", self.intermediate_size), ("max_position_embeddings", self.max_position_embeddings), ("type_vocab_size", self.type_vocab_size)])?;
+        check_dims(&[
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ])?;
         if self.hidden_size % self.num_attention_heads != 0 {
-            return Err(ModelError::Config { field: "num_attention_heads", reason: format!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads) });
+            return Err(ModelError::Config {
+                field: "num_attention_heads",
+                reason: format!(
+                    "hidden_size {} is not divisible by num_attention_heads {}",
+                    self.hidden_size, self.num_attention_heads
+                ),
+            });
         }
-        check_probs(&[("hidden_dropout_prob", self.hidden_dropout_prob), ("attention_probs_dropout_prob", self.attention_probs_dropout_prob), ("classifier_dropout", self.classifier_dropout())])?;
+        check_probs(&[
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+            ("classifier_dropout", self.classifier_dropout()),
+        ])?;
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return Err(ModelError::Config { field: "layer_norm_eps", reason: format!("must be > 0, got {}", self.layer_norm_eps) });
+            return Err(ModelError::Config {
+                field: "layer_norm_eps",
+                reason: format!("must be > 0, got {}", self.layer_norm_eps),
+            });
         }
         if self.position_embedding_type != "absolute" {
-            return Err(ModelError::Config { field: "position_embedding_type", reason: format!("only \"absolute\" is supported, got {:?}", self.position_embedding_type) });
+            return Err(ModelError::Config {
+                field: "position_embedding_type",
+                reason: format!(
+                    "only \"absolute\" is supported, got {:?}",
+                    self.position_embedding_type
+                ),
+            });
         }
         Activation::parse("hidden_act", &self.hidden_act)?;
         Ok(())
@@ -250,7 +303,10 @@ impl BertConfig {
 fn check_dims(dims: &[(&'static str, usize)]) -> Result<()> {
     for (field, v) in dims {
         if *v == 0 {
-            return Err(ModelError::Config { field, reason: "must be > 0, got 0".into() });
+            return Err(ModelError::Config {
+                field,
+                reason: "must be > 0, got 0".into(),
+            });
         }
     }
     Ok(())
@@ -259,7 +315,10 @@ fn check_dims(dims: &[(&'static str, usize)]) -> Result<()> {
 fn check_probs(ps: &[(&'static str, f64)]) -> Result<()> {
     for (field, p) in ps {
         if !(0.0..1.0).contains(p) {
-            return Err(ModelError::Config { field, reason: format!("must be in [0, 1), got {p}") });
+            return Err(ModelError::Config {
+                field,
+                reason: format!("must be in [0, 1), got {p}"),
+            });
         }
     }
     Ok(())
@@ -281,14 +340,20 @@ impl ModelConfig {
     /// [`ModelError::Corrupt`] for bad JSON, [`ModelError::Config`] for an unsupported
     /// `model_type` or an invalid field.
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
-        let corrupt = |e: serde_json::Error| ModelError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
+        let corrupt = |e: serde_json::Error| ModelError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
         let v: serde_json::Value = serde_json::from_str(text).map_err(corrupt)?;
         let mt = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
         let cfg = match mt {
             "distilbert" => ModelConfig::DistilBert(serde_json::from_value(v).map_err(corrupt)?),
             "bert" => ModelConfig::Bert(serde_json::from_value(v).map_err(corrupt)?),
             other => {
-                return Err(ModelError::Config { field: "model_type", reason: format!("supported: \"distilbert\", \"bert\"; got {other:?}") })
+                return Err(ModelError::Config {
+                    field: "model_type",
+                    reason: format!("supported: \"distilbert\", \"bert\"; got {other:?}"),
+                })
             }
         };
         match &cfg {
@@ -305,9 +370,15 @@ impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                ModelError::MissingFile { path: path.to_path_buf(), hint: String::new() }
+                ModelError::MissingFile {
+                    path: path.to_path_buf(),
+                    hint: String::new(),
+                }
             } else {
-                ModelError::Io { path: path.to_path_buf(), source: e }
+                ModelError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
             }
         })?;
         Self::from_json_str(&text, path)
@@ -329,21 +400,63 @@ mod tests {
     #[test]
     fn defaults_are_the_base_models() {
         let d = DistilBertConfig::default();
-        assert_eq!((d.dim, d.n_layers, d.hidden_dim, d.num_labels()), (768, 6, 3072, 2));
+        assert_eq!(
+            (d.dim, d.n_layers, d.hidden_dim, d.num_labels()),
+            (768, 6, 3072, 2)
+        );
         let b = BertConfig::default();
-        assert_eq!((b.hidden_size, b.num_hidden_layers, b.layer_norm_eps), (768, 12, 1e-12));
+        assert_eq!(
+            (b.hidden_size, b.num_hidden_layers, b.layer_norm_eps),
+            (768, 12, 1e-12)
+        );
     }
 
     #[test]
     fn bad_configs_are_typed() {
         let p = Path::new("config.json");
         let e = ModelConfig::from_json_str(r#"{"model_type": "gpt2"}"#, p).unwrap_err();
-        assert!(matches!(e, ModelError::Config { field: "model_type", .. }), "{e}");
-        let e = ModelConfig::from_json_str(r#"{"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}"#, p).unwrap_err();
-        assert!(matches!(e, ModelError::Config { field: "num_attention_heads", .. }), "{e}");
-        let e = ModelConfig::from_json_str(r#"{"model_type": "distilbert", "activation": "swish"}"#, p).unwrap_err();
-        assert!(matches!(e, ModelError::Config { field: "activation", .. }), "{e}");
-        assert!(matches!(ModelConfig::from_json_str("{", p), Err(ModelError::Corrupt { .. })));
+        assert!(
+            matches!(
+                e,
+                ModelError::Config {
+                    field: "model_type",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = ModelConfig::from_json_str(
+            r#"{"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}"#,
+            p,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ModelError::Config {
+                    field: "num_attention_heads",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e =
+            ModelConfig::from_json_str(r#"{"model_type": "distilbert", "activation": "swish"}"#, p)
+                .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ModelError::Config {
+                    field: "activation",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(matches!(
+            ModelConfig::from_json_str("{", p),
+            Err(ModelError::Corrupt { .. })
+        ));
         let c = ModelConfig::from_json_str(r#"{"model_type": "distilbert", "id2label": {"0": "a", "1": "b", "2": "c"}, "whatever": 1}"#, p).unwrap();
         match c {
             ModelConfig::DistilBert(c) => assert_eq!(c.num_labels(), 3),

@@ -1,7 +1,9 @@
 //! DistilBERT (Sanh et al. 2019) with Hugging Face weight names and semantics.
 
 use crate::config::{Activation, DistilBertConfig};
-use crate::layers::{activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm, Source};
+use crate::layers::{
+    activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm, Source,
+};
 use crate::{Result, SequenceClassifier, TextEncoder};
 use candle_core::{Device, Tensor};
 use forge_lora::{LoraLinear, LoraModel, ModuleMut};
@@ -52,7 +54,11 @@ pub struct DistilBertModel {
 const EPS: f64 = 1e-12;
 
 impl DistilBertModel {
-    pub(crate) fn build(config: &DistilBertConfig, prefix: &str, src: &mut Source<'_>) -> Result<Self> {
+    pub(crate) fn build(
+        config: &DistilBertConfig,
+        prefix: &str,
+        src: &mut Source<'_>,
+    ) -> Result<Self> {
         config.validate()?;
         let c = config;
         // checkpoint name candidates: with the model prefix, or without it (a bare DistilBertModel)
@@ -66,8 +72,18 @@ impl DistilBertModel {
             }
             v
         };
-        let word_embeddings = src.embedding(&n("embeddings.word_embeddings"), c.vocab_size, c.dim, c.pad_token_id)?;
-        let position_embeddings = src.embedding(&n("embeddings.position_embeddings"), c.max_position_embeddings, c.dim, None)?;
+        let word_embeddings = src.embedding(
+            &n("embeddings.word_embeddings"),
+            c.vocab_size,
+            c.dim,
+            c.pad_token_id,
+        )?;
+        let position_embeddings = src.embedding(
+            &n("embeddings.position_embeddings"),
+            c.max_position_embeddings,
+            c.dim,
+            None,
+        )?;
         let embeddings_norm = src.norm(&n("embeddings.LayerNorm"), c.dim, EPS)?;
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
@@ -83,7 +99,15 @@ impl DistilBertModel {
                 output_layer_norm: src.norm(&l("output_layer_norm"), c.dim, EPS)?,
             });
         }
-        Ok(Self { config: c.clone(), prefix: prefix.to_string(), word_embeddings, position_embeddings, embeddings_norm, layers, training: false })
+        Ok(Self {
+            config: c.clone(),
+            prefix: prefix.to_string(),
+            word_embeddings,
+            position_embeddings,
+            embeddings_norm,
+            layers,
+            training: false,
+        })
     }
 
     /// A randomly initialised encoder (Hugging Face's init, seeded).
@@ -91,7 +115,12 @@ impl DistilBertModel {
     /// # Errors
     /// [`crate::ModelError::Config`] for an invalid config.
     pub fn new_random(config: &DistilBertConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source { weights: None, rng: forge_linalg::seeded_rng(seed), std: config.initializer_range, device: device.clone() };
+        let mut src = Source {
+            weights: None,
+            rng: forge_linalg::seeded_rng(seed),
+            std: config.initializer_range,
+            device: device.clone(),
+        };
         Self::build(config, "", &mut src)
     }
 
@@ -104,16 +133,33 @@ impl DistilBertModel {
     /// [`crate::ModelError::InvalidInput`] for bad ids or mask.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         let c = &self.config;
-        let (ids, mask) = check_inputs(input_ids, attention_mask, c.vocab_size, c.max_position_embeddings)?;
+        let (ids, mask) = check_inputs(
+            input_ids,
+            attention_mask,
+            c.vocab_size,
+            c.max_position_embeddings,
+        )?;
         let (_, s) = ids.dims2()?;
         let train = self.training;
         let act = Activation::parse("activation", &c.activation)?;
         let pos = Tensor::arange(0u32, s as u32, ids.device())?.unsqueeze(0)?;
-        let x = self.word_embeddings.forward(&ids)?.broadcast_add(&self.position_embeddings.forward(&pos)?)?;
+        let x = self
+            .word_embeddings
+            .forward(&ids)?
+            .broadcast_add(&self.position_embeddings.forward(&pos)?)?;
         let mut x = dropout(&self.embeddings_norm.forward(&x)?, c.dropout, train)?;
         let mask = additive_mask(&mask)?;
         for l in &self.layers {
-            let ctx = self_attention(&l.q_lin, &l.k_lin, &l.v_lin, &x, &mask, c.n_heads, c.attention_dropout, train)?;
+            let ctx = self_attention(
+                &l.q_lin,
+                &l.k_lin,
+                &l.v_lin,
+                &x,
+                &mask,
+                c.n_heads,
+                c.attention_dropout,
+                train,
+            )?;
             let sa = l.out_lin.forward_t(&ctx, train)?;
             let sa = l.sa_layer_norm.forward(&(sa + &x)?)?;
             let h = activate(&l.lin1.forward_t(&sa, train)?, act)?;
@@ -136,19 +182,46 @@ impl DistilBertModel {
 
     pub(crate) fn push_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
         let p = self.prefix.clone();
-        out.push((format!("{p}embeddings.word_embeddings"), ModuleMut::Params(vec![("weight", &mut self.word_embeddings.weight)])));
-        out.push((format!("{p}embeddings.position_embeddings"), ModuleMut::Params(vec![("weight", &mut self.position_embeddings.weight)])));
-        out.push((format!("{p}embeddings.LayerNorm"), ModuleMut::Params(self.embeddings_norm.params_mut())));
+        out.push((
+            format!("{p}embeddings.word_embeddings"),
+            ModuleMut::Params(vec![("weight", &mut self.word_embeddings.weight)]),
+        ));
+        out.push((
+            format!("{p}embeddings.position_embeddings"),
+            ModuleMut::Params(vec![("weight", &mut self.position_embeddings.weight)]),
+        ));
+        out.push((
+            format!("{p}embeddings.LayerNorm"),
+            ModuleMut::Params(self.embeddings_norm.params_mut()),
+        ));
         for (i, l) in self.layers.iter_mut().enumerate() {
             let b = format!("{p}transformer.layer.{i}.");
-            out.push((format!("{b}attention.q_lin"), ModuleMut::Linear(&mut l.q_lin)));
-            out.push((format!("{b}attention.k_lin"), ModuleMut::Linear(&mut l.k_lin)));
-            out.push((format!("{b}attention.v_lin"), ModuleMut::Linear(&mut l.v_lin)));
-            out.push((format!("{b}attention.out_lin"), ModuleMut::Linear(&mut l.out_lin)));
-            out.push((format!("{b}sa_layer_norm"), ModuleMut::Params(l.sa_layer_norm.params_mut())));
+            out.push((
+                format!("{b}attention.q_lin"),
+                ModuleMut::Linear(&mut l.q_lin),
+            ));
+            out.push((
+                format!("{b}attention.k_lin"),
+                ModuleMut::Linear(&mut l.k_lin),
+            ));
+            out.push((
+                format!("{b}attention.v_lin"),
+                ModuleMut::Linear(&mut l.v_lin),
+            ));
+            out.push((
+                format!("{b}attention.out_lin"),
+                ModuleMut::Linear(&mut l.out_lin),
+            ));
+            out.push((
+                format!("{b}sa_layer_norm"),
+                ModuleMut::Params(l.sa_layer_norm.params_mut()),
+            ));
             out.push((format!("{b}ffn.lin1"), ModuleMut::Linear(&mut l.lin1)));
             out.push((format!("{b}ffn.lin2"), ModuleMut::Linear(&mut l.lin2)));
-            out.push((format!("{b}output_layer_norm"), ModuleMut::Params(l.output_layer_norm.params_mut())));
+            out.push((
+                format!("{b}output_layer_norm"),
+                ModuleMut::Params(l.output_layer_norm.params_mut()),
+            ));
         }
     }
 }
@@ -192,7 +265,12 @@ impl DistilBertForSequenceClassification {
         let d = config.dim;
         let pre_classifier = src.linear(&["pre_classifier".to_string()], d, d, false)?;
         let classifier = src.linear(&["classifier".to_string()], d, config.num_labels(), false)?;
-        Ok(Self { distilbert, pre_classifier, classifier, training: false })
+        Ok(Self {
+            distilbert,
+            pre_classifier,
+            classifier,
+            training: false,
+        })
     }
 
     /// A randomly initialised model (Hugging Face's init, seeded); no weights needed, e.g. to
@@ -201,7 +279,12 @@ impl DistilBertForSequenceClassification {
     /// # Errors
     /// [`crate::ModelError::Config`] for an invalid config.
     pub fn new_random(config: &DistilBertConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source { weights: None, rng: forge_linalg::seeded_rng(seed), std: config.initializer_range, device: device.clone() };
+        let mut src = Source {
+            weights: None,
+            rng: forge_linalg::seeded_rng(seed),
+            std: config.initializer_range,
+            device: device.clone(),
+        };
         Self::build(config, &mut src)
     }
 
@@ -210,8 +293,18 @@ impl DistilBertForSequenceClassification {
     ///
     /// # Errors
     /// [`crate::ModelError::MissingTensor`] / [`crate::ModelError::ShapeMismatch`] naming the tensor.
-    pub fn from_weights(config: &DistilBertConfig, weights: &crate::Weights, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source { weights: Some(weights), rng: forge_linalg::seeded_rng(seed), std: config.initializer_range, device: device.clone() };
+    pub fn from_weights(
+        config: &DistilBertConfig,
+        weights: &crate::Weights,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut src = Source {
+            weights: Some(weights),
+            rng: forge_linalg::seeded_rng(seed),
+            std: config.initializer_range,
+            device: device.clone(),
+        };
         Self::build(config, &mut src)
     }
 }
@@ -223,7 +316,10 @@ impl LoraModel for DistilBertForSequenceClassification {
     fn named_modules_mut(&mut self) -> Vec<(String, ModuleMut<'_>)> {
         let mut v = Vec::new();
         self.distilbert.push_modules(&mut v);
-        v.push(("pre_classifier".into(), ModuleMut::Linear(&mut self.pre_classifier)));
+        v.push((
+            "pre_classifier".into(),
+            ModuleMut::Linear(&mut self.pre_classifier),
+        ));
         v.push(("classifier".into(), ModuleMut::Linear(&mut self.classifier)));
         v
     }
@@ -233,8 +329,15 @@ impl SequenceClassifier for DistilBertForSequenceClassification {
     fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         let h = self.distilbert.forward(input_ids, attention_mask)?;
         let first = h.narrow(1, 0, 1)?.squeeze(1)?;
-        let x = self.pre_classifier.forward_t(&first, self.training)?.relu()?;
-        let x = dropout(&x, self.distilbert.config.seq_classif_dropout, self.training)?;
+        let x = self
+            .pre_classifier
+            .forward_t(&first, self.training)?
+            .relu()?;
+        let x = dropout(
+            &x,
+            self.distilbert.config.seq_classif_dropout,
+            self.training,
+        )?;
         Ok(self.classifier.forward_t(&x, self.training)?)
     }
     fn set_training(&mut self, training: bool) {
@@ -252,4 +355,3 @@ impl SequenceClassifier for DistilBertForSequenceClassification {
         &self.distilbert
     }
 }
-

@@ -11,9 +11,9 @@ pub enum ModelError {
     /// An error from forge-linalg.
     #[error(transparent)]
     Linalg(#[from] forge_linalg::LinalgError),
-    /// An error from forge-lora (adapters, configs, adapter files).
+    /// An error from forge-lora (adapters, configs, adapter files), boxed to keep results small.
     #[error(transparent)]
-    Lora(#[from] forge_lora::LoraError),
+    Lora(Box<forge_lora::LoraError>),
     /// A required file does not exist.
     #[error("file {path:?} not found{hint}")]
     MissingFile {
@@ -84,6 +84,12 @@ pub enum ModelError {
         /// Why, with the value.
         reason: String,
     },
+}
+
+impl From<forge_lora::LoraError> for ModelError {
+    fn from(e: forge_lora::LoraError) -> Self {
+        ModelError::Lora(Box::new(e))
+    }
 }
 
 /// Result alias of forge-models.

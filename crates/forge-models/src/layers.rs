@@ -33,7 +33,8 @@ impl LayerNorm {
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
         let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        xn.broadcast_mul(&self.weight.tensor())?.broadcast_add(&self.bias.tensor())
+        xn.broadcast_mul(&self.weight.tensor())?
+            .broadcast_add(&self.bias.tensor())
     }
 
     /// `[("weight", w), ("bias", b)]`.
@@ -138,7 +139,11 @@ pub fn self_attention(
 ) -> candle_core::Result<Tensor> {
     let (b, s, dim) = x.dims3()?;
     let hd = dim / n_heads;
-    let split = |t: Tensor| -> candle_core::Result<Tensor> { t.reshape((b, s, n_heads, hd))?.transpose(1, 2)?.contiguous() };
+    let split = |t: Tensor| -> candle_core::Result<Tensor> {
+        t.reshape((b, s, n_heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
     let q = (split(q_lin.forward_t(x, train)?)? * (1.0 / (hd as f64).sqrt()))?;
     let k = split(k_lin.forward_t(x, train)?)?;
     let v = split(v_lin.forward_t(x, train)?)?;
@@ -158,7 +163,10 @@ pub fn self_attention(
 pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let (b, s, _) = hidden.dims3()?;
     if mask.dims() != [b, s] {
-        return Err(ModelError::InvalidInput { what: "attention_mask", reason: format!("expected shape [{b}, {s}], got {:?}", mask.dims()) });
+        return Err(ModelError::InvalidInput {
+            what: "attention_mask",
+            reason: format!("expected shape [{b}, {s}], got {:?}", mask.dims()),
+        });
     }
     let m = mask.to_dtype(hidden.dtype())?.unsqueeze(2)?;
     let summed = hidden.broadcast_mul(&m)?.sum(1)?;
@@ -171,27 +179,53 @@ pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
 ///
 /// # Errors
 /// [`ModelError::InvalidInput`] naming the input.
-pub fn check_inputs(ids: &Tensor, mask: Option<&Tensor>, vocab: usize, max_len: usize) -> Result<(Tensor, Tensor)> {
-    let (b, s) = ids.dims2().map_err(|_| ModelError::InvalidInput { what: "input_ids", reason: format!("expected [batch, seq], got shape {:?}", ids.dims()) })?;
+pub fn check_inputs(
+    ids: &Tensor,
+    mask: Option<&Tensor>,
+    vocab: usize,
+    max_len: usize,
+) -> Result<(Tensor, Tensor)> {
+    let (b, s) = ids.dims2().map_err(|_| ModelError::InvalidInput {
+        what: "input_ids",
+        reason: format!("expected [batch, seq], got shape {:?}", ids.dims()),
+    })?;
     if b == 0 || s == 0 {
-        return Err(ModelError::InvalidInput { what: "input_ids", reason: format!("empty batch, shape {:?}", ids.dims()) });
+        return Err(ModelError::InvalidInput {
+            what: "input_ids",
+            reason: format!("empty batch, shape {:?}", ids.dims()),
+        });
     }
     if s > max_len {
-        return Err(ModelError::InvalidInput { what: "input_ids", reason: format!("sequence length {s} exceeds max_position_embeddings {max_len}") });
+        return Err(ModelError::InvalidInput {
+            what: "input_ids",
+            reason: format!("sequence length {s} exceeds max_position_embeddings {max_len}"),
+        });
     }
     if ids.dtype().is_float() {
-        return Err(ModelError::InvalidInput { what: "input_ids", reason: format!("expected an integer dtype, got {:?}", ids.dtype()) });
+        return Err(ModelError::InvalidInput {
+            what: "input_ids",
+            reason: format!("expected an integer dtype, got {:?}", ids.dtype()),
+        });
     }
     let ids = ids.to_dtype(DType::I64)?;
-    let (lo, hi) = (ids.min_all()?.to_scalar::<i64>()?, ids.max_all()?.to_scalar::<i64>()?);
+    let (lo, hi) = (
+        ids.min_all()?.to_scalar::<i64>()?,
+        ids.max_all()?.to_scalar::<i64>()?,
+    );
     if lo < 0 || hi as usize >= vocab {
-        return Err(ModelError::InvalidInput { what: "input_ids", reason: format!("token ids must be in [0, {vocab}), got range [{lo}, {hi}]") });
+        return Err(ModelError::InvalidInput {
+            what: "input_ids",
+            reason: format!("token ids must be in [0, {vocab}), got range [{lo}, {hi}]"),
+        });
     }
     let ids = ids.to_dtype(DType::U32)?;
     let mask = match mask {
         Some(m) => {
             if m.dims() != [b, s] {
-                return Err(ModelError::InvalidInput { what: "attention_mask", reason: format!("expected shape [{b}, {s}], got {:?}", m.dims()) });
+                return Err(ModelError::InvalidInput {
+                    what: "attention_mask",
+                    reason: format!("expected shape [{b}, {s}], got {:?}", m.dims()),
+                });
             }
             m.to_dtype(DType::F32)?
         }
@@ -221,25 +255,48 @@ pub(crate) enum Fill {
 impl Source<'_> {
     /// The tensor `names[0]` (or an alias) with `shape`; required tensors must be in the
     /// checkpoint, optional ones are initialised when absent.
-    pub(crate) fn tensor(&mut self, names: &[String], shape: &[usize], fill: Fill, required: bool) -> Result<Tensor> {
+    pub(crate) fn tensor(
+        &mut self,
+        names: &[String],
+        shape: &[usize],
+        fill: Fill,
+        required: bool,
+    ) -> Result<Tensor> {
         if let Some(w) = self.weights {
             if let Some(t) = w.find(names, shape)? {
                 return Ok(t);
             }
             if required {
-                return Err(ModelError::MissingTensor { tensor: names[0].clone(), path: w.path().to_path_buf() });
+                return Err(ModelError::MissingTensor {
+                    tensor: names[0].clone(),
+                    path: w.path().to_path_buf(),
+                });
             }
             tracing::warn!(tensor = %names[0], "not in the checkpoint: newly initialised");
         }
         Ok(match fill {
-            Fill::Normal => (forge_linalg::rng::randn(shape, DType::F32, &self.device, &mut self.rng)? * self.std)?,
+            Fill::Normal => {
+                (forge_linalg::rng::randn(shape, DType::F32, &self.device, &mut self.rng)?
+                    * self.std)?
+            }
             Fill::Zeros => Tensor::zeros(shape, DType::F32, &self.device)?,
             Fill::Ones => Tensor::ones(shape, DType::F32, &self.device)?,
         })
     }
 
-    pub(crate) fn linear(&mut self, names: &[String], in_f: usize, out_f: usize, required: bool) -> Result<LoraLinear> {
-        let w = self.tensor(&suffixed(names, "weight"), &[out_f, in_f], Fill::Normal, required)?;
+    pub(crate) fn linear(
+        &mut self,
+        names: &[String],
+        in_f: usize,
+        out_f: usize,
+        required: bool,
+    ) -> Result<LoraLinear> {
+        let w = self.tensor(
+            &suffixed(names, "weight"),
+            &[out_f, in_f],
+            Fill::Normal,
+            required,
+        )?;
         let b = self.tensor(&suffixed(names, "bias"), &[out_f], Fill::Zeros, required)?;
         Ok(LoraLinear::new(&w, Some(&b))?)
     }
@@ -247,17 +304,33 @@ impl Source<'_> {
     pub(crate) fn norm(&mut self, names: &[String], dim: usize, eps: f64) -> Result<LayerNorm> {
         let w = self.tensor(&suffixed(names, "weight"), &[dim], Fill::Ones, true)?;
         let b = self.tensor(&suffixed(names, "bias"), &[dim], Fill::Zeros, true)?;
-        Ok(LayerNorm { weight: Param::new(&w, true)?, bias: Param::new(&b, true)?, eps })
+        Ok(LayerNorm {
+            weight: Param::new(&w, true)?,
+            bias: Param::new(&b, true)?,
+            eps,
+        })
     }
 
-    pub(crate) fn embedding(&mut self, names: &[String], num: usize, dim: usize, padding_idx: Option<u32>) -> Result<Embedding> {
+    pub(crate) fn embedding(
+        &mut self,
+        names: &[String],
+        num: usize,
+        dim: usize,
+        padding_idx: Option<u32>,
+    ) -> Result<Embedding> {
         let mut w = self.tensor(&suffixed(names, "weight"), &[num, dim], Fill::Normal, true)?;
-        if let (Some(p), None) = (padding_idx, self.weights) {
+        if let (Some(p), None) = (padding_idx.filter(|p| (*p as usize) < num), self.weights) {
             // Hugging Face zeroes the padding row at init
-            let keep = Tensor::ones(num, DType::F32, &self.device)?.slice_assign(&[p as usize..p as usize + 1], &Tensor::zeros(1, DType::F32, &self.device)?)?;
+            let keep: Vec<f32> = (0..num)
+                .map(|i| if i == p as usize { 0.0 } else { 1.0 })
+                .collect();
+            let keep = Tensor::from_vec(keep, num, &self.device)?;
             w = w.broadcast_mul(&keep.unsqueeze(1)?)?;
         }
-        Ok(Embedding { weight: Param::new(&w, true)?, padding_idx })
+        Ok(Embedding {
+            weight: Param::new(&w, true)?,
+            padding_idx,
+        })
     }
 }
 
@@ -285,7 +358,11 @@ mod tests {
             eps: 0.0,
         };
         // x = [1, 3]: mean 2, var 1 -> [-1, 1] -> [-1, 3]
-        let y: Vec<Vec<f32>> = ln.forward(&Tensor::new(&[[1.0f32, 3.0]], &dev).unwrap()).unwrap().to_vec2().unwrap();
+        let y: Vec<Vec<f32>> = ln
+            .forward(&Tensor::new(&[[1.0f32, 3.0]], &dev).unwrap())
+            .unwrap()
+            .to_vec2()
+            .unwrap();
         assert_eq!(y, vec![vec![-1.0, 3.0]]);
     }
 
@@ -304,10 +381,25 @@ mod tests {
         let dev = Device::Cpu;
         let ids = Tensor::new(&[[1u32, 70]], &dev).unwrap();
         let e = check_inputs(&ids, None, 64, 32).unwrap_err();
-        assert!(matches!(e, ModelError::InvalidInput { what: "input_ids", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ModelError::InvalidInput {
+                    what: "input_ids",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let ids = Tensor::new(&[[1u32, 2]], &dev).unwrap();
         let m = Tensor::new(&[[1u32, 1, 1]], &dev).unwrap();
-        assert!(matches!(check_inputs(&ids, Some(&m), 64, 32), Err(ModelError::InvalidInput { what: "attention_mask", .. })));
+        assert!(matches!(
+            check_inputs(&ids, Some(&m), 64, 32),
+            Err(ModelError::InvalidInput {
+                what: "attention_mask",
+                ..
+            })
+        ));
         let f = Tensor::new(&[[1.0f32, 2.0]], &dev).unwrap();
         assert!(check_inputs(&f, None, 64, 32).is_err());
     }

@@ -30,7 +30,10 @@ pub struct ModelFiles {
 }
 
 fn missing(path: &Path, hint: &str) -> ModelError {
-    ModelError::MissingFile { path: path.to_path_buf(), hint: hint.to_string() }
+    ModelError::MissingFile {
+        path: path.to_path_buf(),
+        hint: hint.to_string(),
+    }
 }
 
 impl ModelFiles {
@@ -40,7 +43,10 @@ impl ModelFiles {
     /// [`ModelError::MissingFile`] naming the missing file.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(missing(dir, " (expected a folder with config.json and model.safetensors)"));
+            return Err(missing(
+                dir,
+                " (expected a folder with config.json and model.safetensors)",
+            ));
         }
         let config = dir.join("config.json");
         if !config.is_file() {
@@ -56,7 +62,12 @@ impl ModelFiles {
             return Err(missing(&weights, hint));
         }
         let tok = dir.join("tokenizer.json");
-        Ok(Self { dir: dir.to_path_buf(), config, weights, tokenizer: tok.is_file().then_some(tok) })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            weights,
+            tokenizer: tok.is_file().then_some(tok),
+        })
     }
 
     /// The Hugging Face cache root: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
@@ -69,7 +80,10 @@ impl ModelFiles {
             return PathBuf::from(p).join("hub");
         }
         let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-        PathBuf::from(home).join(".cache").join("huggingface").join("hub")
+        PathBuf::from(home)
+            .join(".cache")
+            .join("huggingface")
+            .join("hub")
     }
 
     /// A model in the Hugging Face cache layout:
@@ -79,7 +93,9 @@ impl ModelFiles {
     /// # Errors
     /// [`ModelError::MissingFile`] when the model is not cached.
     pub fn from_hf_cache(model_id: &str, root: Option<&Path>) -> Result<Self> {
-        let root = root.map(Path::to_path_buf).unwrap_or_else(Self::hf_cache_root);
+        let root = root
+            .map(Path::to_path_buf)
+            .unwrap_or_else(Self::hf_cache_root);
         let repo = root.join(format!("models--{}", model_id.replace('/', "--")));
         let snapshots = repo.join("snapshots");
         if let Ok(rev) = std::fs::read_to_string(repo.join("refs").join("main")) {
@@ -96,7 +112,10 @@ impl ModelFiles {
         dirs.sort();
         match dirs.first() {
             Some(d) => Self::from_dir(d),
-            None => Err(missing(&snapshots, " (no snapshot with config.json in the Hugging Face cache)")),
+            None => Err(missing(
+                &snapshots,
+                " (no snapshot with config.json in the Hugging Face cache)",
+            )),
         }
     }
 
@@ -111,13 +130,22 @@ impl ModelFiles {
         if let Ok(f) = Self::from_hf_cache(model_id, None) {
             return Ok(f);
         }
-        let hub_err = |reason: String| ModelError::Hub { model: model_id.to_string(), reason };
-        let offline = std::env::var("HF_HUB_OFFLINE").map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")).unwrap_or(false);
+        let hub_err = |reason: String| ModelError::Hub {
+            model: model_id.to_string(),
+            reason,
+        };
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
         if offline {
-            return Err(hub_err("HF_HUB_OFFLINE is set and the model is not in the local cache".into()));
+            return Err(hub_err(
+                "HF_HUB_OFFLINE is set and the model is not in the local cache".into(),
+            ));
         }
-        let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
-        probe(&endpoint, HUB_PROBE_TIMEOUT).map_err(|e| hub_err(format!("{endpoint} is unreachable ({e})")))?;
+        let endpoint =
+            std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+        probe(&endpoint, HUB_PROBE_TIMEOUT)
+            .map_err(|e| hub_err(format!("{endpoint} is unreachable ({e})")))?;
         let api = hf_hub::api::sync::ApiBuilder::new()
             .with_progress(false)
             .with_retries(0)
@@ -125,11 +153,20 @@ impl ModelFiles {
             .build()
             .map_err(|e| hub_err(e.to_string()))?;
         let repo = api.model(model_id.to_string());
-        let config = repo.get("config.json").map_err(|e| hub_err(e.to_string()))?;
-        let weights = repo.get("model.safetensors").map_err(|e| hub_err(e.to_string()))?;
+        let config = repo
+            .get("config.json")
+            .map_err(|e| hub_err(e.to_string()))?;
+        let weights = repo
+            .get("model.safetensors")
+            .map_err(|e| hub_err(e.to_string()))?;
         let tokenizer = repo.get("tokenizer.json").ok();
         let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(Self { dir, config, weights, tokenizer })
+        Ok(Self {
+            dir,
+            config,
+            weights,
+            tokenizer,
+        })
     }
 
     /// A local folder if `name_or_path` is one, else the Hugging Face cache, else the Hub.
@@ -201,8 +238,12 @@ impl AnyClassifier {
     /// [`ModelError::Config`] for an invalid config.
     pub fn from_config(config: &ModelConfig, seed: u64, device: &Device) -> Result<Self> {
         Ok(match config {
-            ModelConfig::DistilBert(c) => Self::DistilBert(DistilBertForSequenceClassification::new_random(c, seed, device)?),
-            ModelConfig::Bert(c) => Self::Bert(BertForSequenceClassification::new_random(c, seed, device)?),
+            ModelConfig::DistilBert(c) => Self::DistilBert(
+                DistilBertForSequenceClassification::new_random(c, seed, device)?,
+            ),
+            ModelConfig::Bert(c) => {
+                Self::Bert(BertForSequenceClassification::new_random(c, seed, device)?)
+            }
         })
     }
 
@@ -211,12 +252,21 @@ impl AnyClassifier {
     ///
     /// # Errors
     /// Missing/corrupt files, [`ModelError::MissingTensor`], [`ModelError::ShapeMismatch`].
-    pub fn from_files(files: &ModelFiles, num_labels: Option<usize>, seed: u64, device: &Device) -> Result<Self> {
+    pub fn from_files(
+        files: &ModelFiles,
+        num_labels: Option<usize>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         let cfg = with_labels(files.model_config()?, num_labels);
         let w = Weights::from_file(&files.weights, device)?;
         Ok(match &cfg {
-            ModelConfig::DistilBert(c) => Self::DistilBert(DistilBertForSequenceClassification::from_weights(c, &w, seed, device)?),
-            ModelConfig::Bert(c) => Self::Bert(BertForSequenceClassification::from_weights(c, &w, seed, device)?),
+            ModelConfig::DistilBert(c) => Self::DistilBert(
+                DistilBertForSequenceClassification::from_weights(c, &w, seed, device)?,
+            ),
+            ModelConfig::Bert(c) => Self::Bert(BertForSequenceClassification::from_weights(
+                c, &w, seed, device,
+            )?),
         })
     }
 
@@ -283,7 +333,12 @@ impl AnyEncoder {
         let w = Weights::from_file(&files.weights, device)?;
         Ok(match files.model_config()? {
             ModelConfig::DistilBert(c) => {
-                let mut src = crate::layers::Source { weights: Some(&w), rng: forge_linalg::seeded_rng(0), std: c.initializer_range, device: device.clone() };
+                let mut src = crate::layers::Source {
+                    weights: Some(&w),
+                    rng: forge_linalg::seeded_rng(0),
+                    std: c.initializer_range,
+                    device: device.clone(),
+                };
                 Self::DistilBert(DistilBertModel::build(&c, "", &mut src)?)
             }
             ModelConfig::Bert(c) => Self::Bert(BertModel::from_weights(&c, &w, device)?),

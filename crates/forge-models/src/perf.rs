@@ -29,10 +29,31 @@ pub fn tune_allocator() -> bool {
 ///
 /// # Errors
 /// Candle errors only.
-pub fn synthetic_batch(b: usize, s: usize, vocab: usize, num_labels: usize, seed: u64, device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn synthetic_batch(
+    b: usize,
+    s: usize,
+    vocab: usize,
+    num_labels: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(Tensor, Tensor, Tensor)> {
     use rand::Rng;
     let mut rng = forge_linalg::seeded_rng(seed);
-    let ids: Vec<u32> = (0..b * s).map(|i| if i % s == 0 { 101.min(vocab as u32 - 1) } else { rng.random_range(0..vocab as u32) }).collect();
-    let labels: Vec<u32> = (0..b).map(|_| rng.random_range(0..num_labels as u32)).collect();
-    Ok((Tensor::from_vec(ids, (b, s), device)?, Tensor::ones((b, s), DType::U32, device)?, Tensor::from_vec(labels, b, device)?))
+    let ids: Vec<u32> = (0..b * s)
+        .map(|i| {
+            if i % s == 0 {
+                101.min(vocab as u32 - 1)
+            } else {
+                rng.random_range(0..vocab as u32)
+            }
+        })
+        .collect();
+    let labels: Vec<u32> = (0..b)
+        .map(|_| rng.random_range(0..num_labels as u32))
+        .collect();
+    Ok((
+        Tensor::from_vec(ids, (b, s), device)?,
+        Tensor::ones((b, s), DType::U32, device)?,
+        Tensor::from_vec(labels, b, device)?,
+    ))
 }

@@ -4,7 +4,10 @@
 use crate::{ModelError, Result};
 use candle_core::{Device, Tensor};
 use std::path::Path;
-use tokenizers::{PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams,
+    TruncationStrategy,
+};
 
 /// A batch of token ids and its attention mask.
 #[derive(Clone, Debug)]
@@ -32,9 +35,15 @@ impl TextTokenizer {
     /// `max_length == 0`.
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
         if !path.is_file() {
-            return Err(ModelError::MissingFile { path: path.to_path_buf(), hint: " (expected a Hugging Face tokenizer.json)".into() });
+            return Err(ModelError::MissingFile {
+                path: path.to_path_buf(),
+                hint: " (expected a Hugging Face tokenizer.json)".into(),
+            });
         }
-        let inner = Tokenizer::from_file(path).map_err(|e| ModelError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })?;
+        let inner = Tokenizer::from_file(path).map_err(|e| ModelError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         Self::from_tokenizer(inner, max_length)
     }
 
@@ -44,12 +53,18 @@ impl TextTokenizer {
     /// [`ModelError::InvalidInput`] for `max_length == 0`, [`ModelError::Tokenizer`].
     pub fn from_tokenizer(mut inner: Tokenizer, max_length: usize) -> Result<Self> {
         if max_length == 0 {
-            return Err(ModelError::InvalidInput { what: "max_length", reason: "must be > 0".into() });
+            return Err(ModelError::InvalidInput {
+                what: "max_length",
+                reason: "must be > 0".into(),
+            });
         }
         let (pad_id, pad_token, pad_type_id) = match inner.get_padding() {
             Some(p) => (p.pad_id, p.pad_token.clone(), p.pad_type_id),
             None => {
-                let tok = ["[PAD]", "<pad>"].into_iter().find(|t| inner.token_to_id(t).is_some()).unwrap_or("[PAD]");
+                let tok = ["[PAD]", "<pad>"]
+                    .into_iter()
+                    .find(|t| inner.token_to_id(t).is_some())
+                    .unwrap_or("[PAD]");
                 (inner.token_to_id(tok).unwrap_or(0), tok.to_string(), 0)
             }
         };
@@ -62,7 +77,12 @@ impl TextTokenizer {
             pad_token,
         }));
         inner
-            .with_truncation(Some(TruncationParams { max_length, strategy: TruncationStrategy::LongestFirst, stride: 0, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                ..Default::default()
+            }))
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(Self { inner, max_length })
     }
@@ -86,13 +106,25 @@ impl TextTokenizer {
     /// [`ModelError::InvalidInput`] for an empty batch, [`ModelError::Tokenizer`].
     pub fn encode_batch(&self, texts: &[&str], device: &Device) -> Result<Encoded> {
         if texts.is_empty() {
-            return Err(ModelError::InvalidInput { what: "texts", reason: "the batch is empty".into() });
+            return Err(ModelError::InvalidInput {
+                what: "texts",
+                reason: "the batch is empty".into(),
+            });
         }
-        let enc = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let b = enc.len();
         let s = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
         let ids: Vec<u32> = enc.iter().flat_map(|e| e.get_ids().to_vec()).collect();
-        let mask: Vec<u32> = enc.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
-        Ok(Encoded { input_ids: Tensor::from_vec(ids, (b, s), device)?, attention_mask: Tensor::from_vec(mask, (b, s), device)? })
+        let mask: Vec<u32> = enc
+            .iter()
+            .flat_map(|e| e.get_attention_mask().to_vec())
+            .collect();
+        Ok(Encoded {
+            input_ids: Tensor::from_vec(ids, (b, s), device)?,
+            attention_mask: Tensor::from_vec(mask, (b, s), device)?,
+        })
     }
 }

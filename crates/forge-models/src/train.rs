@@ -13,14 +13,26 @@ use candle_core::{DType, Tensor};
 pub fn cross_entropy_loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     let (b, c) = logits.dims2()?;
     if labels.dims() != [b] {
-        return Err(ModelError::InvalidInput { what: "labels", reason: format!("expected shape [{b}], got {:?}", labels.dims()) });
+        return Err(ModelError::InvalidInput {
+            what: "labels",
+            reason: format!("expected shape [{b}], got {:?}", labels.dims()),
+        });
     }
     let labels = labels.to_dtype(DType::I64)?;
-    let (lo, hi) = (labels.min_all()?.to_scalar::<i64>()?, labels.max_all()?.to_scalar::<i64>()?);
+    let (lo, hi) = (
+        labels.min_all()?.to_scalar::<i64>()?,
+        labels.max_all()?.to_scalar::<i64>()?,
+    );
     if lo < 0 || hi as usize >= c {
-        return Err(ModelError::InvalidInput { what: "labels", reason: format!("labels must be in [0, {c}), got range [{lo}, {hi}]") });
+        return Err(ModelError::InvalidInput {
+            what: "labels",
+            reason: format!("labels must be in [0, {c}), got range [{lo}, {hi}]"),
+        });
     }
-    Ok(candle_nn::loss::cross_entropy(logits, &labels.to_dtype(DType::U32)?)?)
+    Ok(candle_nn::loss::cross_entropy(
+        logits,
+        &labels.to_dtype(DType::U32)?,
+    )?)
 }
 
 /// One training step: forward in training mode, mean cross-entropy, backward, optimizer update.

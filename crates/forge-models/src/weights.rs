@@ -21,19 +21,35 @@ impl Weights {
     pub fn from_file(path: &Path, device: &Device) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                ModelError::MissingFile { path: path.to_path_buf(), hint: " (expected a Hugging Face model.safetensors)".into() }
+                ModelError::MissingFile {
+                    path: path.to_path_buf(),
+                    hint: " (expected a Hugging Face model.safetensors)".into(),
+                }
             } else {
-                ModelError::Io { path: path.to_path_buf(), source: e }
+                ModelError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
             }
         })?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-            .map_err(|e| ModelError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })?;
-        Ok(Self { tensors, path: path.to_path_buf() })
+        let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
+            ModelError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            tensors,
+            path: path.to_path_buf(),
+        })
     }
 
     /// From tensors already in memory (`path` is only used in messages).
     pub fn from_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Self {
-        Self { tensors, path: path.to_path_buf() }
+        Self {
+            tensors,
+            path: path.to_path_buf(),
+        }
     }
 
     /// The checkpoint path.
@@ -54,7 +70,11 @@ impl Weights {
         for n in names {
             if let Some(t) = self.tensors.get(n) {
                 if t.dims() != shape {
-                    return Err(ModelError::ShapeMismatch { tensor: n.clone(), expected: shape.to_vec(), got: t.dims().to_vec() });
+                    return Err(ModelError::ShapeMismatch {
+                        tensor: n.clone(),
+                        expected: shape.to_vec(),
+                        got: t.dims().to_vec(),
+                    });
                 }
                 return Ok(Some(t.to_dtype(DType::F32)?));
             }

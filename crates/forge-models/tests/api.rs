@@ -2,12 +2,19 @@
 //! on bad input.
 
 use candle_core::{Device, Tensor};
-use forge_lora::{count_parameters, load_adapter, lora_plus_groups, LoraConfig, LoraError, LoraInjector};
-use forge_models::{AnyClassifier, DistilBertConfig, DistilBertForSequenceClassification, ModelError, ModelFiles, SequenceClassifier, TextTokenizer};
+use forge_lora::{
+    count_parameters, load_adapter, lora_plus_groups, LoraConfig, LoraError, LoraInjector,
+};
+use forge_models::{
+    AnyClassifier, DistilBertConfig, DistilBertForSequenceClassification, ModelError, ModelFiles,
+    SequenceClassifier, TextTokenizer,
+};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -31,7 +38,10 @@ fn distilbert_base_parameter_counts_from_config() {
     let c = count_parameters(&mut m);
     assert_eq!(c.total, 66_955_010);
     assert_eq!(c.trainable, 66_955_010);
-    let inj = LoraInjector::new(LoraConfig::new(4, 8.0, &["q_lin", "v_lin"])).unwrap().inject(&mut m).unwrap();
+    let inj = LoraInjector::new(LoraConfig::new(4, 8.0, &["q_lin", "v_lin"]))
+        .unwrap()
+        .inject(&mut m)
+        .unwrap();
     assert_eq!(inj.adapted.len(), 12);
     let c = count_parameters(&mut m);
     assert_eq!(c.adapter, 73_728);
@@ -41,7 +51,14 @@ fn distilbert_base_parameter_counts_from_config() {
 
 #[test]
 fn lora_plus_groups_scale_b_learning_rate() {
-    let cfg = DistilBertConfig { vocab_size: 50, dim: 16, n_layers: 2, n_heads: 2, hidden_dim: 32, ..Default::default() };
+    let cfg = DistilBertConfig {
+        vocab_size: 50,
+        dim: 16,
+        n_layers: 2,
+        n_heads: 2,
+        hidden_dim: 32,
+        ..Default::default()
+    };
     let mut m = DistilBertForSequenceClassification::new_random(&cfg, 1, &Device::Cpu).unwrap();
     let lc = LoraConfig::new(2, 4.0, &["q_lin", "v_lin"]).with_modules_to_save(&["classifier"]);
     LoraInjector::new(lc).unwrap().inject(&mut m).unwrap();
@@ -56,28 +73,48 @@ fn lora_plus_groups_scale_b_learning_rate() {
 
 #[test]
 fn all_linear_skips_modules_to_save() {
-    let cfg = DistilBertConfig { vocab_size: 50, dim: 16, n_layers: 1, n_heads: 2, hidden_dim: 32, ..Default::default() };
+    let cfg = DistilBertConfig {
+        vocab_size: 50,
+        dim: 16,
+        n_layers: 1,
+        n_heads: 2,
+        hidden_dim: 32,
+        ..Default::default()
+    };
     let mut m = DistilBertForSequenceClassification::new_random(&cfg, 1, &Device::Cpu).unwrap();
     let mut lc = LoraConfig::new(2, 4.0, &[]).with_modules_to_save(&["classifier"]);
     lc.target_modules = forge_lora::TargetModules::all_linear();
     let inj = LoraInjector::new(lc).unwrap().inject(&mut m).unwrap();
     assert_eq!(inj.adapted.len(), 6);
-    assert_eq!(inj.modules_to_save, vec!["pre_classifier".to_string(), "classifier".to_string()]);
+    assert_eq!(
+        inj.modules_to_save,
+        vec!["pre_classifier".to_string(), "classifier".to_string()]
+    );
 }
 
 #[test]
 fn target_matching_nothing_is_typed_and_names_it() {
     let mut m = load(&fixtures().join("tiny-distilbert")).unwrap();
-    let e = LoraInjector::new(LoraConfig::new(4, 8.0, &["q_lin", "query"])).unwrap().inject(&mut m).unwrap_err();
+    let e = LoraInjector::new(LoraConfig::new(4, 8.0, &["q_lin", "query"]))
+        .unwrap()
+        .inject(&mut m)
+        .unwrap_err();
     match &e {
-        LoraError::TargetNotFound { target, architecture, .. } => {
+        LoraError::TargetNotFound {
+            target,
+            architecture,
+            ..
+        } => {
             assert_eq!(target, "query");
             assert_eq!(architecture, "distilbert");
         }
         other => panic!("unexpected {other}"),
     }
     // "lin" is not a dotted suffix of any path: no partial-word matches
-    let e = LoraInjector::new(LoraConfig::new(4, 8.0, &["lin"])).unwrap().inject(&mut m).unwrap_err();
+    let e = LoraInjector::new(LoraConfig::new(4, 8.0, &["lin"]))
+        .unwrap()
+        .inject(&mut m)
+        .unwrap_err();
     assert!(matches!(e, LoraError::TargetNotFound { .. }), "{e}");
 }
 
@@ -86,8 +123,15 @@ fn adapter_for_another_architecture_is_typed() {
     let mut m = load(&fixtures().join("tiny-distilbert")).unwrap();
     let e = load_adapter(&mut m, &fixtures().join("tiny-bert-lora")).unwrap_err();
     match &e {
-        LoraError::ArchitectureMismatch { module, architecture, .. } => {
-            assert!(module.starts_with("bert.encoder.layer.0.attention.self"), "{module}");
+        LoraError::ArchitectureMismatch {
+            module,
+            architecture,
+            ..
+        } => {
+            assert!(
+                module.starts_with("bert.encoder.layer.0.attention.self"),
+                "{module}"
+            );
             assert_eq!(architecture, "distilbert");
         }
         other => panic!("unexpected {other}"),
@@ -113,11 +157,17 @@ fn adapter_missing_tensor_and_shape_mismatch_are_typed() {
     // r in the config disagrees with the tensors
     copy_dir(&fixtures().join("tiny-distilbert-lora"), &dir);
     let cpath = dir.join("adapter_config.json");
-    let text = std::fs::read_to_string(&cpath).unwrap().replace("\"r\": 4", "\"r\": 2");
+    let text = std::fs::read_to_string(&cpath)
+        .unwrap()
+        .replace("\"r\": 4", "\"r\": 2");
     std::fs::write(&cpath, text).unwrap();
     let mut m = load(&fixtures().join("tiny-distilbert")).unwrap();
     match load_adapter(&mut m, &dir).unwrap_err() {
-        LoraError::ShapeMismatch { tensor, expected, got } => {
+        LoraError::ShapeMismatch {
+            tensor,
+            expected,
+            got,
+        } => {
             assert!(tensor.ends_with("q_lin.lora_A.weight"), "{tensor}");
             assert_eq!((expected, got), (vec![2, 32], vec![4, 32]));
         }
@@ -125,9 +175,21 @@ fn adapter_missing_tensor_and_shape_mismatch_are_typed() {
     }
     // corrupt adapter weights, missing config
     std::fs::write(&wpath, b"not a safetensors file").unwrap();
-    assert!(matches!(load_adapter(&mut load(&fixtures().join("tiny-distilbert")).unwrap(), &dir), Err(LoraError::Corrupt { .. })));
+    assert!(matches!(
+        load_adapter(
+            &mut load(&fixtures().join("tiny-distilbert")).unwrap(),
+            &dir
+        ),
+        Err(LoraError::Corrupt { .. })
+    ));
     std::fs::remove_file(&cpath).unwrap();
-    assert!(matches!(load_adapter(&mut load(&fixtures().join("tiny-distilbert")).unwrap(), &dir), Err(LoraError::Io { .. })));
+    assert!(matches!(
+        load_adapter(
+            &mut load(&fixtures().join("tiny-distilbert")).unwrap(),
+            &dir
+        ),
+        Err(LoraError::Io { .. })
+    ));
 }
 
 #[test]
@@ -138,9 +200,17 @@ fn missing_corrupt_and_mismatched_checkpoints_are_typed() {
     // config/weight shape mismatch names the tensor
     let cpath = dir.join("config.json");
     let good = std::fs::read_to_string(&cpath).unwrap();
-    std::fs::write(&cpath, good.replace("\"hidden_dim\": 64", "\"hidden_dim\": 48")).unwrap();
+    std::fs::write(
+        &cpath,
+        good.replace("\"hidden_dim\": 64", "\"hidden_dim\": 48"),
+    )
+    .unwrap();
     match load(&dir).unwrap_err() {
-        ModelError::ShapeMismatch { tensor, expected, got } => {
+        ModelError::ShapeMismatch {
+            tensor,
+            expected,
+            got,
+        } => {
             assert_eq!(tensor, "distilbert.transformer.layer.0.ffn.lin1.weight");
             assert_eq!((expected, got), (vec![48, 32], vec![64, 32]));
         }
@@ -148,23 +218,39 @@ fn missing_corrupt_and_mismatched_checkpoints_are_typed() {
     }
     // a head of another size is a shape mismatch too (as transformers without ignore_mismatched_sizes)
     std::fs::write(&cpath, &good).unwrap();
-    let e = AnyClassifier::from_files(&ModelFiles::from_dir(&dir).unwrap(), Some(5), 0, &Device::Cpu).unwrap_err();
-    assert!(matches!(&e, ModelError::ShapeMismatch { tensor, .. } if tensor == "classifier.weight"), "{e}");
+    let e = AnyClassifier::from_files(
+        &ModelFiles::from_dir(&dir).unwrap(),
+        Some(5),
+        0,
+        &Device::Cpu,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, ModelError::ShapeMismatch { tensor, .. } if tensor == "classifier.weight"),
+        "{e}"
+    );
     // a missing encoder tensor is named
     let wpath = dir.join("model.safetensors");
     let mut t = candle_core::safetensors::load(&wpath, &Device::Cpu).unwrap();
     t.remove("distilbert.transformer.layer.1.sa_layer_norm.bias");
     candle_core::safetensors::save(&t, &wpath).unwrap();
     match load(&dir).unwrap_err() {
-        ModelError::MissingTensor { tensor, .. } => assert_eq!(tensor, "distilbert.transformer.layer.1.sa_layer_norm.bias"),
+        ModelError::MissingTensor { tensor, .. } => {
+            assert_eq!(tensor, "distilbert.transformer.layer.1.sa_layer_norm.bias")
+        }
         other => panic!("unexpected {other}"),
     }
     // corrupt and missing safetensors
     std::fs::write(&wpath, b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage").unwrap();
     assert!(matches!(load(&dir), Err(ModelError::Corrupt { .. })));
     std::fs::remove_file(&wpath).unwrap();
-    assert!(matches!(ModelFiles::from_dir(&dir), Err(ModelError::MissingFile { path, .. }) if path.ends_with("model.safetensors")));
-    assert!(matches!(ModelFiles::from_dir(&tmp.path().join("nope")), Err(ModelError::MissingFile { .. })));
+    assert!(
+        matches!(ModelFiles::from_dir(&dir), Err(ModelError::MissingFile { path, .. }) if path.ends_with("model.safetensors"))
+    );
+    assert!(matches!(
+        ModelFiles::from_dir(&tmp.path().join("nope")),
+        Err(ModelError::MissingFile { .. })
+    ));
 }
 
 #[test]
@@ -181,15 +267,26 @@ fn hf_cache_layout_and_prefixless_checkpoints_load() {
     // the same checkpoint with the "bert." prefix stripped (a bare BertModel) gives the same encoder
     let wpath = snap.join("model.safetensors");
     let t = candle_core::safetensors::load(&wpath, &Device::Cpu).unwrap();
-    let stripped: std::collections::HashMap<String, Tensor> =
-        t.into_iter().map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v)).collect();
+    let stripped: std::collections::HashMap<String, Tensor> = t
+        .into_iter()
+        .map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v))
+        .collect();
     candle_core::safetensors::save(&stripped, &wpath).unwrap();
     let enc = forge_models::AnyEncoder::from_files(&files, &Device::Cpu).unwrap();
     let ids = Tensor::new(&[[1u32, 7, 9, 2]], &Device::Cpu).unwrap();
     use forge_models::TextEncoder;
     let a = m.encoder().encode(&ids, None).unwrap();
     let b = enc.encode(&ids, None).unwrap();
-    let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(d, 0.0);
     assert!(ModelFiles::from_hf_cache("forge-test/absent", Some(tmp.path())).is_err());
 }
@@ -198,35 +295,68 @@ fn hf_cache_layout_and_prefixless_checkpoints_load() {
 fn bad_model_inputs_are_typed() {
     let m = load(&fixtures().join("tiny-distilbert")).unwrap();
     let too_big = Tensor::new(&[[1u32, 64]], &Device::Cpu).unwrap();
-    assert!(matches!(m.forward(&too_big, None), Err(ModelError::InvalidInput { what: "input_ids", .. })));
+    assert!(matches!(
+        m.forward(&too_big, None),
+        Err(ModelError::InvalidInput {
+            what: "input_ids",
+            ..
+        })
+    ));
     let long = Tensor::zeros((1, 33), candle_core::DType::U32, &Device::Cpu).unwrap();
-    assert!(matches!(m.forward(&long, None), Err(ModelError::InvalidInput { what: "input_ids", .. })));
-    let logits = m.forward(&Tensor::new(&[[1u32, 2]], &Device::Cpu).unwrap(), None).unwrap();
+    assert!(matches!(
+        m.forward(&long, None),
+        Err(ModelError::InvalidInput {
+            what: "input_ids",
+            ..
+        })
+    ));
+    let logits = m
+        .forward(&Tensor::new(&[[1u32, 2]], &Device::Cpu).unwrap(), None)
+        .unwrap();
     let bad_labels = Tensor::new(&[3u32], &Device::Cpu).unwrap();
-    assert!(matches!(forge_models::cross_entropy_loss(&logits, &bad_labels), Err(ModelError::InvalidInput { what: "labels", .. })));
+    assert!(matches!(
+        forge_models::cross_entropy_loss(&logits, &bad_labels),
+        Err(ModelError::InvalidInput { what: "labels", .. })
+    ));
 }
 
 #[test]
 fn tokenizer_pads_to_longest_and_truncates_overriding_the_file() {
     use std::collections::HashMap;
     use tokenizers::models::wordlevel::WordLevel;
-    let vocab: HashMap<String, u32> = ["[PAD]", "[UNK]", "a", "b", "c", "d"].iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
-    let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
+    let vocab: HashMap<String, u32> = ["[PAD]", "[UNK]", "a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), i as u32))
+        .collect();
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
     let mut tok = tokenizers::Tokenizer::new(model);
     tok.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
     // a fixed padding to 16 in the file, as all-MiniLM-L6-v2's tokenizer.json has 128
-    tok.with_padding(Some(tokenizers::PaddingParams { strategy: tokenizers::PaddingStrategy::Fixed(16), ..Default::default() }));
+    tok.with_padding(Some(tokenizers::PaddingParams {
+        strategy: tokenizers::PaddingStrategy::Fixed(16),
+        ..Default::default()
+    }));
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("tokenizer.json");
     tok.save(&path, false).unwrap();
     let t = TextTokenizer::from_file(&path, 3).unwrap();
-    let enc = t.encode_batch(&["a b", "c d a b", "zz"], &Device::Cpu).unwrap();
+    let enc = t
+        .encode_batch(&["a b", "c d a b", "zz"], &Device::Cpu)
+        .unwrap();
     let ids: Vec<Vec<u32>> = enc.input_ids.to_vec2().unwrap();
     let mask: Vec<Vec<u32>> = enc.attention_mask.to_vec2().unwrap();
     assert_eq!(ids, vec![vec![2, 3, 0], vec![4, 5, 2], vec![1, 0, 0]]);
     assert_eq!(mask, vec![vec![1, 1, 0], vec![1, 1, 1], vec![1, 0, 0]]);
     assert!(TextTokenizer::from_file(&tmp.path().join("none.json"), 8).is_err());
     std::fs::write(&path, "{broken").unwrap();
-    assert!(matches!(TextTokenizer::from_file(&path, 8), Err(ModelError::Corrupt { .. })));
+    assert!(matches!(
+        TextTokenizer::from_file(&path, 8),
+        Err(ModelError::Corrupt { .. })
+    ));
     assert!(t.encode_batch(&[], &Device::Cpu).is_err());
 }

@@ -8,11 +8,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 fn expected() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("tiny-expected.safetensors"), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(fixtures().join("tiny-expected.safetensors"), &Device::Cpu)
+        .unwrap()
 }
 
 fn load(name: &str) -> AnyClassifier {
@@ -22,17 +25,30 @@ fn load(name: &str) -> AnyClassifier {
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn logits(m: &AnyClassifier, e: &HashMap<String, Tensor>) -> Tensor {
-    m.forward(&e["input_ids"], Some(&e["attention_mask"])).unwrap()
+    m.forward(&e["input_ids"], Some(&e["attention_mask"]))
+        .unwrap()
 }
 
 #[test]
 fn base_logits_match_transformers() {
     let e = expected();
-    for (model, key) in [("tiny-distilbert", "distil_logits"), ("tiny-bert", "bert_logits")] {
+    for (model, key) in [
+        ("tiny-distilbert", "distil_logits"),
+        ("tiny-bert", "bert_logits"),
+    ] {
         let m = load(model);
         let d = max_diff(&logits(&m, &e), &e[key]);
         assert!(d <= 1e-4, "{model}: max abs diff {d}");
@@ -43,7 +59,10 @@ fn base_logits_match_transformers() {
 fn bert_mean_pooled_hidden_state_matches() {
     let e = expected();
     let m = load("tiny-bert");
-    let h = m.encoder().encode(&e["input_ids"], Some(&e["attention_mask"])).unwrap();
+    let h = m
+        .encoder()
+        .encode(&e["input_ids"], Some(&e["attention_mask"]))
+        .unwrap();
     let p = forge_models::mean_pool(&h, &e["attention_mask"]).unwrap();
     let d = max_diff(&p, &e["bert_mean_pooled"]);
     assert!(d <= 1e-4, "max abs diff {d}");
@@ -53,8 +72,16 @@ fn bert_mean_pooled_hidden_state_matches() {
 fn peft_adapters_reproduce_peft_logits_merged_and_unmerged() {
     let e = expected();
     for (model, adapter, key) in [
-        ("tiny-distilbert", "tiny-distilbert-lora", "distil_lora_logits"),
-        ("tiny-distilbert", "tiny-distilbert-rslora", "distil_rslora_logits"),
+        (
+            "tiny-distilbert",
+            "tiny-distilbert-lora",
+            "distil_lora_logits",
+        ),
+        (
+            "tiny-distilbert",
+            "tiny-distilbert-rslora",
+            "distil_rslora_logits",
+        ),
         ("tiny-bert", "tiny-bert-lora", "bert_lora_logits"),
     ] {
         let mut m = load(model);
@@ -78,20 +105,43 @@ fn peft_adapters_reproduce_peft_logits_merged_and_unmerged() {
     }
 }
 
-fn check_grads(m: &mut AnyClassifier, e: &HashMap<String, Tensor>, prefix: &str, rename: impl Fn(&str) -> String) -> usize {
+fn check_grads(
+    m: &mut AnyClassifier,
+    e: &HashMap<String, Tensor>,
+    prefix: &str,
+    rename: impl Fn(&str) -> String,
+) -> usize {
     m.set_training(false); // reference gradients are taken without dropout
     let loss = cross_entropy_loss(&logits(m, e), &e["labels"]).unwrap();
     let loss_key = format!("{}loss", prefix.trim_end_matches("grad."));
-    let dl = (loss.to_scalar::<f32>().unwrap() - e[&loss_key].flatten_all().unwrap().to_vec1::<f32>().unwrap()[0]).abs();
+    let dl = (loss.to_scalar::<f32>().unwrap()
+        - e[&loss_key]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0])
+        .abs();
     assert!(dl <= 1e-5, "loss differs by {dl}");
     let grads = loss.backward().unwrap();
     let mut n = 0;
     for (name, var) in named_trainable(m) {
-        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
-        let gmax = g.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let gmax = g
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(gmax > 0.0, "gradient of {name} is all zeros");
         let key = format!("{prefix}{}", rename(&name));
-        let want = e.get(&key).unwrap_or_else(|| panic!("fixture has no {key}"));
+        let want = e
+            .get(&key)
+            .unwrap_or_else(|| panic!("fixture has no {key}"));
         let d = max_diff(g, want);
         assert!(d <= 1e-4, "{name}: gradient max abs diff {d}");
         n += 1;
@@ -103,7 +153,10 @@ fn check_grads(m: &mut AnyClassifier, e: &HashMap<String, Tensor>, prefix: &str,
 fn full_fine_tuning_gradients_match_pytorch() {
     let e = expected();
     let mut d = load("tiny-distilbert");
-    assert_eq!(check_grads(&mut d, &e, "distil_grad.", |n| n.to_string()), 40);
+    assert_eq!(
+        check_grads(&mut d, &e, "distil_grad.", |n| n.to_string()),
+        40
+    );
     let mut b = load("tiny-bert");
     assert_eq!(check_grads(&mut b, &e, "bert_grad.", |n| n.to_string()), 41);
 }
@@ -115,7 +168,10 @@ fn lora_gradients_match_peft() {
     load_adapter(&mut m, &fixtures().join("tiny-distilbert-lora")).unwrap();
     // PEFT's trainable set: 8 LoRA matrices + classifier and pre_classifier (modules_to_save
     // "classifier" matches both: PEFT uses a plain suffix rule there)
-    let names: Vec<String> = named_trainable(&mut m).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = named_trainable(&mut m)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(names.len(), 12, "{names:?}");
     let lora_only = |n: &str| n.contains("lora_");
     m.set_training(false);
@@ -127,7 +183,10 @@ fn lora_gradients_match_peft() {
         if !lora_only(&name) {
             continue;
         }
-        let key = format!("distil_lora_grad.base_model.model.{}", name.replace(".weight", ".default.weight"));
+        let key = format!(
+            "distil_lora_grad.base_model.model.{}",
+            name.replace(".weight", ".default.weight")
+        );
         let d = max_diff(g, &e[&key]);
         assert!(d <= 1e-4, "{name}: {d}");
         n += 1;
@@ -163,9 +222,20 @@ fn forge_saved_adapter_roundtrips_and_is_peft_readable() {
     };
     save_adapter(&mut m, &cfg, &dir).unwrap();
     let rows: Vec<Vec<f32>> = want.to_vec2().unwrap();
-    std::fs::write(dir.join("forge_logits.json"), serde_json::to_string(&rows).unwrap()).unwrap();
-    let keys: Vec<String> = candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu).unwrap().into_keys().collect();
-    assert!(keys.contains(&"base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight".to_string()));
+    std::fs::write(
+        dir.join("forge_logits.json"),
+        serde_json::to_string(&rows).unwrap(),
+    )
+    .unwrap();
+    let keys: Vec<String> =
+        candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu)
+            .unwrap()
+            .into_keys()
+            .collect();
+    assert!(keys.contains(
+        &"base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight"
+            .to_string()
+    ));
     assert!(keys.contains(&"base_model.model.classifier.weight".to_string()));
     assert_eq!(keys.len(), 12);
     let mut fresh = load("tiny-distilbert");
