@@ -1,4 +1,341 @@
-//! Forge's task runner: `cargo xtask demo|figures|gate|bench`.
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("no tasks yet")
+//! Forge's task runner: `cargo xtask demo|story|figures|gate|readme|bench`.
+//!
+//! Thin by design: argument parsing, progress bars and printing; everything else lives in
+//! forge-bench. `cargo xtask` is an alias for `cargo run --package xtask --release --`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use forge_bench::report;
+use forge_bench::scenario::Mode;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+mod story;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Forge's demos, figures and regression gates")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the benchmark scenarios and print the CO2 tables.
+    Demo(DemoArgs),
+    /// A short narrative walk-through of one real domain shift.
+    Story(StoryArgs),
+    /// Print the tables of a results file.
+    Tables {
+        /// Results JSON (default: the last demo run).
+        #[arg(long)]
+        results: Option<PathBuf>,
+    },
+    /// Draw the 300-DPI figures from a results file.
+    Figures {
+        /// Results JSON (default: the last demo run).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// Output folder.
+        #[arg(long, default_value = "figures")]
+        out: PathBuf,
+    },
+    /// Check a results file against the committed thresholds; exit 1 on a regression.
+    Gate {
+        /// Results JSON (default: the last demo run).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// Thresholds JSON.
+        #[arg(long, default_value = "xtask/gates.json")]
+        thresholds: PathBuf,
+        /// Print thresholds proposed from the results instead of checking.
+        #[arg(long)]
+        propose: bool,
+    },
+    /// Regenerate the README's demo-results section from a results file.
+    Readme {
+        /// Results JSON.
+        #[arg(long, default_value = "results/reference.json")]
+        results: PathBuf,
+        /// The command that produced the results (quoted in the README).
+        #[arg(long, default_value = "cargo xtask demo --save-json results/reference.json")]
+        command: String,
+    },
+    /// Run the criterion benchmarks (extra arguments go to `cargo bench`).
+    Bench {
+        /// Arguments passed through to `cargo bench`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Small data, 2 seeds: tables within a minute.
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// Full data sizes, 10 seeds.
+    #[arg(long)]
+    full: bool,
+    /// Number of seeds (0..N).
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Run only this scenario (repeatable).
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    /// Also write the results JSON here (atomically).
+    #[arg(long)]
+    save_json: Option<PathBuf>,
+    /// No progress bars; tables only.
+    #[arg(long)]
+    quiet: bool,
+    /// Folder with the tabular CSVs.
+    #[arg(long, env = "FORGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// List the scenarios and their strategies, then exit.
+    #[arg(long)]
+    list: bool,
+}
+
+#[derive(Args)]
+struct StoryArgs {
+    /// Which story (only `ml` for now).
+    #[arg(default_value = "ml")]
+    which: String,
+    /// Also show the gate refusing a harmful (label-permuted) source.
+    #[arg(long)]
+    include_bad_source: bool,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder with the tabular CSVs.
+    #[arg(long, env = "FORGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where `demo` always saves its last results (under the target dir, ignored by git).
+fn last_results_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    target.join("forge-results").join("latest.json")
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    std::env::set_current_dir(project_root()).context("cd to the project root")?;
+    match cli.cmd {
+        Cmd::Demo(a) => demo(a),
+        Cmd::Story(a) => story::run(&a.which, a.seed, a.include_bad_source, a.data_dir),
+        Cmd::Figures { results, out } => figures(results, &out),
+        Cmd::Tables { results } => {
+            let (_, r) = load(results)?;
+            print_tables(&r);
+            Ok(())
+        }
+        Cmd::Gate {
+            results,
+            thresholds,
+            propose,
+        } => gate(results, &thresholds, propose),
+        Cmd::Readme { results, command } => readme(&results, &command),
+        Cmd::Bench { args } => bench(&args),
+    }
+}
+
+struct Bars {
+    bar: ProgressBar,
+}
+
+impl forge_bench::runner::Observer for Bars {
+    fn start(&mut self, total: usize) {
+        self.bar.set_length(total as u64);
+    }
+    fn trial(&mut self, scenario: &str, seed: u64) {
+        self.bar.set_message(format!("{scenario} seed {seed}"));
+    }
+    fn strategy_done(&mut self, scenario: &str, seed: u64, strategy: &str) {
+        self.bar.set_message(format!("{scenario} seed {seed}: {strategy}"));
+        self.bar.inc(1);
+    }
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn demo(a: DemoArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let mode = if a.quick {
+        Mode::Quick
+    } else if a.full {
+        Mode::Full
+    } else {
+        Mode::Standard
+    };
+    let registry = forge_bench::classical::registry()?;
+    if a.list {
+        for name in registry.names() {
+            let sc = registry.get(name).context("registry lookup")?;
+            println!("{name}: {}", sc.description());
+            for s in sc.strategies() {
+                println!("  {:<16} {:?}: {}", s.name, s.kind, s.description);
+            }
+        }
+        return Ok(());
+    }
+    let quiet = a.quiet || in_ci();
+    let data_dir = a.data_dir.unwrap_or_else(forge_bench::default_data_dir);
+    let ctx = forge_bench::classical::context(mode, data_dir)?;
+    let mut plan = forge_bench::RunPlan::for_mode(mode);
+    if let Some(n) = a.seeds {
+        if n == 0 {
+            bail!("--seeds must be at least 1");
+        }
+        plan.seeds = (0..n as u64).collect();
+    }
+    if !a.scenarios.is_empty() {
+        plan.scenarios = Some(a.scenarios.clone());
+    }
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                .context("progress template")?,
+        );
+        b
+    };
+    let mut obs = Bars { bar };
+    let results = forge_bench::run(&registry, &plan, &ctx, &mut obs)?;
+    forge_bench::io::write_json(&last_results_path(), &results)?;
+    if let Some(p) = &a.save_json {
+        forge_bench::io::write_json(p, &results)?;
+    }
+    print_tables(&results);
+    if let Some(p) = &a.save_json {
+        println!("Results written to {}", p.display());
+    }
+    println!(
+        "demo --{} finished in {:.1} s ({} seed(s), {} scenario(s))",
+        mode.name(),
+        t0.elapsed().as_secs_f64(),
+        results.run.seeds.len(),
+        results.run.scenarios.len()
+    );
+    Ok(())
+}
+
+fn print_tables(results: &forge_bench::ResultsFile) {
+    println!("{}", report::headline_table(results).to_text());
+    println!("{}", report::method_table(results).to_text());
+    let conv = report::convergence_table(results);
+    if !conv.rows.is_empty() {
+        println!("{}", conv.to_text());
+    }
+    if !results.gate.is_empty() {
+        println!("{}", report::gate_table(results).to_text());
+    }
+    println!("{}", report::carbon_note(results));
+    println!(
+        "Baseline = the same mini-batch SGD from zero initialisation, run to convergence on the same target data.\n\
+         Short fits are repeated inside one measurement window of >= {} s and reported per fit.",
+        results.run.min_measure_s
+    );
+}
+
+fn load(results: Option<PathBuf>) -> Result<(PathBuf, forge_bench::ResultsFile)> {
+    let p = results.unwrap_or_else(last_results_path);
+    if !p.exists() {
+        bail!(
+            "{} does not exist: run `cargo xtask demo --save-json PATH` first, or pass --results PATH",
+            p.display()
+        );
+    }
+    let r = forge_bench::io::read_results(&p)?;
+    Ok((p, r))
+}
+
+fn figures(results: Option<PathBuf>, out: &Path) -> Result<()> {
+    let (p, r) = load(results)?;
+    let written = forge_bench::figures::write_all(&r, out)?;
+    for w in &written {
+        let dpi = forge_bench::figures::read_phys(w)?
+            .map(|(x, _, m)| if m { format!("{:.0} DPI", f64::from(x) * 0.0254) } else { "?".into() })
+            .unwrap_or_else(|| "no pHYs".into());
+        println!("wrote {} ({dpi})", w.display());
+    }
+    println!("from {}", p.display());
+    Ok(())
+}
+
+fn gate(results: Option<PathBuf>, thresholds: &Path, propose: bool) -> Result<()> {
+    let (p, r) = load(results)?;
+    if propose {
+        let t = forge_bench::gates::propose(&r, 0.05, 0.5);
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(());
+    }
+    let t: forge_bench::gates::Thresholds = forge_bench::io::read_json(thresholds)?;
+    let rep = forge_bench::gates::check(&r, &t);
+    if rep.passed() {
+        println!(
+            "gate OK: {} threshold(s) met by {} ({})",
+            rep.checked,
+            p.display(),
+            thresholds.display()
+        );
+        Ok(())
+    } else {
+        eprintln!(
+            "gate FAILED: {} of {} threshold(s) broken by {}:",
+            rep.violations.len(),
+            rep.checked,
+            p.display()
+        );
+        for v in &rep.violations {
+            eprintln!("  - {v}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn readme(results: &Path, command: &str) -> Result<()> {
+    let r = forge_bench::io::read_results(results)?;
+    let path = Path::new("README.md");
+    let text = std::fs::read_to_string(path).context("read README.md")?;
+    let section = report::readme_section(&r, command);
+    let new = report::splice_readme(&text, &section)?;
+    if new == text {
+        println!("README.md is up to date");
+    } else {
+        forge_bench::io::write_atomic(path, new.as_bytes())?;
+        println!("README.md results section regenerated from {}", results.display());
+    }
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .arg("bench")
+        .args(args)
+        .status()
+        .context("run cargo bench")?;
+    if !status.success() {
+        bail!("cargo bench failed: {status}");
+    }
+    Ok(())
 }

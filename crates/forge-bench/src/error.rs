@@ -15,14 +15,14 @@ pub enum BenchError {
     #[error(transparent)]
     Data(#[from] forge_data::DataError),
     /// An error from forge-classical (fitting a model).
-    //TODOATTR #[error(transparent)]
-    //TODO Classical(#[from] forge_classical::ClassicalError),
+    #[error(transparent)]
+    Classical(#[from] forge_classical::ClassicalError),
     /// An error from forge-safety (the transfer gate).
-    //TODOATTR #[error(transparent)]
-    //TODO Safety(#[from] forge_safety::SafetyError),
+    #[error(transparent)]
+    Safety(#[from] forge_safety::SafetyError),
     /// An error from forge-carbon (energy tracking).
-    //TODOATTR #[error(transparent)]
-    //TODO Carbon(#[from] forge_carbon::CarbonError),
+    #[error(transparent)]
+    Carbon(#[from] forge_carbon::CarbonError),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -49,8 +49,8 @@
 //! ```
 #![deny(missing_docs)]
 
-//pub mod carbon;
-//pub mod classical;
+pub mod carbon;
+pub mod classical;
 mod error;
 pub mod example;
 pub mod figures;

@@ -285,6 +285,15 @@ pub fn carbon_note(r: &ResultsFile) -> String {
     )
 }
 
+/// As [`carbon_note`] for a meter's settings on this machine (no results file needed).
+pub fn carbon_note_for(c: &crate::schema::CarbonSettings) -> String {
+    let m = crate::schema::MachineInfo::detect();
+    format!(
+        "Energy: {} on {} ({} logical CPUs); {} g CO2e/kWh ({}), PUE {}. {}",
+        c.energy_method, m.cpu_model, m.logical_cpus, c.carbon_intensity_g_per_kwh, c.region, c.pue, c.note
+    )
+}
+
 /// The generated README section (Markdown, without the markers).
 pub fn readme_section(r: &ResultsFile, command: &str) -> String {
     let mut s = String::new();

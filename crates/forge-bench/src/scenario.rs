@@ -134,6 +134,26 @@ impl RunContext {
     }
 }
 
+impl RunContext {
+    /// Measures `f` exactly once (no calibration run, no repetition): for work that is long
+    /// enough to measure on its own, or that must not run twice (e.g. a randomised gate).
+    ///
+    /// # Errors
+    /// Whatever `f` or the meter returns.
+    pub fn measure_once<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Measurement)> {
+        let mut f = Some(f);
+        let mut out = None;
+        let m = self.meter.measure(&mut || {
+            if let Some(f) = f.take() {
+                out = Some(f()?);
+            }
+            Ok(())
+        })?;
+        let out = out.ok_or_else(|| BenchError::config("measure_once", "closure produced no output"))?;
+        Ok((out, Measurement { repeats: 1, ..m }))
+    }
+}
+
 /// A strategy a scenario offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StrategySpec {
