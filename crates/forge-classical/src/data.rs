@@ -42,6 +42,20 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// Runs `f` on the f64 contents of `t` in row-major order without copying when `t` is a
+/// contiguous f64 CPU tensor (otherwise on a converted copy). No finiteness check.
+pub(crate) fn with_f64<R>(t: &Tensor, f: impl FnOnce(&[f64]) -> R) -> Result<R> {
+    if t.dtype() == DType::F64 {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) = (&*storage, layout.contiguous_offsets()) {
+            let sl = cpu.as_slice::<f64>()?;
+            return Ok(f(&sl[a..b]));
+        }
+    }
+    let v: Vec<f64> = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+    Ok(f(&v))
+}
+
 /// Reads a finite, non-empty `[n, d]` matrix as f64.
 pub(crate) fn matrix(x: &Tensor, what: &str) -> Result<Mat64> {
     let (n, d) = ensure_matrix(x, what)?;

@@ -180,6 +180,13 @@ impl From<LogisticModel> for LinearModel {
     }
 }
 
+impl From<LinearModel> for LogisticModel {
+    /// Uses the linear model as the logit `w^T x + b` (e.g. after [`stat_mapping`](crate::stat_mapping)).
+    fn from(m: LinearModel) -> Self {
+        LogisticModel { weights: m.weights, intercept: m.intercept }
+    }
+}
+
 /// A multinomial (softmax) logistic regression model `P(y = c | x) = softmax(x^T W + b)_c`.
 #[derive(Debug, Clone)]
 pub struct SoftmaxModel {

@@ -30,8 +30,11 @@ fn singular() -> ClassicalError {
 /// ([`ClassicalError::Linalg`]).
 pub fn ridge(x: &Tensor, y: &Tensor, lam: f64) -> Result<LinearModel> {
     check_lam("lam", lam)?;
-    let (xm, yv) = data::xy(x, y)?;
-    let (w, b) = penalized_ls(&xm, &yv, None, lam, None)?;
+    let (n, d) = forge_linalg::check::ensure_matrix(x, "x")?;
+    let yv = data::vector(y, "y")?;
+    data::check_len(&yv, n, "y")?;
+    // Borrow x's f64 buffer (no copy); finiteness is checked inside the solver's first pass.
+    let (w, b) = data::with_f64(x, |xs| penalized_ls_raw(xs, n, d, &yv, None, lam, None))??;
     LinearModel::from_vec(w, b)
 }
 
@@ -138,19 +141,30 @@ pub(crate) fn check_sample_weights(v: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// Weighted column means of `x` and the mean of `y`.
-fn weighted_means(x: &Mat64, y: &[f64], s: Option<&[f64]>) -> (Vec<f64>, f64, f64) {
-    let d = x.d;
+/// Weighted column means of `x` (row-major `[n, d]`) and the mean of `y`.
+fn weighted_means(x: &[f64], d: usize, y: &[f64], s: Option<&[f64]>) -> (Vec<f64>, f64, f64) {
     let mut mx = vec![0.0; d];
     let mut my = 0.0;
     let mut tot = 0.0;
-    for (i, (row, &yi)) in x.v.chunks_exact(d).zip(y).enumerate() {
-        let si = s.map_or(1.0, |s| s[i]);
-        for (m, &v) in mx.iter_mut().zip(row) {
-            *m += si * v;
+    match s {
+        None => {
+            for (row, &yi) in x.chunks_exact(d).zip(y) {
+                for (m, &v) in mx.iter_mut().zip(row) {
+                    *m += v;
+                }
+                my += yi;
+            }
+            tot = y.len() as f64;
         }
-        my += si * yi;
-        tot += si;
+        Some(s) => {
+            for ((row, &yi), &si) in x.chunks_exact(d).zip(y).zip(s) {
+                for (m, &v) in mx.iter_mut().zip(row) {
+                    *m += si * v;
+                }
+                my += si * yi;
+                tot += si;
+            }
+        }
     }
     for m in &mut mx {
         *m /= tot;
@@ -166,11 +180,14 @@ pub(crate) fn centered_gram(
     mx: &[f64],
     my: f64,
 ) -> (Vec<f64>, Vec<f64>) {
-    let d = x.d;
+    centered_gram_raw(&x.v, x.d, y, s, mx, my)
+}
+
+fn centered_gram_raw(x: &[f64], d: usize, y: &[f64], s: Option<&[f64]>, mx: &[f64], my: f64) -> (Vec<f64>, Vec<f64>) {
     let mut g = vec![0.0; d * d];
     let mut c = vec![0.0; d];
     let mut buf = vec![0.0; d];
-    for (i, (row, &yi)) in x.v.chunks_exact(d).zip(y).enumerate() {
+    for (i, (row, &yi)) in x.chunks_exact(d).zip(y).enumerate() {
         let si = s.map_or(1.0, |s| s[i]);
         for ((b, &v), &m) in buf.iter_mut().zip(row).zip(mx) {
             *b = v - m;
@@ -196,9 +213,26 @@ pub(crate) fn penalized_ls(
     lam: f64,
     w0: Option<&[f64]>,
 ) -> Result<(Vec<f64>, f64)> {
-    let d = x.d;
-    let (mx, my, _) = weighted_means(x, y, s);
-    let (g, mut c) = centered_gram(x, y, s, &mx, my);
+    penalized_ls_raw(&x.v, x.n, x.d, y, s, lam, w0)
+}
+
+/// [`penalized_ls`] on a row-major `[n, d]` slice; also rejects non-finite `x` (detected from
+/// the column sums of the first pass, then located by a scan).
+fn penalized_ls_raw(
+    x: &[f64],
+    n: usize,
+    d: usize,
+    y: &[f64],
+    s: Option<&[f64]>,
+    lam: f64,
+    w0: Option<&[f64]>,
+) -> Result<(Vec<f64>, f64)> {
+    debug_assert_eq!(x.len(), n * d);
+    let (mx, my, _) = weighted_means(x, d, y, s);
+    if mx.iter().any(|m| !m.is_finite()) {
+        forge_linalg::check::ensure_finite_slice(x, "x")?;
+    }
+    let (g, mut c) = centered_gram_raw(x, d, y, s, &mx, my);
     if let Some(w0) = w0 {
         for (cv, &w) in c.iter_mut().zip(w0) {
             *cv += lam * w;
