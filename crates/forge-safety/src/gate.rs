@@ -15,14 +15,14 @@
 //! | `mmd2` | `< mmd2_block` (0.5) | severe shift |
 //! | `proxy_a_distance` | `< pad_block` (1.9) | severe shift |
 //! | `fraction_shifted_features` | `<= fraction_caution` (0.5) | caution |
-//! | `validation_mean_diff` | `>= -tolerance` (0) | **block** (transfer hurts) |
+//! | `validation_harm` (`p_harm`) | `> harm_alpha` (0.2) or `mean_diff >= -tolerance` (0) | **block** (transfer hurts) |
 //! | `validation_p_gain` | `<= alpha` | caution (no significant gain) |
 //!
 //! Verdict without labels ([`should_transfer`]): `Block` on a severe shift, `TransferWithCaution`
 //! on any other failed check, else `Transfer`.
 //! Verdict with validation ([`gate_transfer`], [`gate_linear`], [`gate_logistic`]): the held-out
 //! comparison decides: `Block` when the transferred model is worse than the target-only model
-//! on held-out target folds; `Transfer` when it is significantly better and the shift is not
+//! on held-out target folds (mean loss with `p_harm <= harm_alpha`); `Transfer` when it is significantly better and the shift is not
 //! severe; `TransferWithCaution` otherwise (no significant gain, or a gain despite a severe
 //! shift). A severe covariate shift alone does not block a transfer that measurably helps:
 //! shift is the reason to transfer in the first place, and the validation is direct evidence.
@@ -381,7 +381,15 @@ where
         "validation_mean_diff",
         val.mean_diff,
         -tol,
-        "value >= threshold",
+        "value >= threshold (or p_harm > harm_alpha)",
+        val.outcome != ValidationOutcome::Hurts,
+        Consequence::Block,
+    ));
+    ev.checks.push(check(
+        "validation_p_harm",
+        val.p_harm,
+        config.validation.harm_alpha,
+        "value > threshold (or mean_diff >= -tolerance)",
         val.outcome != ValidationOutcome::Hurts,
         Consequence::Block,
     ));
@@ -420,7 +428,10 @@ where
             Verdict::TransferWithCaution
         }
         ValidationOutcome::Neutral => {
-            reasons.push(format!("no significant gain from transfer: {effect}, p(gain) = {:.3}", val.p_gain));
+            reasons.push(format!(
+                "no significant gain and no evidence of harm: {effect}, p(gain) = {:.3}, p(harm) = {:.3}",
+                val.p_gain, val.p_harm
+            ));
             Verdict::TransferWithCaution
         }
     };

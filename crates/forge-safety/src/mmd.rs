@@ -20,8 +20,8 @@
 //! batch of permutations with one matrix product `U = K W` (W: one 0/1 column per permutation
 //! marking the pseudo-source rows), then `sum_{i,j in X} K_ij = w^T U`; the product runs on
 //! all cores through candle's gemm. Memory is one `(m + n)^2` f64 matrix, so it is limited to
-//! `max_permutation_points`; larger inputs use the linear-time test ([`MmdMethod::Auto`]) or a
-//! seeded subsample ([`MmdMethod::Permutation`]). [`mmd2_unbiased`] evaluates the quadratic
+//! `max_permutation_points`; larger inputs use a seeded subsample, or the linear-time test when
+//! both sides are large ([`MmdMethod::Auto`]). [`mmd2_unbiased`] evaluates the quadratic
 //! statistic in row blocks with O(block x (m + n)) memory.
 
 use crate::input::{two_samples, Rows};
@@ -46,11 +46,13 @@ pub enum Bandwidth {
 /// Which MMD test to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum MmdMethod {
-    /// Permutation test when `m + n <= max_permutation_points`, linear-time test otherwise.
+    /// Permutation test when `m + n <= max_permutation_points` or when the smaller side has at
+    /// most `max_permutation_points / 2` rows (the larger side is then subsampled); the
+    /// linear-time test when both sides are large.
     #[default]
     Auto,
-    /// Quadratic-time statistic with a permutation test (a seeded subsample of
-    /// `max_permutation_points` rows when the input is larger, keeping the source/target proportion).
+    /// Quadratic-time statistic with a permutation test; above `max_permutation_points` rows a
+    /// seeded subsample is used (the smaller side kept whole when it fits in half the budget).
     Permutation,
     /// Linear-time statistic with its asymptotic normal p-value.
     Linear,
@@ -320,9 +322,10 @@ pub fn mmd_test(source: &Tensor, target: &Tensor, config: &MmdConfig) -> Result<
 
 pub(crate) fn mmd_rows(s: &Rows, t: &Rows, config: &MmdConfig) -> Result<MmdResult> {
     let mut rng = seeded_rng(config.seed);
-    let big = s.n + t.n > config.max_permutation_points;
+    let cap = config.max_permutation_points;
+    let big = s.n + t.n > cap;
     let method = match config.method {
-        MmdMethod::Auto if big => MmdMethod::Linear,
+        MmdMethod::Auto if big && s.n.min(t.n) > cap / 2 => MmdMethod::Linear,
         MmdMethod::Auto => MmdMethod::Permutation,
         other => other,
     };
@@ -347,15 +350,15 @@ pub(crate) fn mmd_rows(s: &Rows, t: &Rows, config: &MmdConfig) -> Result<MmdResu
             z: Some(l.z),
         });
     }
-    // Permutation test, on a proportional subsample when too large.
+    // Permutation test; when too large, keep the smaller side whole if it fits in half the
+    // budget and subsample the other side to the rest, else subsample both to half.
     let (s, t) = if big {
-        let total = (s.n + t.n) as f64;
-        let cap = config.max_permutation_points as f64;
-        let ms = ((s.n as f64 * cap / total).floor() as usize).max(2);
-        let mt = ((t.n as f64 * cap / total).floor() as usize).max(2);
+        let small = s.n.min(t.n);
+        let (keep_small, keep_large) = if small <= cap / 2 { (small, cap - small) } else { (cap / 2, cap - cap / 2) };
+        let (ms, mt) = if s.n <= t.n { (keep_small, keep_large) } else { (keep_large, keep_small) };
         let is = permutation(s.n, &mut rng);
         let it = permutation(t.n, &mut rng);
-        (s.select(&is[..ms]), t.select(&it[..mt]))
+        (s.select(&is[..ms.min(s.n)]), t.select(&it[..mt.min(t.n)]))
     } else {
         (s.clone(), t.clone())
     };
