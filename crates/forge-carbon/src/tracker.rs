@@ -234,12 +234,13 @@ impl CarbonTracker {
                 }
             }
         });
+        let run_id = crate::util::uuid_v4();
         let cpu0 = self.probe.process_cpu_time_s();
         self.running = Some(Running {
             t0,
             wall0,
             cpu0,
-            run_id: crate::util::uuid_v4(),
+            run_id,
             samples,
             sampler: sampler.flatten(),
             warnings,
