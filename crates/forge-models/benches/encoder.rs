@@ -55,7 +55,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| train_step(&lora, &mut opt, &ids, Some(&mask), &labels).unwrap())
     });
     g.finish();
-    let _ = opt.learning_rate();
 }
 
 criterion_group!(benches, bench);

@@ -51,6 +51,7 @@ fn base_logits_match_transformers() {
     ] {
         let m = load(model);
         let d = max_diff(&logits(&m, &e), &e[key]);
+        eprintln!("{model}: logits max abs diff {d:.2e}");
         assert!(d <= 1e-4, "{model}: max abs diff {d}");
     }
 }
@@ -89,6 +90,7 @@ fn peft_adapters_reproduce_peft_logits_merged_and_unmerged() {
         let cfg = load_adapter(&mut m, &fixtures().join(adapter)).unwrap();
         let unmerged = logits(&m, &e);
         let d = max_diff(&unmerged, &e[key]);
+        eprintln!("{adapter}: logits max abs diff {d:.2e}");
         assert!(d <= 1e-4, "{adapter}: max abs diff {d}");
         // the adapter really changes the output (non-zero B, modules_to_save restored)
         assert!(max_diff(&base, &unmerged) > 1e-2, "{adapter} had no effect");
@@ -124,6 +126,7 @@ fn check_grads(
     assert!(dl <= 1e-5, "loss differs by {dl}");
     let grads = loss.backward().unwrap();
     let mut n = 0;
+    let mut worst = 0f32;
     for (name, var) in named_trainable(m) {
         let g = grads
             .get(var.as_tensor())
@@ -143,9 +146,11 @@ fn check_grads(
             .get(&key)
             .unwrap_or_else(|| panic!("fixture has no {key}"));
         let d = max_diff(g, want);
+        worst = worst.max(d);
         assert!(d <= 1e-4, "{name}: gradient max abs diff {d}");
         n += 1;
     }
+    eprintln!("{prefix}: {n} parameter gradients, worst max abs diff {worst:.2e}");
     n
 }
 
