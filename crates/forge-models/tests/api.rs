@@ -360,3 +360,69 @@ fn tokenizer_pads_to_longest_and_truncates_overriding_the_file() {
     ));
     assert!(t.encode_batch(&[], &Device::Cpu).is_err());
 }
+
+#[test]
+fn dropout_only_in_training_mode() {
+    let cfg = DistilBertConfig {
+        vocab_size: 50,
+        dim: 16,
+        n_layers: 1,
+        n_heads: 2,
+        hidden_dim: 32,
+        dropout: 0.5,
+        ..Default::default()
+    };
+    let mut m = DistilBertForSequenceClassification::new_random(&cfg, 3, &Device::Cpu).unwrap();
+    let ids = Tensor::new(&[[1u32, 4, 9, 2], [1, 7, 7, 2]], &Device::Cpu).unwrap();
+    let a: Vec<Vec<f32>> = m.forward(&ids, None).unwrap().to_vec2().unwrap();
+    let b: Vec<Vec<f32>> = m.forward(&ids, None).unwrap().to_vec2().unwrap();
+    assert_eq!(a, b, "evaluation mode must be deterministic");
+    m.set_training(true);
+    assert!(m.is_training());
+    let c: Vec<Vec<f32>> = m.forward(&ids, None).unwrap().to_vec2().unwrap();
+    assert_ne!(a, c, "training mode must apply dropout");
+}
+
+#[test]
+fn lora_step_updates_only_adapters_and_saved_modules() {
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    let mut m = load(&fixtures().join("tiny-distilbert")).unwrap();
+    let lc = LoraConfig::new(4, 8.0, &["q_lin", "v_lin"]).with_modules_to_save(&["classifier"]);
+    LoraInjector::new(lc).unwrap().inject(&mut m).unwrap();
+    let before: Vec<(String, Vec<f32>)> = forge_lora::named_base_params_mut(&mut m)
+        .into_iter()
+        .map(|(n, p)| (n, p.tensor().flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    let mut opt = AdamW::new(
+        forge_lora::trainable_vars(&mut m),
+        ParamsAdamW {
+            lr: 1e-2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ids = Tensor::new(&[[1u32, 5, 17, 33, 2], [1, 40, 41, 2, 0]], &Device::Cpu).unwrap();
+    let mask = ids.ne(0u32).unwrap();
+    let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+    m.set_training(true);
+    let l0 = forge_models::train_step(&m, &mut opt, &ids, Some(&mask), &labels).unwrap();
+    for _ in 0..5 {
+        forge_models::train_step(&m, &mut opt, &ids, Some(&mask), &labels).unwrap();
+    }
+    m.set_training(false);
+    let l1 = forge_models::cross_entropy_loss(&m.forward(&ids, Some(&mask)).unwrap(), &labels)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(l1 < l0, "loss did not decrease: {l0} -> {l1}");
+    for ((name, old), (_, p)) in before.iter().zip(forge_lora::named_base_params_mut(&mut m)) {
+        let new: Vec<f32> = p.tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let saved = name.contains("classifier");
+        assert_eq!(
+            old != &new,
+            saved,
+            "{name}: changed = {}, trainable = {saved}",
+            old != &new
+        );
+    }
+}
