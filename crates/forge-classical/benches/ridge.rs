@@ -24,12 +24,19 @@ fn bench_ridge(c: &mut Criterion) {
     });
     let mut g = c.benchmark_group("cpu/ridge/size");
     let mut rng = seeded_rng(0);
-    for &(n, d) in &[(1_000usize, 8usize), (20_640, 8), (20_640, 32), (100_000, 16)] {
+    for &(n, d) in &[
+        (1_000usize, 8usize),
+        (20_640, 8),
+        (20_640, 32),
+        (100_000, 16),
+    ] {
         let x = randn(&[n, d], candle_core::DType::F64, &Device::Cpu, &mut rng).unwrap();
         let y = randn(&[n], candle_core::DType::F64, &Device::Cpu, &mut rng).unwrap();
-        g.bench_with_input(BenchmarkId::from_parameter(format!("{n}x{d}")), &(x, y), |b, (x, y)| {
-            b.iter(|| ridge(black_box(x), black_box(y), 1.0).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{n}x{d}")),
+            &(x, y),
+            |b, (x, y)| b.iter(|| ridge(black_box(x), black_box(y), 1.0).unwrap()),
+        );
     }
     g.finish();
 }
@@ -38,7 +45,11 @@ fn bench_sgd(c: &mut Criterion) {
     let (x, y) = housing();
     let s = forge_linalg::Standardizer::fit(&x).unwrap();
     let x = s.transform(&x).unwrap();
-    let p = SgdParams::default().lr(0.01).epochs(1).batch_size(32).seed(0);
+    let p = SgdParams::default()
+        .lr(0.01)
+        .epochs(1)
+        .batch_size(32)
+        .seed(0);
     c.bench_function("cpu/sgd/one_epoch_california_housing_bs32", |b| {
         b.iter(|| fit_linear_sgd(black_box(&x), black_box(&y), &p).unwrap())
     });

@@ -35,7 +35,13 @@ pub struct AdapterParams {
 
 impl Default for AdapterParams {
     fn default() -> Self {
-        Self { rank: 2, lam: 1.0, lr: 0.05, epochs: 300, seed: 0 }
+        Self {
+            rank: 2,
+            lam: 1.0,
+            lr: 0.05,
+            epochs: 300,
+            seed: 0,
+        }
     }
 }
 
@@ -160,10 +166,7 @@ pub fn fit_low_rank_adapter<M: LowRankAdapt>(
 /// Top-`r` principal directions of the centred rows of `x`, row-major `[d, r]`.
 fn principal_basis(x: &Mat64, r: usize) -> Result<Vec<f64>> {
     let d = x.d;
-    let n = x.n as f64;
-    let mx: Vec<f64> = (0..d).map(|j| x.v.iter().skip(j).step_by(d).sum::<f64>() / n).collect();
-    let y0 = vec![0.0; x.n];
-    let (g, _) = crate::ridge::centered_gram(x, &y0, None, &mx, 0.0);
+    let g = crate::ridge::moments(x, &vec![0.0; x.n], None).g;
     let gt = Tensor::from_vec(g, (d, d), &Device::Cpu)?;
     let (_, v) = forge_linalg::dense::eigh(&gt)?; // ascending eigenvalues
     let v: Vec<f64> = v.flatten_all()?.to_vec1()?;
@@ -189,7 +192,10 @@ fn project(x: &Mat64, u: &[f64], r: usize) -> Mat64 {
 }
 
 fn combine(w0: &[f64], u: &[f64], a: &[f64], r: usize) -> Vec<f64> {
-    w0.iter().enumerate().map(|(i, &w)| w + data::dot(&u[i * r..i * r + r], a)).collect()
+    w0.iter()
+        .enumerate()
+        .map(|(i, &w)| w + data::dot(&u[i * r..i * r + r], a))
+        .collect()
 }
 
 impl LowRankAdapt for LinearModel {
@@ -201,7 +207,11 @@ impl LowRankAdapt for LinearModel {
         let r = params.rank;
         let u = principal_basis(&xm, r)?;
         let z = project(&xm, &u, r);
-        let resid: Vec<f64> = yv.iter().zip(xm.affine(&w0, 0.0)).map(|(y, f)| y - f).collect();
+        let resid: Vec<f64> = yv
+            .iter()
+            .zip(xm.affine(&w0, 0.0))
+            .map(|(y, f)| y - f)
+            .collect();
         let (a, b) = penalized_ls(&z, &resid, None, params.lam, None)?;
         let w = combine(&w0, &u, &a, r);
         Ok(VectorAdapter {
@@ -223,8 +233,15 @@ impl LowRankAdapt for LogisticModel {
         let u = principal_basis(&xm, r)?;
         let z = project(&xm, &u, r);
         let off = xm.affine(&w0, 0.0);
-        let sol = BinaryProblem { x: &z, y: &yv, s: None, offset: Some(&off), lam: params.lam, w0: None }
-            .solve("fit_low_rank_adapter (logistic)")?;
+        let sol = BinaryProblem {
+            x: &z,
+            y: &yv,
+            s: None,
+            offset: Some(&off),
+            lam: params.lam,
+            w0: None,
+        }
+        .solve("fit_low_rank_adapter (logistic)")?;
         let w = combine(&w0, &u, &sol.w, r);
         Ok(VectorAdapter {
             model: LogisticModel::from_vec(w, sol.b)?,
@@ -249,17 +266,25 @@ impl LowRankAdapt for SoftmaxModel {
         params.validate(d.min(k))?;
         check_pos("lr", params.lr)?;
         if params.epochs == 0 {
-            return Err(ClassicalError::InvalidParameter { name: "epochs", reason: "must be >= 1, got 0".into() });
+            return Err(ClassicalError::InvalidParameter {
+                name: "epochs",
+                reason: "must be >= 1, got 0".into(),
+            });
         }
         let ids = data::class_ids(&yv, k, "y")?;
-        let w0: Vec<f64> = self.weights.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let w0: Vec<f64> = self
+            .weights
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1()?;
         let mut bias: Vec<f64> = self.intercept.to_dtype(DType::F64)?.to_vec1()?;
         let r = params.rank;
         let mut rng = forge_linalg::seeded_rng(params.seed);
         let scale = 1.0 / (d as f64).sqrt();
-        let mut bm: Vec<f64> = forge_linalg::rng::randn(&[d * r], DType::F64, &Device::Cpu, &mut rng)?
-            .affine(scale, 0.0)?
-            .to_vec1()?;
+        let mut bm: Vec<f64> =
+            forge_linalg::rng::randn(&[d * r], DType::F64, &Device::Cpu, &mut rng)?
+                .affine(scale, 0.0)?
+                .to_vec1()?;
         let mut am = vec![0.0; r * k];
         let n = xm.n as f64;
         let lam_n = params.lam / n;
@@ -270,14 +295,20 @@ impl LowRankAdapt for SoftmaxModel {
             // W = W0 + B A
             for i in 0..d {
                 for c in 0..k {
-                    w[i * k + c] = w0[i * k + c] + (0..r).map(|q| bm[i * r + q] * am[q * k + c]).sum::<f64>();
+                    w[i * k + c] =
+                        w0[i * k + c] + (0..r).map(|q| bm[i * r + q] * am[q * k + c]).sum::<f64>();
                 }
             }
             let p = softmax_probs(&xm, &w, &bias, k);
             let loss = cross_entropy(&p, &ids, k)
                 + 0.5 * lam_n * (data::dot(&am, &am) + data::dot(&bm, &bm));
             if !loss.is_finite() {
-                return Err(ClassicalError::Diverged { method: "fit_low_rank_adapter (matrix)", epoch: hist.steps, loss, lr: params.lr });
+                return Err(ClassicalError::Diverged {
+                    method: "fit_low_rank_adapter (matrix)",
+                    epoch: hist.steps,
+                    loss,
+                    lr: params.lr,
+                });
             }
             hist.epoch_loss.push(loss);
             // G = X^T (P - Y) / n  [d, k];  g_b = column sums of (P - Y) / n
@@ -296,13 +327,15 @@ impl LowRankAdapt for SoftmaxModel {
             let mut g_b = vec![0.0; d * r];
             for i in 0..d {
                 for q in 0..r {
-                    g_b[i * r + q] = (0..k).map(|c| g[i * k + c] * am[q * k + c]).sum::<f64>() + lam_n * bm[i * r + q];
+                    g_b[i * r + q] = (0..k).map(|c| g[i * k + c] * am[q * k + c]).sum::<f64>()
+                        + lam_n * bm[i * r + q];
                 }
             }
             let mut g_a = vec![0.0; r * k];
             for q in 0..r {
                 for c in 0..k {
-                    g_a[q * k + c] = (0..d).map(|i| bm[i * r + q] * g[i * k + c]).sum::<f64>() + lam_n * am[q * k + c];
+                    g_a[q * k + c] = (0..d).map(|i| bm[i * r + q] * g[i * k + c]).sum::<f64>()
+                        + lam_n * am[q * k + c];
                 }
             }
             adam[0].step(&mut bm, &g_b, params.lr);
@@ -312,7 +345,8 @@ impl LowRankAdapt for SoftmaxModel {
         }
         for i in 0..d {
             for c in 0..k {
-                w[i * k + c] = w0[i * k + c] + (0..r).map(|q| bm[i * r + q] * am[q * k + c]).sum::<f64>();
+                w[i * k + c] =
+                    w0[i * k + c] + (0..r).map(|q| bm[i * r + q] * am[q * k + c]).sum::<f64>();
             }
         }
         let model = SoftmaxModel::new(
@@ -337,7 +371,11 @@ struct Adam {
 
 impl Adam {
     fn new(n: usize) -> Self {
-        Self { m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+        Self {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
     }
 
     fn step(&mut self, p: &mut [f64], g: &[f64], lr: f64) {

@@ -4,7 +4,7 @@
 use crate::data::{self, check_pos, sigmoid};
 use crate::logistic::BinaryProblem;
 use crate::model::{LinearModel, LogisticModel};
-use crate::ridge::{centered_gram, source_weights};
+use crate::ridge::{moments, source_weights, Moments};
 use crate::{ClassicalError, Result};
 use candle_core::{Device, Tensor};
 use faer::Mat;
@@ -48,7 +48,9 @@ impl BayesianLinear {
             for ((cv, &v), &m) in c.iter_mut().zip(row).zip(&mu) {
                 *cv = v - m;
             }
-            let q: f64 = (0..d).map(|i| c[i] * data::dot(&s[i * d..i * d + d], &c)).sum();
+            let q: f64 = (0..d)
+                .map(|i| c[i] * data::dot(&s[i * d..i * d + d], &c))
+                .sum();
             var.push(self.sigma2 * (1.0 + 1.0 / self.n_obs as f64) + q);
         }
         Ok((mean, data::tensor1(var, x.device())?))
@@ -82,11 +84,10 @@ pub fn bayesian_transfer_linear(
     let (xm, yv) = data::xy(x, y)?;
     let d = xm.d;
     let w0 = source_weights(&prior_mean.weights, d)?;
-    let n = xm.n as f64;
-    let mx: Vec<f64> = (0..d).map(|j| xm.v.iter().skip(j).step_by(d).sum::<f64>() / n).collect();
-    let my = yv.iter().sum::<f64>() / n;
-    let (g, c) = centered_gram(&xm, &yv, None, &mx, my);
-    let prec = Mat::from_fn(d, d, |i, j| g[i * d + j] / sigma2 + if i == j { 1.0 / tau2 } else { 0.0 });
+    let Moments { mx, my, g, c } = moments(&xm, &yv, None);
+    let prec = Mat::from_fn(d, d, |i, j| {
+        g[i * d + j] / sigma2 + if i == j { 1.0 / tau2 } else { 0.0 }
+    });
     let rhs = Mat::from_fn(d, 1, |i, _| c[i] / sigma2 + w0[i] / tau2);
     let llt = prec
         .llt(faer::Side::Lower)
@@ -140,8 +141,12 @@ impl BayesianLogistic {
         for row in xm.v.chunks_exact(d) {
             xt[..d].copy_from_slice(row);
             let mu = data::dot(row, &w) + self.map.intercept;
-            let s2: f64 = (0..p).map(|i| xt[i] * data::dot(&s[i * p..i * p + p], &xt)).sum();
-            out.push(sigmoid(mu / (1.0 + std::f64::consts::PI * s2.max(0.0) / 8.0).sqrt()));
+            let s2: f64 = (0..p)
+                .map(|i| xt[i] * data::dot(&s[i * p..i * p + p], &xt))
+                .sum();
+            out.push(sigmoid(
+                mu / (1.0 + std::f64::consts::PI * s2.max(0.0) / 8.0).sqrt(),
+            ));
         }
         data::tensor1(out, x.device())
     }
@@ -177,11 +182,22 @@ pub fn bayesian_transfer_logistic(
     let (xm, yv) = data::xy(x, y)?;
     data::check_binary(&yv, "y", true)?;
     let w0 = source_weights(&prior_mean.weights, xm.d)?;
-    let sol = BinaryProblem { x: &xm, y: &yv, s: None, offset: None, lam: 1.0 / tau2, w0: Some(&w0) }
-        .solve("bayesian_transfer_logistic")?;
+    let sol = BinaryProblem {
+        x: &xm,
+        y: &yv,
+        s: None,
+        offset: None,
+        lam: 1.0 / tau2,
+        w0: Some(&w0),
+    }
+    .solve("bayesian_transfer_logistic")?;
     let p = xm.d + 1;
     let h = Mat::from_fn(p, p, |i, j| sol.hessian[i * p + j]);
     let h_t = forge_linalg::dense::from_faer(h.as_ref(), candle_core::DType::F64, &Device::Cpu)?;
     let cov = forge_linalg::dense::inverse_spd(&h_t)?;
-    Ok(BayesianLogistic { map: LogisticModel::from_vec(sol.w, sol.b)?, cov, tau2 })
+    Ok(BayesianLogistic {
+        map: LogisticModel::from_vec(sol.w, sol.b)?,
+        cov,
+        tau2,
+    })
 }

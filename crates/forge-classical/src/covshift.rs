@@ -84,13 +84,19 @@ impl CovShiftParams {
         check_lam("domain_lam", self.domain_lam)?;
         check_pos("clip", self.clip)?;
         if self.lams.is_empty() {
-            return Err(ClassicalError::InvalidParameter { name: "lams", reason: "is empty".into() });
+            return Err(ClassicalError::InvalidParameter {
+                name: "lams",
+                reason: "is empty".into(),
+            });
         }
         for &l in &self.lams {
             check_lam("lams", l)?;
         }
         if self.blends.is_empty() {
-            return Err(ClassicalError::InvalidParameter { name: "blends", reason: "is empty".into() });
+            return Err(ClassicalError::InvalidParameter {
+                name: "blends",
+                reason: "is empty".into(),
+            });
         }
         if let Some(&a) = self.blends.iter().find(|a| !(0.0..=1.0).contains(*a)) {
             return Err(ClassicalError::InvalidParameter {
@@ -148,11 +154,22 @@ pub fn importance_weights(xs: &Tensor, xt: &Tensor, domain_lam: f64, clip: f64) 
 fn density_ratio(xs: &Mat64, xt: &Mat64, domain_lam: f64, clip: f64) -> Result<Vec<f64>> {
     let mut v = xs.v.clone();
     v.extend_from_slice(&xt.v);
-    let all = Mat64 { v, n: xs.n + xt.n, d: xs.d };
+    let all = Mat64 {
+        v,
+        n: xs.n + xt.n,
+        d: xs.d,
+    };
     let mut lab = vec![0.0; xs.n];
     lab.extend(std::iter::repeat_n(1.0, xt.n));
-    let sol = BinaryProblem { x: &all, y: &lab, s: None, offset: None, lam: domain_lam.max(1e-8), w0: None }
-        .solve("covariance_shift domain classifier")?;
+    let sol = BinaryProblem {
+        x: &all,
+        y: &lab,
+        s: None,
+        offset: None,
+        lam: domain_lam.max(1e-8),
+        w0: None,
+    }
+    .solve("covariance_shift domain classifier")?;
     // P(t|x)/P(s|x) = exp(logit); the prior ratio n_s/n_t cancels after normalising.
     let logits = xs.affine(&sol.w, sol.b);
     let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -204,21 +221,37 @@ fn split(n: usize, frac: f64, seed: u64) -> Result<Split> {
     }
     let perm = forge_linalg::rng::permutation(n, &mut forge_linalg::seeded_rng(seed));
     let h = ((n as f64 * frac).round() as usize).clamp(1, n - 1);
-    Ok(Split { hold: perm[..h].to_vec(), fit: perm[h..].to_vec() })
+    Ok(Split {
+        hold: perm[..h].to_vec(),
+        fit: perm[h..].to_vec(),
+    })
 }
 
 /// Fits one model; `None` if the fit is impossible (e.g. a single class).
-fn fit_one(task: Task, x: &Mat64, y: &[f64], s: Option<&[f64]>, lam: f64) -> Option<(Vec<f64>, f64)> {
+fn fit_one(
+    task: Task,
+    x: &Mat64,
+    y: &[f64],
+    s: Option<&[f64]>,
+    lam: f64,
+) -> Option<(Vec<f64>, f64)> {
     match task {
         Task::Regression => penalized_ls(x, y, s, lam, None).ok(),
         Task::Binary => {
             if data::check_binary(y, "y", true).is_err() {
                 return None;
             }
-            BinaryProblem { x, y, s, offset: None, lam, w0: None }
-                .solve("covariance_shift fit")
-                .ok()
-                .map(|sol| (sol.w, sol.b))
+            BinaryProblem {
+                x,
+                y,
+                s,
+                offset: None,
+                lam,
+                w0: None,
+            }
+            .solve("covariance_shift fit")
+            .ok()
+            .map(|sol| (sol.w, sol.b))
         }
     }
 }
@@ -237,13 +270,24 @@ fn loss(task: Task, x: &Mat64, y: &[f64], w: &[f64], b: f64) -> f64 {
 }
 
 fn blend(a: f64, ws: &(Vec<f64>, f64), wt: &(Vec<f64>, f64)) -> (Vec<f64>, f64) {
-    let w = ws.0.iter().zip(&wt.0).map(|(s, t)| a * s + (1.0 - a) * t).collect();
+    let w =
+        ws.0.iter()
+            .zip(&wt.0)
+            .map(|(s, t)| a * s + (1.0 - a) * t)
+            .collect();
     (w, a * ws.1 + (1.0 - a) * wt.1)
 }
 
 type Fitted = (Vec<f64>, f64);
 
-fn run(task: Task, xs: &Tensor, ys: &Tensor, xt: &Tensor, yt: &Tensor, p: &CovShiftParams) -> Result<(Fitted, CovShiftFit<()>)> {
+fn run(
+    task: Task,
+    xs: &Tensor,
+    ys: &Tensor,
+    xt: &Tensor,
+    yt: &Tensor,
+    p: &CovShiftParams,
+) -> Result<(Fitted, CovShiftFit<()>)> {
     p.validate()?;
     let xsm = data::matrix(xs, "xs")?;
     let ysv = data::vector(ys, "ys")?;
@@ -258,8 +302,14 @@ fn run(task: Task, xs: &Tensor, ys: &Tensor, xt: &Tensor, yt: &Tensor, p: &CovSh
     let iw = density_ratio(&xsm, &xtm, p.domain_lam, p.clip)?;
     let ess = iw.iter().sum::<f64>().powi(2) / iw.iter().map(|w| w * w).sum::<f64>();
     let sp = split(xtm.n, p.holdout_fraction, p.seed)?;
-    let (xf, yf) = (xtm.take(&sp.fit), sp.fit.iter().map(|&i| ytv[i]).collect::<Vec<_>>());
-    let (xh, yh) = (xtm.take(&sp.hold), sp.hold.iter().map(|&i| ytv[i]).collect::<Vec<_>>());
+    let (xf, yf) = (
+        xtm.take(&sp.fit),
+        sp.fit.iter().map(|&i| ytv[i]).collect::<Vec<_>>(),
+    );
+    let (xh, yh) = (
+        xtm.take(&sp.hold),
+        sp.hold.iter().map(|&i| ytv[i]).collect::<Vec<_>>(),
+    );
     // Candidate fits.
     let src: Vec<(f64, Fitted)> = p
         .lams
@@ -267,10 +317,17 @@ fn run(task: Task, xs: &Tensor, ys: &Tensor, xt: &Tensor, yt: &Tensor, p: &CovSh
         .filter_map(|&l| fit_one(task, &xsm, &ysv, Some(&iw), l).map(|f| (l, f)))
         .collect();
     if src.is_empty() {
-        return Err(ClassicalError::NoConvergence { method: "covariance_shift weighted fit", iterations: 0, grad_norm: f64::NAN });
+        return Err(ClassicalError::NoConvergence {
+            method: "covariance_shift weighted fit",
+            iterations: 0,
+            grad_norm: f64::NAN,
+        });
     }
-    let tgt: Vec<(f64, Fitted)> =
-        p.lams.iter().filter_map(|&l| fit_one(task, &xf, &yf, None, l).map(|f| (l, f))).collect();
+    let tgt: Vec<(f64, Fitted)> = p
+        .lams
+        .iter()
+        .filter_map(|&l| fit_one(task, &xf, &yf, None, l).map(|f| (l, f)))
+        .collect();
     // Choose (lam_s, lam_t, alpha) on the held-out rows; ties prefer the first (smallest) candidates.
     let mut best = (f64::INFINITY, 0usize, None::<usize>, 1.0f64);
     for (i, (_, fs)) in src.iter().enumerate() {
@@ -305,7 +362,13 @@ fn run(task: Task, xs: &Tensor, ys: &Tensor, xt: &Tensor, yt: &Tensor, p: &CovSh
         None => (f64::NAN, fs.clone()),
     };
     let blend_used = if j.is_some() { a } else { 1.0 };
-    tracing::debug!(blend = blend_used, lam_s, lam_t, ess, "covariance-shift transfer");
+    tracing::debug!(
+        blend = blend_used,
+        lam_s,
+        lam_t,
+        ess,
+        "covariance-shift transfer"
+    );
     Ok((
         fitted,
         CovShiftFit {

@@ -23,7 +23,9 @@ pub fn k_fold(n: usize, k: usize, seed: u64) -> Result<Vec<Fold>> {
     check(n, k)?;
     let k = k.min(n);
     let perm = forge_linalg::rng::permutation(n, &mut forge_linalg::seeded_rng(seed));
-    let groups: Vec<Vec<usize>> = (0..k).map(|f| perm.iter().skip(f).step_by(k).copied().collect()).collect();
+    let groups: Vec<Vec<usize>> = (0..k)
+        .map(|f| perm.iter().skip(f).step_by(k).copied().collect())
+        .collect();
     Ok(folds_from_groups(&groups))
 }
 
@@ -48,7 +50,10 @@ pub fn stratified_k_fold(labels: &[f64], k: usize, seed: u64) -> Result<Vec<Fold
 
 fn check(n: usize, k: usize) -> Result<()> {
     if k < 2 {
-        return Err(ClassicalError::InvalidParameter { name: "k", reason: format!("must be >= 2, got {k}") });
+        return Err(ClassicalError::InvalidParameter {
+            name: "k",
+            reason: format!("must be >= 2, got {k}"),
+        });
     }
     if n < 2 {
         return Err(ClassicalError::InvalidParameter {
@@ -62,7 +67,12 @@ fn check(n: usize, k: usize) -> Result<()> {
 fn folds_from_groups(groups: &[Vec<usize>]) -> Vec<Fold> {
     (0..groups.len())
         .map(|f| Fold {
-            train: groups.iter().enumerate().filter(|(g, _)| *g != f).flat_map(|(_, v)| v.iter().copied()).collect(),
+            train: groups
+                .iter()
+                .enumerate()
+                .filter(|(g, _)| *g != f)
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect(),
             valid: groups[f].clone(),
         })
         .collect()
@@ -91,7 +101,11 @@ pub struct CvParams {
 
 impl Default for CvParams {
     fn default() -> Self {
-        Self { k: 5, seed: 0, stratified: false }
+        Self {
+            k: 5,
+            seed: 0,
+            stratified: false,
+        }
     }
 }
 
@@ -108,8 +122,9 @@ pub struct CvChoice<T> {
 /// on `(x, y)` (Stone, 1974, "Cross-Validatory Choice and Assessment of Statistical
 /// Predictions", JRSS-B). `fit_score(x_train, y_train, x_valid, y_valid, candidate)` returns a
 /// score where higher is better (e.g. `-mse`, `r2`, accuracy, `-log_loss`). A fold whose fit
-/// fails (e.g. a single class in the training part) is skipped for that candidate; ties
-/// keep the earliest candidate, so list candidates from the most to the least preferred.
+/// fails (e.g. a single class in the training part) is skipped for that candidate; ties (equal
+/// to a relative 1e-10) keep the earliest candidate, so list candidates from the most to the
+/// least preferred (e.g. the strongest penalty first).
 ///
 /// # Shapes
 /// `x`: [n, d], `y`: [n]
@@ -124,7 +139,10 @@ pub fn select<T: Clone>(
     mut fit_score: impl FnMut(&Tensor, &Tensor, &Tensor, &Tensor, &T) -> Result<f64>,
 ) -> Result<CvChoice<T>> {
     if candidates.is_empty() {
-        return Err(ClassicalError::InvalidParameter { name: "candidates", reason: "is empty".into() });
+        return Err(ClassicalError::InvalidParameter {
+            name: "candidates",
+            reason: "is empty".into(),
+        });
     }
     let n = y.dims().first().copied().unwrap_or(0);
     let folds = if params.stratified {
@@ -136,7 +154,12 @@ pub fn select<T: Clone>(
     let split: Vec<(Tensor, Tensor, Tensor, Tensor)> = folds
         .iter()
         .map(|f| {
-            Ok((take_rows(x, &f.train)?, take_rows(y, &f.train)?, take_rows(x, &f.valid)?, take_rows(y, &f.valid)?))
+            Ok((
+                take_rows(x, &f.train)?,
+                take_rows(y, &f.train)?,
+                take_rows(x, &f.valid)?,
+                take_rows(y, &f.valid)?,
+            ))
         })
         .collect::<Result<_>>()?;
     let mut scores = Vec::with_capacity(candidates.len());
@@ -154,11 +177,17 @@ pub fn select<T: Clone>(
                 Err(e) => last_err = Some(e),
             }
         }
-        scores.push(if cnt > 0 { tot / cnt as f64 } else { f64::NEG_INFINITY });
+        scores.push(if cnt > 0 {
+            tot / cnt as f64
+        } else {
+            f64::NEG_INFINITY
+        });
     }
+    // Scores equal up to rounding (relative 1e-10) are ties and keep the earlier candidate.
     let mut best = 0;
     for (i, &s) in scores.iter().enumerate() {
-        if s > scores[best] {
+        let b = scores[best];
+        if s > b && (b == f64::NEG_INFINITY || s - b > 1e-10 * b.abs().max(s.abs())) {
             best = i;
         }
     }
@@ -168,5 +197,8 @@ pub fn select<T: Clone>(
             reason: "every candidate failed on every fold".into(),
         }));
     }
-    Ok(CvChoice { best: candidates[best].clone(), scores })
+    Ok(CvChoice {
+        best: candidates[best].clone(),
+        scores,
+    })
 }

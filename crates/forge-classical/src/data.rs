@@ -29,7 +29,11 @@ impl Mat64 {
         for &i in idx {
             v.extend_from_slice(self.row(i));
         }
-        Mat64 { v, n: idx.len(), d: self.d }
+        Mat64 {
+            v,
+            n: idx.len(),
+            d: self.d,
+        }
     }
 
     pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
@@ -47,7 +51,9 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
 pub(crate) fn with_f64<R>(t: &Tensor, f: impl FnOnce(&[f64]) -> R) -> Result<R> {
     if t.dtype() == DType::F64 {
         let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) = (&*storage, layout.contiguous_offsets()) {
+        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
             let sl = cpu.as_slice::<f64>()?;
             return Ok(f(&sl[a..b]));
         }
@@ -127,7 +133,10 @@ pub(crate) fn check_binary(y: &[f64], what: &str, require_both: bool) -> Result<
     if require_both {
         let first = y[0];
         if y.iter().all(|&v| v == first) {
-            return Err(ClassicalError::SingleClass { what: what.to_string(), class: first });
+            return Err(ClassicalError::SingleClass {
+                what: what.to_string(),
+                class: first,
+            });
         }
     }
     Ok(())

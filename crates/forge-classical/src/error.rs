@@ -78,7 +78,9 @@ pub enum ClassicalError {
     #[error("{0}: the classes are linearly separable, so with lam = 0 there is no finite optimum; use lam > 0")]
     Separable(&'static str),
     /// Training produced a non-finite loss (the learning rate is too large).
-    #[error("{method} diverged at epoch {epoch} (loss {loss}); lower the learning rate (lr = {lr})")]
+    #[error(
+        "{method} diverged at epoch {epoch} (loss {loss}); lower the learning rate (lr = {lr})"
+    )]
     Diverged {
         /// The trainer.
         method: &'static str,
@@ -95,7 +97,15 @@ impl From<LinalgError> for ClassicalError {
     fn from(e: LinalgError) -> Self {
         match e {
             LinalgError::Candle(c) => Self::Candle(c),
-            LinalgError::Shape { what, expected, got } => Self::Shape { what, expected, got },
+            LinalgError::Shape {
+                what,
+                expected,
+                got,
+            } => Self::Shape {
+                what,
+                expected,
+                got,
+            },
             LinalgError::NonFinite { what, value, index } => Self::NonFinite { what, value, index },
             LinalgError::Empty(w) => Self::Empty(w),
             other => Self::Linalg(other),

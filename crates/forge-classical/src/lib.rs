@@ -54,10 +54,15 @@ mod model;
 mod ridge;
 mod sgd;
 
-pub use adapter::{fit_low_rank_adapter, AdapterParams, LowRankAdapt, MatrixAdapter, VectorAdapter};
-pub use bayes::{bayesian_transfer_linear, bayesian_transfer_logistic, BayesianLinear, BayesianLogistic};
+pub use adapter::{
+    fit_low_rank_adapter, AdapterParams, LowRankAdapt, MatrixAdapter, VectorAdapter,
+};
+pub use bayes::{
+    bayesian_transfer_linear, bayesian_transfer_logistic, BayesianLinear, BayesianLogistic,
+};
 pub use covshift::{
-    covariance_shift_transfer, covariance_shift_transfer_logistic, importance_weights, CovShiftFit, CovShiftParams,
+    covariance_shift_transfer, covariance_shift_transfer_logistic, importance_weights, CovShiftFit,
+    CovShiftParams,
 };
 pub use error::{ClassicalError, Result};
 pub use logistic::{
@@ -66,5 +71,7 @@ pub use logistic::{
 };
 pub use mapping::stat_mapping;
 pub use model::{LinearModel, LogisticModel, SoftmaxModel};
-pub use ridge::{regularized_transfer_linear, regularized_transfer_linear_weighted, ridge, ridge_weighted};
+pub use ridge::{
+    regularized_transfer_linear, regularized_transfer_linear_weighted, ridge, ridge_weighted,
+};
 pub use sgd::{fit_linear_sgd, fit_logistic_sgd, SgdParams, TrainHistory};

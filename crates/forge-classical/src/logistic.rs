@@ -99,7 +99,10 @@ impl BinaryProblem<'_> {
         let mut w: Vec<f64> = self.w0.map_or(vec![0.0; d], |w0| w0.to_vec());
         let mut b = 0.0;
         let mut f = self.value(&w, b);
-        let scale = self.s.map_or(self.x.n as f64, |s| s.iter().sum::<f64>()).max(1.0);
+        let scale = self
+            .s
+            .map_or(self.x.n as f64, |s| s.iter().sum::<f64>())
+            .max(1.0);
         let tol = 1e-10 * scale;
         let mut gnorm = f64::INFINITY;
         for _ in 0..MAX_ITER {
@@ -140,13 +143,20 @@ impl BinaryProblem<'_> {
                 break;
             }
         }
-        Err(ClassicalError::NoConvergence { method, iterations: MAX_ITER, grad_norm: gnorm })
+        Err(ClassicalError::NoConvergence {
+            method,
+            iterations: MAX_ITER,
+            grad_norm: gnorm,
+        })
     }
 }
 
 /// Solves `H s = g` by Cholesky with a tiny relative damping (which does not move the fixed point).
 fn newton_step(h: &[f64], g: &[f64], p: usize) -> Result<Vec<f64>> {
-    let maxdiag = (0..p).map(|i| h[i * p + i]).fold(0.0f64, f64::max).max(1e-300);
+    let maxdiag = (0..p)
+        .map(|i| h[i * p + i])
+        .fold(0.0f64, f64::max)
+        .max(1e-300);
     let mut damp = 1e-12 * maxdiag;
     for _ in 0..8 {
         let a = Mat::from_fn(p, p, |i, j| h[i * p + j] + if i == j { damp } else { 0.0 });
@@ -159,7 +169,9 @@ fn newton_step(h: &[f64], g: &[f64], p: usize) -> Result<Vec<f64>> {
         }
         damp = (damp * 1e3).max(1e-10);
     }
-    Err(ClassicalError::Linalg(forge_linalg::LinalgError::NotPositiveDefinite))
+    Err(ClassicalError::Linalg(
+        forge_linalg::LinalgError::NotPositiveDefinite,
+    ))
 }
 
 /// L2-penalised binary logistic regression solved exactly by Newton's method / IRLS
@@ -177,7 +189,15 @@ pub fn fit_logistic(x: &Tensor, y: &Tensor, lam: f64) -> Result<LogisticModel> {
     check_lam("lam", lam)?;
     let (xm, yv) = data::xy(x, y)?;
     data::check_binary(&yv, "y", true)?;
-    let sol = BinaryProblem { x: &xm, y: &yv, s: None, offset: None, lam, w0: None }.solve("fit_logistic")?;
+    let sol = BinaryProblem {
+        x: &xm,
+        y: &yv,
+        s: None,
+        offset: None,
+        lam,
+        w0: None,
+    }
+    .solve("fit_logistic")?;
     LogisticModel::from_vec(sol.w, sol.b)
 }
 
@@ -185,13 +205,25 @@ pub fn fit_logistic(x: &Tensor, y: &Tensor, lam: f64) -> Result<LogisticModel> {
 ///
 /// # Errors
 /// As [`fit_logistic`]; negative, non-finite or all-zero weights.
-pub fn fit_logistic_weighted(x: &Tensor, y: &Tensor, sample_weight: &Tensor, lam: f64) -> Result<LogisticModel> {
+pub fn fit_logistic_weighted(
+    x: &Tensor,
+    y: &Tensor,
+    sample_weight: &Tensor,
+    lam: f64,
+) -> Result<LogisticModel> {
     check_lam("lam", lam)?;
     let (xm, yv) = data::xy(x, y)?;
     data::check_binary(&yv, "y", true)?;
     let s = sample_weights(sample_weight, xm.n)?;
-    let sol = BinaryProblem { x: &xm, y: &yv, s: Some(&s), offset: None, lam, w0: None }
-        .solve("fit_logistic_weighted")?;
+    let sol = BinaryProblem {
+        x: &xm,
+        y: &yv,
+        s: Some(&s),
+        offset: None,
+        lam,
+        w0: None,
+    }
+    .solve("fit_logistic_weighted")?;
     LogisticModel::from_vec(sol.w, sol.b)
 }
 
@@ -217,8 +249,15 @@ pub fn regularized_transfer_logistic(
     let (xm, yv) = data::xy(x, y)?;
     data::check_binary(&yv, "y", true)?;
     let w0 = source_weights(&source.weights, xm.d)?;
-    let sol = BinaryProblem { x: &xm, y: &yv, s: None, offset: None, lam, w0: Some(&w0) }
-        .solve("regularized_transfer_logistic")?;
+    let sol = BinaryProblem {
+        x: &xm,
+        y: &yv,
+        s: None,
+        offset: None,
+        lam,
+        w0: Some(&w0),
+    }
+    .solve("regularized_transfer_logistic")?;
     LogisticModel::from_vec(sol.w, sol.b)
 }
 
@@ -238,8 +277,15 @@ pub fn regularized_transfer_logistic_weighted(
     data::check_binary(&yv, "y", true)?;
     let s = sample_weights(sample_weight, xm.n)?;
     let w0 = source_weights(&source.weights, xm.d)?;
-    let sol = BinaryProblem { x: &xm, y: &yv, s: Some(&s), offset: None, lam, w0: Some(&w0) }
-        .solve("regularized_transfer_logistic_weighted")?;
+    let sol = BinaryProblem {
+        x: &xm,
+        y: &yv,
+        s: Some(&s),
+        offset: None,
+        lam,
+        w0: Some(&w0),
+    }
+    .solve("regularized_transfer_logistic_weighted")?;
     LogisticModel::from_vec(sol.w, sol.b)
 }
 
@@ -255,7 +301,12 @@ pub fn regularized_transfer_logistic_weighted(
 /// # Errors
 /// Bad input; `lam < 0`; `n_classes < 2`; labels outside `0..n_classes`;
 /// [`ClassicalError::NoConvergence`].
-pub fn fit_softmax(x: &Tensor, y_class_ids: &Tensor, n_classes: usize, lam: f64) -> Result<SoftmaxModel> {
+pub fn fit_softmax(
+    x: &Tensor,
+    y_class_ids: &Tensor,
+    n_classes: usize,
+    lam: f64,
+) -> Result<SoftmaxModel> {
     check_lam("lam", lam)?;
     if n_classes < 2 {
         return Err(ClassicalError::InvalidParameter {
@@ -296,7 +347,11 @@ pub(crate) fn softmax_probs(x: &Mat64, w: &[f64], b: &[f64], k: usize) -> Vec<f6
 /// Mean cross-entropy `1/n sum_i -log p_{i,y_i}` (probabilities clipped at 1e-300).
 pub(crate) fn cross_entropy(p: &[f64], ids: &[usize], k: usize) -> f64 {
     let n = ids.len();
-    ids.iter().enumerate().map(|(i, &c)| -p[i * k + c].max(1e-300).ln()).sum::<f64>() / n as f64
+    ids.iter()
+        .enumerate()
+        .map(|(i, &c)| -p[i * k + c].max(1e-300).ln())
+        .sum::<f64>()
+        / n as f64
 }
 
 fn softmax_newton(x: &Mat64, ids: &[usize], k: usize, lam: f64) -> Result<(Vec<f64>, Vec<f64>)> {
@@ -332,7 +387,11 @@ fn softmax_newton(x: &Mat64, ids: &[usize], k: usize, lam: f64) -> Result<(Vec<f
                     for a2 in 0..p1 {
                         let xx = xt[a] * xt[a2];
                         for c2 in 0..k {
-                            let v = if c == c2 { pi[c] * (1.0 - pi[c]) } else { -pi[c] * pi[c2] };
+                            let v = if c == c2 {
+                                pi[c] * (1.0 - pi[c])
+                            } else {
+                                -pi[c] * pi[c2]
+                            };
                             h[row_idx + a2 * k + c2] += v * xx;
                         }
                     }
@@ -355,7 +414,11 @@ fn softmax_newton(x: &Mat64, ids: &[usize], k: usize, lam: f64) -> Result<(Vec<f
         let mut accepted = false;
         for _ in 0..60 {
             let wn: Vec<f64> = w.iter().zip(&step).map(|(a, s)| a - t * s).collect();
-            let bn: Vec<f64> = b.iter().enumerate().map(|(c, v)| v - t * step[d * k + c]).collect();
+            let bn: Vec<f64> = b
+                .iter()
+                .enumerate()
+                .map(|(c, v)| v - t * step[d * k + c])
+                .collect();
             let fnew = value(&wn, &bn);
             if fnew.is_finite() && fnew <= f - 1e-4 * t * dec + 1e-12 * f.abs().max(1.0) {
                 w = wn;
@@ -375,5 +438,9 @@ fn softmax_newton(x: &Mat64, ids: &[usize], k: usize, lam: f64) -> Result<(Vec<f
         b.iter_mut().for_each(|v| *v -= mean);
         return Ok((w, b));
     }
-    Err(ClassicalError::NoConvergence { method: "fit_softmax", iterations: MAX_ITER, grad_norm: gnorm })
+    Err(ClassicalError::NoConvergence {
+        method: "fit_softmax",
+        iterations: MAX_ITER,
+        grad_norm: gnorm,
+    })
 }

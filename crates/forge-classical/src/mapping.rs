@@ -23,7 +23,11 @@ use candle_core::Tensor;
 ///
 /// # Errors
 /// Bad input; column mismatch.
-pub fn stat_mapping(source: &LinearModel, source_x: &Tensor, target_x: &Tensor) -> Result<LinearModel> {
+pub fn stat_mapping(
+    source: &LinearModel,
+    source_x: &Tensor,
+    target_x: &Tensor,
+) -> Result<LinearModel> {
     let xs = data::matrix(source_x, "source_x")?;
     data::matrix_cols(target_x, "target_x", xs.d)?;
     let w0 = source_weights(&source.weights, xs.d)?;

@@ -21,7 +21,11 @@ fn pair(y_true: &Tensor, pred: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
 /// Shape mismatch, empty or non-finite input.
 pub fn mse(y_true: &Tensor, pred: &Tensor) -> Result<f64> {
     let (y, p) = pair(y_true, pred)?;
-    Ok(y.iter().zip(&p).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / y.len() as f64)
+    Ok(y.iter()
+        .zip(&p)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        / y.len() as f64)
 }
 
 /// Root mean squared error `sqrt(mse)`.
@@ -78,7 +82,11 @@ pub fn log_loss(y_true: &Tensor, pred: &Tensor) -> Result<f64> {
     const EPS: f64 = 1e-15;
     let y = data::vector(y_true, "y_true")?;
     let check_p = |v: &[f64]| -> Result<()> {
-        if let Some((i, &p)) = v.iter().enumerate().find(|(_, p)| !(0.0..=1.0).contains(*p)) {
+        if let Some((i, &p)) = v
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !(0.0..=1.0).contains(*p))
+        {
             return Err(ClassicalError::InvalidLabel {
                 what: "pred".into(),
                 value: p,
@@ -93,7 +101,11 @@ pub fn log_loss(y_true: &Tensor, pred: &Tensor) -> Result<f64> {
         data::check_len(&y, pm.n, "y_true")?;
         check_p(&pm.v)?;
         let ids = data::class_ids(&y, pm.d, "y_true")?;
-        let s: f64 = ids.iter().enumerate().map(|(i, &c)| -pm.v[i * pm.d + c].clamp(EPS, 1.0 - EPS).ln()).sum();
+        let s: f64 = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| -pm.v[i * pm.d + c].clamp(EPS, 1.0 - EPS).ln())
+            .sum();
         return Ok(s / y.len() as f64);
     }
     let p = data::vector(pred, "pred")?;
@@ -136,6 +148,11 @@ pub fn roc_auc(y_true: &Tensor, pred: &Tensor) -> Result<f64> {
     }
     let n_pos = y.iter().filter(|&&v| v == 1.0).count() as f64;
     let n_neg = y.len() as f64 - n_pos;
-    let sum_pos: f64 = y.iter().zip(&ranks).filter(|(&v, _)| v == 1.0).map(|(_, r)| r).sum();
+    let sum_pos: f64 = y
+        .iter()
+        .zip(&ranks)
+        .filter(|(&v, _)| v == 1.0)
+        .map(|(_, r)| r)
+        .sum();
     Ok((sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
 }

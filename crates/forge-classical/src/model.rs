@@ -36,7 +36,10 @@ impl LinearModel {
         }
         forge_linalg::check::ensure_finite_slice(&weights, "weights")?;
         check_intercept(intercept)?;
-        Ok(Self { weights: tensor1(weights, &Device::Cpu)?, intercept })
+        Ok(Self {
+            weights: tensor1(weights, &Device::Cpu)?,
+            intercept,
+        })
     }
 
     /// The zero model with `d` features.
@@ -104,7 +107,10 @@ impl LogisticModel {
     /// Empty or non-finite weights.
     pub fn from_vec(weights: Vec<f64>, intercept: f64) -> Result<Self> {
         let lin = LinearModel::from_vec(weights, intercept)?;
-        Ok(Self { weights: lin.weights, intercept })
+        Ok(Self {
+            weights: lin.weights,
+            intercept,
+        })
     }
 
     /// Number of features `d`.
@@ -127,7 +133,10 @@ impl LogisticModel {
 
     /// The linear predictor (logit) as a [`LinearModel`], e.g. to warm-start SGD.
     pub fn linear_part(&self) -> LinearModel {
-        LinearModel { weights: self.weights.clone(), intercept: self.intercept }
+        LinearModel {
+            weights: self.weights.clone(),
+            intercept: self.intercept,
+        }
     }
 
     /// Logits `X w + b`.
@@ -151,7 +160,11 @@ impl LogisticModel {
     pub fn predict_proba(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.weights_vec()?;
         let xm = data::matrix_cols(x, "x", w.len())?;
-        let p = xm.affine(&w, self.intercept).into_iter().map(sigmoid).collect();
+        let p = xm
+            .affine(&w, self.intercept)
+            .into_iter()
+            .map(sigmoid)
+            .collect();
         tensor1(p, x.device())
     }
 
@@ -176,14 +189,20 @@ impl LogisticModel {
 
 impl From<LogisticModel> for LinearModel {
     fn from(m: LogisticModel) -> Self {
-        LinearModel { weights: m.weights, intercept: m.intercept }
+        LinearModel {
+            weights: m.weights,
+            intercept: m.intercept,
+        }
     }
 }
 
 impl From<LinearModel> for LogisticModel {
     /// Uses the linear model as the logit `w^T x + b` (e.g. after [`stat_mapping`](crate::stat_mapping)).
     fn from(m: LinearModel) -> Self {
-        LogisticModel { weights: m.weights, intercept: m.intercept }
+        LogisticModel {
+            weights: m.weights,
+            intercept: m.intercept,
+        }
     }
 }
 
@@ -256,7 +275,9 @@ impl SoftmaxModel {
     /// # Errors
     /// Shape errors; non-finite `x`.
     pub fn predict_proba(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(forge_linalg::ops::softmax_rows(&self.decision_function(x)?)?)
+        Ok(forge_linalg::ops::softmax_rows(
+            &self.decision_function(x)?,
+        )?)
     }
 
     /// Most probable class id per row (as f64).
@@ -274,7 +295,11 @@ impl SoftmaxModel {
 
 fn check_intercept(b: f64) -> Result<()> {
     if !b.is_finite() {
-        return Err(ClassicalError::NonFinite { what: "intercept".into(), value: b, index: 0 });
+        return Err(ClassicalError::NonFinite {
+            what: "intercept".into(),
+            value: b,
+            index: 0,
+        });
     }
     Ok(())
 }

@@ -38,7 +38,14 @@ pub struct SgdParams {
 
 impl Default for SgdParams {
     fn default() -> Self {
-        Self { lr: 0.01, epochs: 20, batch_size: 32, seed: 0, l2: 0.0, warm_start: None }
+        Self {
+            lr: 0.01,
+            epochs: 20,
+            batch_size: 32,
+            seed: 0,
+            l2: 0.0,
+            warm_start: None,
+        }
     }
 }
 
@@ -113,7 +120,11 @@ enum Loss {
 ///
 /// # Errors
 /// Bad input/parameters; [`ClassicalError::Diverged`] if the loss becomes non-finite.
-pub fn fit_linear_sgd(x: &Tensor, y: &Tensor, params: &SgdParams) -> Result<(LinearModel, TrainHistory)> {
+pub fn fit_linear_sgd(
+    x: &Tensor,
+    y: &Tensor,
+    params: &SgdParams,
+) -> Result<(LinearModel, TrainHistory)> {
     params.validate()?;
     let (xm, yv) = data::xy(x, y)?;
     let (w, b, h) = sgd(&xm, &yv, params, Loss::Squared)?;
