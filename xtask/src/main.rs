@@ -14,7 +14,10 @@ use std::time::Instant;
 mod story;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Forge's demos, figures and regression gates")]
+#[command(
+    name = "cargo xtask",
+    about = "Forge's demos, figures and regression gates"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -59,7 +62,10 @@ enum Cmd {
         #[arg(long, default_value = "results/reference.json")]
         results: PathBuf,
         /// The command that produced the results (quoted in the README).
-        #[arg(long, default_value = "cargo xtask demo --save-json results/reference.json")]
+        #[arg(
+            long,
+            default_value = "cargo xtask demo --save-json results/reference.json"
+        )]
         command: String,
     },
     /// Run the criterion benchmarks (extra arguments go to `cargo bench`).
@@ -167,7 +173,8 @@ impl forge_bench::runner::Observer for Bars {
         self.bar.set_message(format!("{scenario} seed {seed}"));
     }
     fn strategy_done(&mut self, scenario: &str, seed: u64, strategy: &str) {
-        self.bar.set_message(format!("{scenario} seed {seed}: {strategy}"));
+        self.bar
+            .set_message(format!("{scenario} seed {seed}: {strategy}"));
         self.bar.inc(1);
     }
     fn finish(&mut self) {
@@ -213,8 +220,10 @@ fn demo(a: DemoArgs) -> Result<()> {
     } else {
         let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-                .context("progress template")?,
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .context("progress template")?,
         );
         b
     };
@@ -273,7 +282,13 @@ fn figures(results: Option<PathBuf>, out: &Path) -> Result<()> {
     let written = forge_bench::figures::write_all(&r, out)?;
     for w in &written {
         let dpi = forge_bench::figures::read_phys(w)?
-            .map(|(x, _, m)| if m { format!("{:.0} DPI", f64::from(x) * 0.0254) } else { "?".into() })
+            .map(|(x, _, m)| {
+                if m {
+                    format!("{:.0} DPI", f64::from(x) * 0.0254)
+                } else {
+                    "?".into()
+                }
+            })
             .unwrap_or_else(|| "no pHYs".into());
         println!("wrote {} ({dpi})", w.display());
     }
@@ -322,7 +337,10 @@ fn readme(results: &Path, command: &str) -> Result<()> {
         println!("README.md is up to date");
     } else {
         forge_bench::io::write_atomic(path, new.as_bytes())?;
-        println!("README.md results section regenerated from {}", results.display());
+        println!(
+            "README.md results section regenerated from {}",
+            results.display()
+        );
     }
     Ok(())
 }

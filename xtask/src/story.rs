@@ -50,7 +50,10 @@ pub fn run(which: &str, seed: u64, include_bad: bool, data_dir: Option<PathBuf>)
     );
     println!("   shared, already-paid 'pretrained' model. The south has only a few hundred labelled rows.");
     let source_only = trial.run("source-only", &ctx)?;
-    println!("   Applied to the south as is, it scores R2 = {:.3}.", source_only.quality);
+    println!(
+        "   Applied to the south as is, it scores R2 = {:.3}.",
+        source_only.quality
+    );
 
     println!("\n== 2. Should we transfer? The gate looks at the data first");
     let gated = trial.run("gated", &ctx)?;
@@ -97,7 +100,9 @@ pub fn run(which: &str, seed: u64, include_bad: bool, data_dir: Option<PathBuf>)
 
     if include_bad {
         println!("\n== 4. A harmful source: the same north, but with the price relation reversed");
-        let bad = reg.get("harmful-source").context("harmful-source scenario")?;
+        let bad = reg
+            .get("harmful-source")
+            .context("harmful-source scenario")?;
         let mut bt = bad.trial(seed, &ctx)?;
         let warm_bad = bt.run(forge_bench::WARM_START, &ctx)?;
         let reg_bad = bt.run("regularized", &ctx)?;
@@ -115,6 +120,9 @@ pub fn run(which: &str, seed: u64, include_bad: bool, data_dir: Option<PathBuf>)
             gated_bad.note.unwrap_or_default()
         );
     }
-    println!("\n{}", forge_bench::report::carbon_note_for(&ctx.meter.settings()));
+    println!(
+        "\n{}",
+        forge_bench::report::carbon_note_for(&ctx.meter.settings())
+    );
     Ok(())
 }

@@ -30,7 +30,9 @@
 
 use crate::error::{BenchError, Result};
 use crate::scenario::{Mode, RunContext, Scenario, StrategyOutcome, StrategySpec, Trial};
-use crate::schema::{ConvergenceCurve, GateRecord, GateStatistic, Measurement, Metric, StrategyKind};
+use crate::schema::{
+    ConvergenceCurve, GateRecord, GateStatistic, Measurement, Metric, StrategyKind,
+};
 use candle_core::Tensor;
 use forge_classical::cv::{select, CvParams};
 use forge_classical::{
@@ -119,7 +121,12 @@ impl std::fmt::Debug for ClassicalScenario {
 
 impl ClassicalScenario {
     /// A scenario named `name` on `split`.
-    pub fn new(name: &'static str, description: &str, split: Split, corruption: Corruption) -> Self {
+    pub fn new(
+        name: &'static str,
+        description: &str,
+        split: Split,
+        corruption: Corruption,
+    ) -> Self {
         Self {
             name,
             description: description.to_string(),
@@ -230,16 +237,66 @@ pub fn context(mode: Mode, data_dir: std::path::PathBuf) -> Result<RunContext> {
 }
 
 const STRATS: [(&str, StrategyKind, bool, &str); 10] = [
-    (crate::SCRATCH, StrategyKind::Baseline, false, "mini-batch SGD from zero weights, to convergence"),
-    ("target-only", StrategyKind::Reference, false, "closed form on the target data, lam by 5-fold CV"),
-    ("source-only", StrategyKind::Reference, true, "the source model as is (no target training)"),
-    (crate::WARM_START, StrategyKind::Transfer, true, "the same SGD warm-started from the source weights"),
-    ("regularized", StrategyKind::Transfer, true, "penalty lam ||w - w_src||^2, lam by 5-fold CV"),
-    ("bayesian", StrategyKind::Transfer, true, "source posterior as the target prior"),
-    ("cov-shift", StrategyKind::Transfer, true, "importance-weighted source fit blended with a target fit"),
-    ("stat-mapping", StrategyKind::Transfer, true, "source weights mapped by feature moments (no labels)"),
-    ("adapter", StrategyKind::Transfer, true, "rank-2 adapter on the frozen source weights"),
-    ("gated", StrategyKind::Transfer, true, "transfer gate, then regularized if allowed, else target-only"),
+    (
+        crate::SCRATCH,
+        StrategyKind::Baseline,
+        false,
+        "mini-batch SGD from zero weights, to convergence",
+    ),
+    (
+        "target-only",
+        StrategyKind::Reference,
+        false,
+        "closed form on the target data, lam by 5-fold CV",
+    ),
+    (
+        "source-only",
+        StrategyKind::Reference,
+        true,
+        "the source model as is (no target training)",
+    ),
+    (
+        crate::WARM_START,
+        StrategyKind::Transfer,
+        true,
+        "the same SGD warm-started from the source weights",
+    ),
+    (
+        "regularized",
+        StrategyKind::Transfer,
+        true,
+        "penalty lam ||w - w_src||^2, lam by 5-fold CV",
+    ),
+    (
+        "bayesian",
+        StrategyKind::Transfer,
+        true,
+        "source posterior as the target prior",
+    ),
+    (
+        "cov-shift",
+        StrategyKind::Transfer,
+        true,
+        "importance-weighted source fit blended with a target fit",
+    ),
+    (
+        "stat-mapping",
+        StrategyKind::Transfer,
+        true,
+        "source weights mapped by feature moments (no labels)",
+    ),
+    (
+        "adapter",
+        StrategyKind::Transfer,
+        true,
+        "rank-2 adapter on the frozen source weights",
+    ),
+    (
+        "gated",
+        StrategyKind::Transfer,
+        true,
+        "transfer gate, then regularized if allowed, else target-only",
+    ),
 ];
 
 impl Scenario for ClassicalScenario {
@@ -386,9 +443,13 @@ impl ClassicalTrial {
     fn sgd_losses(&self, init: LinearModel, epochs: usize) -> Result<Vec<f64>> {
         let p = self.sgd_params(init, epochs);
         Ok(if self.cls {
-            fit_logistic_sgd(&self.train.x, &self.train.y, &p)?.1.epoch_loss
+            fit_logistic_sgd(&self.train.x, &self.train.y, &p)?
+                .1
+                .epoch_loss
         } else {
-            fit_linear_sgd(&self.train.x, &self.train.y, &p)?.1.epoch_loss
+            fit_linear_sgd(&self.train.x, &self.train.y, &p)?
+                .1
+                .epoch_loss
         })
     }
 
@@ -424,19 +485,27 @@ impl ClassicalTrial {
     /// CV score of a candidate: R2 (regression) or negative log-loss (classification).
     fn cv_lam(&self, fit: impl Fn(&Tensor, &Tensor, f64) -> Result<Fitted>) -> Result<f64> {
         let cls = self.cls;
-        let choice = select(&self.train.x, &self.train.y, &LAMS, &self.cv(), |xt, yt, xv, yv, &lam| {
-            let m = fit(xt, yt, lam).map_err(|e| forge_classical::ClassicalError::InvalidParameter {
-                name: "cv fit",
-                reason: e.to_string(),
-            })?;
-            match m {
-                Fitted::Linear(m) => metrics::r2(yv, &m.predict(xv)?),
-                Fitted::Logistic(m) => {
-                    let _ = cls;
-                    Ok(-metrics::log_loss(yv, &m.predict_proba(xv)?)?)
+        let choice = select(
+            &self.train.x,
+            &self.train.y,
+            &LAMS,
+            &self.cv(),
+            |xt, yt, xv, yv, &lam| {
+                let m = fit(xt, yt, lam).map_err(|e| {
+                    forge_classical::ClassicalError::InvalidParameter {
+                        name: "cv fit",
+                        reason: e.to_string(),
+                    }
+                })?;
+                match m {
+                    Fitted::Linear(m) => metrics::r2(yv, &m.predict(xv)?),
+                    Fitted::Logistic(m) => {
+                        let _ = cls;
+                        Ok(-metrics::log_loss(yv, &m.predict_proba(xv)?)?)
+                    }
                 }
-            }
-        })?;
+            },
+        )?;
         Ok(choice.best)
     }
 
@@ -457,7 +526,9 @@ impl ClassicalTrial {
         let src = self.src.clone();
         let fit = move |x: &Tensor, y: &Tensor, lam: f64| -> Result<Fitted> {
             Ok(match &src {
-                Fitted::Logistic(s) => Fitted::Logistic(regularized_transfer_logistic(x, y, s, lam)?),
+                Fitted::Logistic(s) => {
+                    Fitted::Logistic(regularized_transfer_logistic(x, y, s, lam)?)
+                }
                 Fitted::Linear(s) => Fitted::Linear(regularized_transfer_linear(x, y, s, lam)?),
             })
         };
@@ -471,9 +542,9 @@ impl ClassicalTrial {
         let w = self.src.linear().weights_vec()?;
         let tau2 = (w.iter().map(|v| v * v).sum::<f64>() / w.len().max(1) as f64).max(1e-6);
         Ok(match &self.src {
-            Fitted::Logistic(s) => {
-                Fitted::Logistic(bayesian_transfer_logistic(&self.train.x, &self.train.y, s, tau2)?.map)
-            }
+            Fitted::Logistic(s) => Fitted::Logistic(
+                bayesian_transfer_logistic(&self.train.x, &self.train.y, s, tau2)?.map,
+            ),
             Fitted::Linear(s) => {
                 let sigma2 = metrics::mse(&self.source.y, &s.predict(&self.source.x)?)?.max(1e-9);
                 Fitted::Linear(
@@ -496,7 +567,9 @@ impl ClassicalTrial {
     fn stat_mapping(&self) -> Result<Fitted> {
         let mapped = stat_mapping(&self.src.linear(), &self.source.x, &self.train.x)?;
         Ok(match &self.src {
-            Fitted::Logistic(_) => Fitted::Logistic(LogisticModel::new(&mapped.weights, mapped.intercept)?),
+            Fitted::Logistic(_) => {
+                Fitted::Logistic(LogisticModel::new(&mapped.weights, mapped.intercept)?)
+            }
             Fitted::Linear(_) => Fitted::Linear(mapped),
         })
     }
@@ -510,8 +583,12 @@ impl ClassicalTrial {
     fn adapter(&self) -> Result<Fitted> {
         let p = self.adapter_params();
         Ok(match &self.src {
-            Fitted::Logistic(s) => Fitted::Logistic(fit_low_rank_adapter(&self.train.x, &self.train.y, s, &p)?.model),
-            Fitted::Linear(s) => Fitted::Linear(fit_low_rank_adapter(&self.train.x, &self.train.y, s, &p)?.model),
+            Fitted::Logistic(s) => {
+                Fitted::Logistic(fit_low_rank_adapter(&self.train.x, &self.train.y, s, &p)?.model)
+            }
+            Fitted::Linear(s) => {
+                Fitted::Linear(fit_low_rank_adapter(&self.train.x, &self.train.y, s, &p)?.model)
+            }
         })
     }
 
@@ -521,14 +598,22 @@ impl ClassicalTrial {
         cfg.mmd.n_permutations = if mode == Mode::Quick { 200 } else { 500 };
         let cap = 1_000.min(self.source.n_samples());
         let src = if cap < self.source.n_samples() {
-            self.source.subsample(Budget::Count(cap), self.seed ^ 0x6A7E)?
+            self.source
+                .subsample(Budget::Count(cap), self.seed ^ 0x6A7E)?
         } else {
             self.source.clone()
         };
         let t = &self.train;
         Ok(if self.cls {
             cfg.validation.score = Score::NegLogLoss;
-            gate_logistic(&src.x, &src.y, &t.x, &t.y, &LogisticTransfer::default(), &cfg)?
+            gate_logistic(
+                &src.x,
+                &src.y,
+                &t.x,
+                &t.y,
+                &LogisticTransfer::default(),
+                &cfg,
+            )?
         } else {
             cfg.validation.score = Score::R2;
             gate_linear(&src.x, &src.y, &t.x, &t.y, &LinearTransfer::default(), &cfg)?
@@ -602,7 +687,11 @@ impl Trial for ClassicalTrial {
                 note = Some(format!(
                     "gate: {:?} -> {}",
                     d.verdict,
-                    if d.verdict == Verdict::Block { "target-only" } else { "regularized" }
+                    if d.verdict == Verdict::Block {
+                        "target-only"
+                    } else {
+                        "regularized"
+                    }
                 ));
                 self.decision = Some(d);
                 (m, t, np)
@@ -652,7 +741,11 @@ impl Trial for ClassicalTrial {
                 scenario: self.scenario.to_string(),
                 strategy: st.to_string(),
                 seed: self.seed,
-                metric: if self.cls { Metric::Accuracy } else { Metric::R2 },
+                metric: if self.cls {
+                    Metric::Accuracy
+                } else {
+                    Metric::R2
+                },
                 quality: q,
             });
         }
@@ -664,7 +757,10 @@ impl Trial for ClassicalTrial {
             Some(d) => d,
             None => self.decide(ctx.mode)?,
         };
-        let hurt = match (self.test_quality.get("regularized"), self.test_quality.get("target-only")) {
+        let hurt = match (
+            self.test_quality.get("regularized"),
+            self.test_quality.get("target-only"),
+        ) {
             (Some(r), Some(t)) => Some(r < t),
             _ => None,
         };

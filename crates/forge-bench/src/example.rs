@@ -25,8 +25,18 @@ impl Scenario for Toy {
     }
     fn strategies(&self) -> Vec<StrategySpec> {
         vec![
-            StrategySpec::new(crate::SCRATCH, StrategyKind::Baseline, false, "from scratch"),
-            StrategySpec::new(crate::WARM_START, StrategyKind::Transfer, true, "warm start"),
+            StrategySpec::new(
+                crate::SCRATCH,
+                StrategyKind::Baseline,
+                false,
+                "from scratch",
+            ),
+            StrategySpec::new(
+                crate::WARM_START,
+                StrategyKind::Transfer,
+                true,
+                "warm start",
+            ),
         ]
     }
     fn headline_strategy(&self) -> &str {

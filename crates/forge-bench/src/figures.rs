@@ -26,7 +26,8 @@ fn register_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         for name in [FONT, "dejavu"] {
-            let _ = plotters::style::register_font(name, FontStyle::Normal, dejavu::sans::regular());
+            let _ =
+                plotters::style::register_font(name, FontStyle::Normal, dejavu::sans::regular());
             let _ = plotters::style::register_font(name, FontStyle::Bold, dejavu::sans::bold());
         }
     });
@@ -64,6 +65,8 @@ pub fn render_png(
         let mut enc = png::Encoder::new(&mut png_bytes, w, h);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::Best);
+        enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
         enc.set_pixel_dims(Some(png::PixelDimensions {
             xppu: PIXELS_PER_METRE,
             yppu: PIXELS_PER_METRE,
@@ -90,6 +93,28 @@ fn verdict_color(v: &str) -> RGBColor {
         "transfer" => RGBColor(20, 140, 60),
         "block" => RGBColor(200, 40, 40),
         _ => RGBColor(230, 150, 20),
+    }
+}
+
+/// A log-axis range covering the positive values: from a floor of max / 10^4 (values below it,
+/// e.g. the ~0 cost of applying a model as is, are drawn at the floor) to the maximum.
+fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let v: Vec<f64> = values.filter(|x| x.is_finite() && *x > 0.0).collect();
+    let hi = v.iter().cloned().fold(0.0, f64::max).max(1e-12);
+    let lo = v.iter().cloned().fold(hi, f64::min).max(hi * 1e-4) / 2.0;
+    (lo, hi)
+}
+
+/// Compact tick label: plain decimals in [0.01, 1000), otherwise `1e-3` style.
+fn tick(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if (0.01..1000.0).contains(&a) {
+        let s = format!("{x:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{x:.0e}")
     }
 }
 
@@ -121,15 +146,24 @@ fn grid(n: usize) -> (usize, usize) {
     }
 }
 
-/// Splits `root` into a title strip and a grid of `n` panels.
+/// Splits `root` into a title strip (title + subtitle line) and a grid of `n` panels.
 fn panels<'a>(root: &Area<'a>, text: &str, n: usize, figure: &str) -> Result<Vec<Area<'a>>> {
-    let (top, body) = root.split_vertically(110);
+    let (title, sub) = text.split_once('\n').unwrap_or((text, ""));
+    let (top, body) = root.split_vertically(if sub.is_empty() { 110 } else { 160 });
     top.draw(&Text::new(
-        text.to_string(),
-        (60, 30),
+        title.to_string(),
+        (60, 25),
         (FONT, 62).into_font().style(FontStyle::Bold).color(&BLACK),
     ))
     .map_err(plot_err(figure))?;
+    if !sub.is_empty() {
+        top.draw(&Text::new(
+            sub.to_string(),
+            (60, 100),
+            (FONT, 40).into_font().color(&BLACK),
+        ))
+        .map_err(plot_err(figure))?;
+    }
     let (r, c) = grid(n);
     Ok(body.split_evenly((r, c)).into_iter().take(n).collect())
 }
@@ -141,13 +175,17 @@ fn panels<'a>(root: &Area<'a>, text: &str, n: usize, figure: &str) -> Result<Vec
 /// [`BenchError::Plot`] / [`BenchError::Io`].
 pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
     let fig = "co2_per_strategy";
-    let max = r.aggregates.iter().map(|a| a.co2_kg.mean).fold(0.0, f64::max);
+    let max = r
+        .aggregates
+        .iter()
+        .map(|a| a.co2_kg.mean)
+        .fold(0.0, f64::max);
     let (f, unit) = co2_unit(max);
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
             &format!(
-                "CO2 per training (mean ± std, {} seed(s); label = change vs from-scratch SGD; grey baseline, blue reference, green transfer)",
+                "CO2 per training, by strategy (mean ± std over {} seed(s))\nLog scale. Label = CO2 change vs the from-scratch SGD baseline. Grey: baseline, blue: reference (no transfer), green: transfer; dark green: warm-start SGD.",
                 r.run.seeds.len()
             ),
             r.run.scenarios.len(),
@@ -156,18 +194,14 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
         for (area, sc) in areas.iter().zip(&r.run.scenarios) {
             let aggs: Vec<_> = r.aggregates.iter().filter(|a| &a.scenario == sc).collect();
             let n = aggs.len() as i32;
-            let xmax = aggs
-                .iter()
-                .map(|a| (a.co2_kg.mean + a.co2_kg.std) * f)
-                .fold(0.0, f64::max)
-                .max(1e-12)
-                * 1.35;
+            let (xlo, xhi) = log_range(aggs.iter().map(|a| a.co2_kg.mean * f));
+            let xmax = xhi * 15.0;
             let mut chart = ChartBuilder::on(area)
                 .caption(sc, (FONT, 46).into_font().style(FontStyle::Bold))
                 .margin(25)
                 .x_label_area_size(90)
                 .y_label_area_size(330)
-                .build_cartesian_2d(0.0..xmax, (0..n - 1).into_segmented())
+                .build_cartesian_2d((xlo..xmax).log_scale(), (0..n - 1).into_segmented())
                 .map_err(plot_err(fig))?;
             chart
                 .configure_mesh()
@@ -182,25 +216,31 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
                         .unwrap_or_default(),
                     _ => String::new(),
                 })
-                .x_label_formatter(&|x| format!("{x:.2}"))
+                .x_label_formatter(&|x| tick(*x))
                 .label_style((FONT, 34))
                 .axis_desc_style((FONT, 38))
                 .draw()
                 .map_err(plot_err(fig))?;
             for (i, a) in aggs.iter().enumerate() {
                 let i = i as i32;
-                let v = a.co2_kg.mean * f;
+                let v = (a.co2_kg.mean * f).max(xlo);
                 let color = kind_color(a.kind, &a.strategy);
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(0.0, SegmentValue::Exact(i)), (v, SegmentValue::Exact(i + 1))],
+                        [
+                            (xlo, SegmentValue::Exact(i)),
+                            (v, SegmentValue::Exact(i + 1)),
+                        ],
                         color.filled(),
                     )))
                     .map_err(plot_err(fig))?;
                 let s = a.co2_kg.std * f;
                 chart
                     .draw_series(std::iter::once(PathElement::new(
-                        vec![(v - s, SegmentValue::CenterOf(i)), (v + s, SegmentValue::CenterOf(i))],
+                        vec![
+                            ((v - s).max(xlo), SegmentValue::CenterOf(i)),
+                            (v + s, SegmentValue::CenterOf(i)),
+                        ],
                         BLACK.stroke_width(3),
                     )))
                     .map_err(plot_err(fig))?;
@@ -212,8 +252,9 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
                 chart
                     .draw_series(std::iter::once(Text::new(
                         label,
-                        (v + s + xmax * 0.02, SegmentValue::CenterOf(i)),
-                        TextStyle::from((FONT, 32).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+                        ((v + s) * 1.15, SegmentValue::CenterOf(i)),
+                        TextStyle::from((FONT, 32).into_font())
+                            .pos(Pos::new(HPos::Left, VPos::Center)),
                     )))
                     .map_err(plot_err(fig))?;
             }
@@ -228,7 +269,11 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
 /// [`BenchError::Plot`] / [`BenchError::Io`].
 pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
     let fig = "quality_vs_co2";
-    let max = r.aggregates.iter().map(|a| a.co2_kg.mean).fold(0.0, f64::max);
+    let max = r
+        .aggregates
+        .iter()
+        .map(|a| a.co2_kg.mean)
+        .fold(0.0, f64::max);
     let (f, unit) = co2_unit(max);
     render_png(path, (W, H), |root| {
         let areas = panels(
@@ -239,9 +284,12 @@ pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
         )?;
         for (area, sc) in areas.iter().zip(&r.run.scenarios) {
             let aggs: Vec<_> = r.aggregates.iter().filter(|a| &a.scenario == sc).collect();
-            let xs: Vec<f64> = aggs.iter().map(|a| (a.co2_kg.mean * f).max(1e-9)).collect();
-            let xlo = xs.iter().cloned().fold(f64::INFINITY, f64::min) / 2.0;
-            let xhi = xs.iter().cloned().fold(0.0, f64::max) * 3.0;
+            let (xlo, xhi) = log_range(aggs.iter().map(|a| a.co2_kg.mean * f));
+            let xs: Vec<f64> = aggs
+                .iter()
+                .map(|a| (a.co2_kg.mean * f).max(xlo * 1.5))
+                .collect();
+            let xhi = xhi * 3.0;
             let qs: Vec<f64> = aggs.iter().map(|a| a.quality.mean).collect();
             let mut ylo = qs.iter().cloned().fold(f64::INFINITY, f64::min);
             let mut yhi = qs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -262,7 +310,7 @@ pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
                 .y_labels(5)
                 .x_desc(format!("CO2 per training [{unit}], log scale"))
                 .y_desc(format!("{metric} (held-out target)"))
-                .x_label_formatter(&|x| format!("{x}"))
+                .x_label_formatter(&|x| tick(*x))
                 .y_label_formatter(&|y| format!("{y:.2}"))
                 .label_style((FONT, 32))
                 .axis_desc_style((FONT, 36))
@@ -284,7 +332,8 @@ pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
                     .draw_series(std::iter::once(Text::new(
                         a.strategy.clone(),
                         (x, q),
-                        TextStyle::from((FONT, 28).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom)),
+                        TextStyle::from((FONT, 28).into_font())
+                            .pos(Pos::new(HPos::Left, VPos::Bottom)),
                     )))
                     .map_err(plot_err(fig))?;
             }
@@ -346,7 +395,12 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 .map(|c| c.metric.short())
                 .unwrap_or("quality");
             let fin = scratch.last().copied().unwrap_or(0.0);
-            let all: Vec<f64> = scratch.iter().chain(&warm).copied().filter(|v| v.is_finite()).collect();
+            let all: Vec<f64> = scratch
+                .iter()
+                .chain(&warm)
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
             // Zoom on the interesting range: initial values can be very negative (R2 of a zero model).
             let yhi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.03;
             let ylo = all
@@ -380,12 +434,17 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
             let green = RGBColor(20, 140, 60);
             chart
                 .draw_series(LineSeries::new(
-                    scratch.iter().enumerate().map(|(e, &q)| (e as f64, clip(q))),
+                    scratch
+                        .iter()
+                        .enumerate()
+                        .map(|(e, &q)| (e as f64, clip(q))),
                     grey.stroke_width(5),
                 ))
                 .map_err(plot_err(fig))?
                 .label("from scratch")
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 40, y)], grey.stroke_width(5)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], grey.stroke_width(5))
+                });
             chart
                 .draw_series(LineSeries::new(
                     warm.iter().enumerate().map(|(e, &q)| (e as f64, clip(q))),
@@ -393,7 +452,9 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 ))
                 .map_err(plot_err(fig))?
                 .label("warm start (transfer)")
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 40, y)], green.stroke_width(5)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], green.stroke_width(5))
+                });
             chart
                 .draw_series(DashedLineSeries::new(
                     vec![(0.0, fin), (n as f64, fin)],
@@ -403,7 +464,9 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 ))
                 .map_err(plot_err(fig))?
                 .label("scratch final quality")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 40, y)], BLACK.stroke_width(2)));
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], BLACK.stroke_width(2))
+                });
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::LowerRight)
@@ -488,7 +551,10 @@ pub fn gate_statistics(r: &ResultsFile, path: &Path) -> Result<()> {
                 .y_labels(vals.len())
                 .x_desc(format!("{name} (mean ± std over seeds)"))
                 .y_label_formatter(&|v| match v {
-                    SegmentValue::CenterOf(i) => vals.get(*i as usize).map(|v| v.0.clone()).unwrap_or_default(),
+                    SegmentValue::CenterOf(i) => vals
+                        .get(*i as usize)
+                        .map(|v| v.0.clone())
+                        .unwrap_or_default(),
                     _ => String::new(),
                 })
                 .x_label_formatter(&|x| format!("{x:.2}"))
@@ -500,7 +566,10 @@ pub fn gate_statistics(r: &ResultsFile, path: &Path) -> Result<()> {
                 let i = i as i32;
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(0.0, SegmentValue::Exact(i)), (m.mean, SegmentValue::Exact(i + 1))],
+                        [
+                            (0.0, SegmentValue::Exact(i)),
+                            (m.mean, SegmentValue::Exact(i + 1)),
+                        ],
                         verdict_color(verdict).filled(),
                     )))
                     .map_err(plot_err(fig))?;
@@ -562,7 +631,9 @@ pub fn write_all(r: &ResultsFile, dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn read_phys(path: &Path) -> Result<Option<(u32, u32, bool)>> {
     let f = std::fs::File::open(path).map_err(|e| BenchError::io(path, e))?;
     let dec = png::Decoder::new(std::io::BufReader::new(f));
-    let reader = dec.read_info().map_err(plot_err(&path.display().to_string()))?;
+    let reader = dec
+        .read_info()
+        .map_err(plot_err(&path.display().to_string()))?;
     Ok(reader
         .info()
         .pixel_dims

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Quality and reduction floors apply to the mean over seeds; gate verdicts apply to every seed.
-//! A floor for a scenario or strategy that is missing from the results is a violation too (a
+//! An optional `"modes": ["quick", "standard"]` restricts the thresholds to results of those run
+//! modes (floors depend on the data budget). A floor for a scenario or strategy that is missing from the results is a violation too (a
 //! scenario that silently disappears is a regression), unless the results file was produced with
 //! `--scenario` and does not contain that scenario at all (see [`check`]).
 
@@ -29,6 +30,10 @@ pub struct Thresholds {
     /// Free-form explanation kept in the file.
     #[serde(default)]
     pub comment: String,
+    /// Run modes (`quick`, `standard`, `full`) the thresholds were calibrated for; empty = any.
+    /// Results of another mode are a violation (floors depend on the data budget).
+    #[serde(default)]
+    pub modes: Vec<String>,
     /// Minimum mean quality (R2 or accuracy).
     #[serde(default)]
     pub quality_floors: Floors,
@@ -85,45 +90,66 @@ impl GateReport {
 /// or aggregate named by a threshold is a violation.
 pub fn check(results: &ResultsFile, thresholds: &Thresholds) -> GateReport {
     let mut rep = GateReport::default();
+    if !thresholds.modes.is_empty() {
+        rep.checked += 1;
+        if !thresholds.modes.contains(&results.run.mode) {
+            rep.violations.push(Violation {
+                scenario: "(run)".into(),
+                strategy: String::new(),
+                message: format!(
+                    "results are from mode {:?}, the thresholds are calibrated for {:?}",
+                    results.run.mode, thresholds.modes
+                ),
+            });
+        }
+    }
     let ran = |sc: &str| results.run.scenarios.iter().any(|s| s == sc);
-    let mut floors = |floors: &Floors, what: &str, get: &dyn Fn(&crate::schema::Aggregate) -> f64| {
-        for (sc, per) in floors {
-            if !ran(sc) {
-                continue;
-            }
-            for (st, &floor) in per {
-                rep.checked += 1;
-                let agg = results
-                    .aggregates
-                    .iter()
-                    .find(|a| &a.scenario == sc && &a.strategy == st);
-                match agg {
-                    None => rep.violations.push(Violation {
-                        scenario: sc.clone(),
-                        strategy: st.clone(),
-                        message: format!("no results for this strategy ({what} floor {floor})"),
-                    }),
-                    Some(a) => {
-                        let v = get(a);
-                        if !(v >= floor) {
-                            rep.violations.push(Violation {
-                                scenario: sc.clone(),
-                                strategy: st.clone(),
-                                message: format!("{what} {v:.4} is below the floor {floor}"),
-                            });
+    let mut floors =
+        |floors: &Floors, what: &str, get: &dyn Fn(&crate::schema::Aggregate) -> f64| {
+            for (sc, per) in floors {
+                if !ran(sc) {
+                    continue;
+                }
+                for (st, &floor) in per {
+                    rep.checked += 1;
+                    let agg = results
+                        .aggregates
+                        .iter()
+                        .find(|a| &a.scenario == sc && &a.strategy == st);
+                    match agg {
+                        None => rep.violations.push(Violation {
+                            scenario: sc.clone(),
+                            strategy: st.clone(),
+                            message: format!("no results for this strategy ({what} floor {floor})"),
+                        }),
+                        Some(a) => {
+                            let v = get(a);
+                            // NaN fails the floor too.
+                            if v.is_nan() || v < floor {
+                                rep.violations.push(Violation {
+                                    scenario: sc.clone(),
+                                    strategy: st.clone(),
+                                    message: format!("{what} {v:.4} is below the floor {floor}"),
+                                });
+                            }
                         }
                     }
                 }
             }
-        }
-    };
-    floors(&thresholds.quality_floors, "mean quality", &|a| a.quality.mean);
-    floors(&thresholds.co2_reduction_floors_pct, "mean CO2 reduction %", &|a| {
-        a.co2_reduction_pct.mean
+        };
+    floors(&thresholds.quality_floors, "mean quality", &|a| {
+        a.quality.mean
     });
-    floors(&thresholds.step_reduction_floors_pct, "mean gradient-step reduction %", &|a| {
-        a.step_reduction_pct.mean
-    });
+    floors(
+        &thresholds.co2_reduction_floors_pct,
+        "mean CO2 reduction %",
+        &|a| a.co2_reduction_pct.mean,
+    );
+    floors(
+        &thresholds.step_reduction_floors_pct,
+        "mean gradient-step reduction %",
+        &|a| a.step_reduction_pct.mean,
+    );
     for (sc, allowed) in &thresholds.gate_verdicts {
         if !ran(sc) {
             continue;
@@ -161,7 +187,9 @@ pub fn check(results: &ResultsFile, thresholds: &Thresholds) -> GateReport {
 /// majority gate verdicts. A starting point for the committed file, to be reviewed by hand.
 pub fn propose(results: &ResultsFile, quality_margin: f64, reduction_fraction: f64) -> Thresholds {
     let mut t = Thresholds {
-        comment: "Proposed from a results file by forge_bench::gates::propose; review before committing.".into(),
+        comment:
+            "Proposed from a results file by forge_bench::gates::propose; review before committing."
+                .into(),
         ..Default::default()
     };
     for a in &results.aggregates {
@@ -175,13 +203,19 @@ pub fn propose(results: &ResultsFile, quality_margin: f64, reduction_fraction: f
                 t.co2_reduction_floors_pct
                     .entry(a.scenario.clone())
                     .or_default()
-                    .insert(a.strategy.clone(), (a.co2_reduction_pct.mean * reduction_fraction).floor());
+                    .insert(
+                        a.strategy.clone(),
+                        (a.co2_reduction_pct.mean * reduction_fraction).floor(),
+                    );
             }
             if a.step_reduction_pct.mean > 0.0 {
                 t.step_reduction_floors_pct
                     .entry(a.scenario.clone())
                     .or_default()
-                    .insert(a.strategy.clone(), (a.step_reduction_pct.mean * reduction_fraction).floor());
+                    .insert(
+                        a.strategy.clone(),
+                        (a.step_reduction_pct.mean * reduction_fraction).floor(),
+                    );
             }
         }
     }

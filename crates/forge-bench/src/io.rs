@@ -19,7 +19,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| BenchError::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| BenchError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| BenchError::io(path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| BenchError::io(path, e))?;
     // tempfile creates 0600 files; results and figures are meant to be shared (0644).
     #[cfg(unix)]
     {
@@ -27,7 +29,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
             .map_err(|e| BenchError::io(path, e))?;
     }
-    tmp.persist(path).map_err(|e| BenchError::io(path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| BenchError::io(path, e.error))?;
     Ok(())
 }
 

@@ -111,6 +111,11 @@ pub fn headline_table(r: &ResultsFile) -> Table {
                 format!("{:.3} ({})", s.transfer_co2_kg.mean * f, s.transfer),
                 format!("{:.1}%", s.co2_reduction_pct.mean),
                 format!("{:.1}%", s.co2_reduction_with_source_pct.mean),
+                r.aggregates
+                    .iter()
+                    .find(|a| a.scenario == s.scenario && a.strategy == s.transfer)
+                    .map(|a| format!("{:.0}%", a.step_reduction_pct.mean))
+                    .unwrap_or_else(|| "-".into()),
                 format!(
                     "{} {:.3} -> {:.3} ({:+.3})",
                     s.metric.short(),
@@ -124,7 +129,7 @@ pub fn headline_table(r: &ResultsFile) -> Table {
         .collect();
     Table {
         title: format!(
-            "Carbon savings of transfer vs training from scratch (CO2 per training in {unit}; mean over {} seed(s))",
+            "Carbon savings of transfer vs training from scratch (CO2 per training in {unit}; mean over {} seed(s); negative reduction = more CO2)",
             r.run.seeds.len()
         ),
         headers: vec![
@@ -133,6 +138,7 @@ pub fn headline_table(r: &ResultsFile) -> Table {
             format!("Transfer CO2 [{unit}]"),
             "Reduction".into(),
             "Reduction incl. source".into(),
+            "Fewer grad steps".into(),
             "Performance impact".into(),
             "Gate".into(),
         ],
@@ -142,7 +148,11 @@ pub fn headline_table(r: &ResultsFile) -> Table {
 
 /// The per-method table: every scenario x strategy with quality, cost and saving (mean ± std).
 pub fn method_table(r: &ResultsFile) -> Table {
-    let max = r.aggregates.iter().map(|a| a.co2_kg.mean).fold(0.0, f64::max);
+    let max = r
+        .aggregates
+        .iter()
+        .map(|a| a.co2_kg.mean)
+        .fold(0.0, f64::max);
     let (f, unit) = co2_unit(max);
     let rows = r
         .aggregates
@@ -242,7 +252,14 @@ pub fn gate_table(r: &ResultsFile) -> Table {
             let stats: Vec<String> = g
                 .statistics
                 .iter()
-                .map(|s| format!("{}={:.3}{}", s.name, s.value, if s.flagged { "!" } else { "" }))
+                .map(|s| {
+                    format!(
+                        "{}={:.3}{}",
+                        s.name,
+                        s.value,
+                        if s.flagged { "!" } else { "" }
+                    )
+                })
                 .collect();
             vec![
                 g.scenario.clone(),
@@ -290,7 +307,13 @@ pub fn carbon_note_for(c: &crate::schema::CarbonSettings) -> String {
     let m = crate::schema::MachineInfo::detect();
     format!(
         "Energy: {} on {} ({} logical CPUs); {} g CO2e/kWh ({}), PUE {}. {}",
-        c.energy_method, m.cpu_model, m.logical_cpus, c.carbon_intensity_g_per_kwh, c.region, c.pue, c.note
+        c.energy_method,
+        m.cpu_model,
+        m.logical_cpus,
+        c.carbon_intensity_g_per_kwh,
+        c.region,
+        c.pue,
+        c.note
     )
 }
 
@@ -341,9 +364,16 @@ pub fn splice_readme(readme: &str, section: &str) -> Result<String> {
     let b = readme.find(README_BEGIN).unwrap_or(0) + README_BEGIN.len();
     let e = readme.find(README_END).unwrap_or(0);
     if e < b {
-        return Err(BenchError::ReadmeMarkers(format!("{README_END} comes before {README_BEGIN}")));
+        return Err(BenchError::ReadmeMarkers(format!(
+            "{README_END} comes before {README_BEGIN}"
+        )));
     }
-    Ok(format!("{}\n{}{}", &readme[..b], section.trim_end_matches('\n').to_string() + "\n", &readme[e..]))
+    Ok(format!(
+        "{}\n{}{}",
+        &readme[..b],
+        section.trim_end_matches('\n').to_string() + "\n",
+        &readme[e..]
+    ))
 }
 
 #[cfg(test)]
@@ -354,7 +384,10 @@ mod tests {
     fn splice_replaces_only_the_section() {
         let readme = format!("head\n{README_BEGIN}\nold\n{README_END}\ntail\n");
         let out = splice_readme(&readme, "new table\n").unwrap();
-        assert_eq!(out, format!("head\n{README_BEGIN}\nnew table\n{README_END}\ntail\n"));
+        assert_eq!(
+            out,
+            format!("head\n{README_BEGIN}\nnew table\n{README_END}\ntail\n")
+        );
         // idempotent
         assert_eq!(splice_readme(&out, "new table").unwrap(), out);
         assert!(splice_readme("no markers", "x").is_err());

@@ -69,7 +69,11 @@ pub fn run(
     }
     let t0 = Instant::now();
     let scenarios = registry.select(plan.scenarios.as_deref(), plan.mode)?;
-    let total: usize = scenarios.iter().map(|s| s.strategies().len()).sum::<usize>() * plan.seeds.len();
+    let total: usize = scenarios
+        .iter()
+        .map(|s| s.strategies().len())
+        .sum::<usize>()
+        * plan.seeds.len();
     observer.start(total);
 
     let mut records = Vec::new();
@@ -175,13 +179,18 @@ pub fn reduction_pct(base: f64, x: f64) -> f64 {
 /// Fills the baseline-relative fields (deltas and reductions against the baseline) of ONE
 /// scenario x seed's records.
 pub fn fill_relative(records: &mut [RunRecord]) {
-    let Some(base) = records.iter().find(|r| r.kind == StrategyKind::Baseline).cloned() else {
+    let Some(base) = records
+        .iter()
+        .find(|r| r.kind == StrategyKind::Baseline)
+        .cloned()
+    else {
         return;
     };
     for r in records.iter_mut() {
         r.quality_delta = r.quality - base.quality;
         r.co2_reduction_pct = reduction_pct(base.training.co2_kg, r.training.co2_kg);
-        r.co2_reduction_with_source_pct = reduction_pct(base.co2_kg_with_source, r.co2_kg_with_source);
+        r.co2_reduction_with_source_pct =
+            reduction_pct(base.co2_kg_with_source, r.co2_kg_with_source);
         r.step_reduction_pct = reduction_pct(base.gradient_steps as f64, r.gradient_steps as f64);
     }
 }
@@ -287,7 +296,9 @@ pub fn summarize_convergence(curves: &[ConvergenceCurve]) -> Vec<ConvergenceSumm
         }) else {
             continue;
         };
-        let Some(&fin) = s.quality.last() else { continue };
+        let Some(&fin) = s.quality.last() else {
+            continue;
+        };
         out.push(ConvergenceSummary {
             scenario: s.scenario.clone(),
             seed: s.seed,

@@ -149,7 +149,8 @@ impl RunContext {
             }
             Ok(())
         })?;
-        let out = out.ok_or_else(|| BenchError::config("measure_once", "closure produced no output"))?;
+        let out =
+            out.ok_or_else(|| BenchError::config("measure_once", "closure produced no output"))?;
         Ok((out, Measurement { repeats: 1, ..m }))
     }
 }
@@ -277,10 +278,16 @@ impl Registry {
     pub fn register(&mut self, scenario: Box<dyn Scenario>) -> Result<&mut Self> {
         let name = scenario.name().to_string();
         if self.get(&name).is_some() {
-            return Err(BenchError::config("scenario", format!("{name:?} registered twice")));
+            return Err(BenchError::config(
+                "scenario",
+                format!("{name:?} registered twice"),
+            ));
         }
         let specs = scenario.strategies();
-        let baselines = specs.iter().filter(|s| s.kind == StrategyKind::Baseline).count();
+        let baselines = specs
+            .iter()
+            .filter(|s| s.kind == StrategyKind::Baseline)
+            .count();
         if baselines != 1 {
             return Err(BenchError::config(
                 "scenario",
@@ -307,7 +314,10 @@ impl Registry {
 
     /// Looks a scenario up by name.
     pub fn get(&self, name: &str) -> Option<&dyn Scenario> {
-        self.scenarios.iter().find(|s| s.name() == name).map(|b| b.as_ref())
+        self.scenarios
+            .iter()
+            .find(|s| s.name() == name)
+            .map(|b| b.as_ref())
     }
 
     /// Resolves a selection: `None` = every scenario (for [`Mode::Quick`], those with

@@ -6,7 +6,10 @@ use crate::schema::MeanStd;
 /// Non-finite values are kept, so a NaN shows up rather than vanishing.
 pub fn mean_std(xs: &[f64]) -> MeanStd {
     if xs.is_empty() {
-        return MeanStd { mean: f64::NAN, std: f64::NAN };
+        return MeanStd {
+            mean: f64::NAN,
+            std: f64::NAN,
+        };
     }
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;

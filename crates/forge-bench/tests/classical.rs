@@ -1,0 +1,128 @@
+//! The classical scenarios on the shipped real data (one seed, quick mode, fake meter).
+
+use forge_bench::scenario::{Meter, Mode, RunContext};
+use forge_bench::schema::{CarbonSettings, Measurement, StrategyKind};
+use forge_bench::{classical, runner};
+
+struct FakeMeter;
+impl Meter for FakeMeter {
+    fn measure(
+        &self,
+        f: &mut dyn FnMut() -> forge_bench::Result<()>,
+    ) -> forge_bench::Result<Measurement> {
+        let t = std::time::Instant::now();
+        f()?;
+        let s = t.elapsed().as_secs_f64();
+        Ok(Measurement {
+            wall_time_s: s,
+            total_kwh: s,
+            co2_kg: s,
+            repeats: 1,
+            ..Default::default()
+        })
+    }
+    fn settings(&self) -> CarbonSettings {
+        CarbonSettings::default()
+    }
+}
+
+#[test]
+fn warm_start_saves_steps_and_the_gate_blocks_the_reversed_source() {
+    let reg = classical::registry().unwrap();
+    assert_eq!(
+        reg.names(),
+        [
+            "housing",
+            "wine",
+            "titanic",
+            "cancer",
+            "diabetes",
+            "harmful-source"
+        ]
+    );
+    let ctx = RunContext {
+        mode: Mode::Quick,
+        data_dir: forge_bench::default_data_dir(),
+        min_measure_s: 0.0,
+        max_repeats: 1,
+        meter: Box::new(FakeMeter),
+    };
+    let plan = runner::RunPlan {
+        mode: Mode::Quick,
+        seeds: vec![0],
+        scenarios: Some(vec!["housing".into(), "harmful-source".into()]),
+    };
+    let r = runner::run(&reg, &plan, &ctx, &mut runner::NoProgress).unwrap();
+    assert_eq!(r.records.len(), 2 * 10);
+    let get = |sc: &str, st: &str| {
+        r.records
+            .iter()
+            .find(|x| x.scenario == sc && x.strategy == st)
+            .unwrap()
+    };
+    // Exactly one baseline per scenario, and it is the from-scratch SGD.
+    assert_eq!(
+        r.records
+            .iter()
+            .filter(|x| x.kind == StrategyKind::Baseline)
+            .count(),
+        2
+    );
+    let scratch = get("housing", forge_bench::SCRATCH);
+    let warm = get("housing", forge_bench::WARM_START);
+    // Same SGD, same stopping rule: the source initialisation needs far fewer steps and is
+    // at least as good on the held-out south (R2).
+    assert!(
+        warm.gradient_steps * 2 < scratch.gradient_steps,
+        "{} vs {}",
+        warm.gradient_steps,
+        scratch.gradient_steps
+    );
+    assert!(
+        warm.quality > scratch.quality,
+        "{} vs {}",
+        warm.quality,
+        scratch.quality
+    );
+    assert_eq!(get("housing", "source-only").gradient_steps, 0);
+    // The reversed source hurts the warm start and the gate blocks it; the gated strategy falls
+    // back to the target-only fit (same quality).
+    let bad_warm = get("harmful-source", forge_bench::WARM_START);
+    assert!(bad_warm.quality < get("harmful-source", "target-only").quality);
+    let g = r
+        .gate
+        .iter()
+        .find(|g| g.scenario == "harmful-source")
+        .unwrap();
+    assert_eq!(g.verdict, "block", "{:?}", g.reasons);
+    let gated = get("harmful-source", "gated");
+    assert!(gated.note.as_deref().unwrap_or("").contains("Block"));
+    assert!((gated.quality - get("harmful-source", "target-only").quality).abs() < 1e-12);
+    // Convergence curves exist for both SGD strategies, starting at epoch 0.
+    assert_eq!(
+        r.convergence
+            .iter()
+            .filter(|c| c.scenario == "housing")
+            .count(),
+        2
+    );
+    let s = r
+        .convergence_summaries
+        .iter()
+        .find(|c| c.scenario == "housing")
+        .unwrap();
+    assert!(s.transfer_epochs.unwrap() < s.scratch_epochs.unwrap());
+}
+
+#[test]
+fn unknown_scenario_is_a_typed_error() {
+    let reg = classical::registry().unwrap();
+    let err = reg
+        .select(Some(&["nope".to_string()]), Mode::Quick)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("unknown scenario \"nope\""),
+        "{err}"
+    );
+}
