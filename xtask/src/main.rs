@@ -109,6 +109,9 @@ struct StoryArgs {
     /// Which story (only `ml` for now).
     #[arg(default_value = "ml")]
     which: String,
+    /// The regression shift to tell the story on (diabetes, wine or housing).
+    #[arg(long, default_value = "diabetes")]
+    scenario: String,
     /// Also show the gate refusing a harmful (label-permuted) source.
     #[arg(long)]
     include_bad_source: bool,
@@ -144,7 +147,13 @@ fn main() -> Result<()> {
     std::env::set_current_dir(project_root()).context("cd to the project root")?;
     match cli.cmd {
         Cmd::Demo(a) => demo(a),
-        Cmd::Story(a) => story::run(&a.which, a.seed, a.include_bad_source, a.data_dir),
+        Cmd::Story(a) => story::run(
+            &a.which,
+            &a.scenario,
+            a.seed,
+            a.include_bad_source,
+            a.data_dir,
+        ),
         Cmd::Figures { results, out } => figures(results, &out),
         Cmd::Tables { results } => {
             let (_, r) = load(results)?;

@@ -136,6 +136,62 @@ impl ClassicalScenario {
         }
     }
 
+    /// The same split with the source relation reversed (`y -> 2 mean(y) - y`): a harmful source
+    /// for the story and tests.
+    ///
+    /// # Errors
+    /// [`BenchError::InvalidConfig`] for classification splits (reversal is defined for
+    /// regression only).
+    pub fn reversed(&self, name: &'static str) -> Result<ClassicalScenario> {
+        if self.classification() {
+            return Err(BenchError::config(
+                "reversed",
+                format!("{} is a classification split", self.name),
+            ));
+        }
+        Ok(ClassicalScenario::new(
+            name,
+            &format!(
+                "{} with the source relation reversed (y -> 2 mean - y)",
+                self.description
+            ),
+            self.split,
+            Corruption::SignFlip,
+        ))
+    }
+
+    /// The classical scenario named `name`, if there is one.
+    pub fn by_name(name: &str) -> Option<ClassicalScenario> {
+        let (split, desc) = match name {
+            "housing" => (
+                Split::Housing,
+                "California housing, north -> south of the median latitude (R2)",
+            ),
+            "wine" => (Split::Wine, "Wine quality, red -> white (R2)"),
+            "titanic" => (
+                Split::Titanic,
+                "Titanic survival, Southampton -> Cherbourg/Queenstown (accuracy)",
+            ),
+            "cancer" => (
+                Split::Cancer,
+                "Breast cancer, small -> large mean radius (accuracy)",
+            ),
+            "diabetes" => (
+                Split::Diabetes,
+                "Diabetes progression, younger -> older patients (R2)",
+            ),
+            _ => return None,
+        };
+        let name: &'static str = match name {
+            "housing" => "housing",
+            "wine" => "wine",
+            "titanic" => "titanic",
+            "cancer" => "cancer",
+            _ => "diabetes",
+        };
+        Some(ClassicalScenario::new(name, desc, split, Corruption::None))
+    }
+
     fn classification(&self) -> bool {
         matches!(self.split, Split::Titanic | Split::Cancer)
     }
@@ -183,42 +239,14 @@ pub fn max_epochs(mode: Mode) -> usize {
 /// Never in practice (registration is validated).
 pub fn registry() -> Result<crate::Registry> {
     let mut r = crate::Registry::new();
-    r.register(Box::new(ClassicalScenario::new(
-        "housing",
-        "California housing, north -> south of the median latitude (R2)",
-        Split::Housing,
-        Corruption::None,
-    )))?
-    .register(Box::new(ClassicalScenario::new(
-        "wine",
-        "Wine quality, red -> white (R2)",
-        Split::Wine,
-        Corruption::None,
-    )))?
-    .register(Box::new(ClassicalScenario::new(
-        "titanic",
-        "Titanic survival, Southampton -> Cherbourg/Queenstown (accuracy)",
-        Split::Titanic,
-        Corruption::None,
-    )))?
-    .register(Box::new(ClassicalScenario::new(
-        "cancer",
-        "Breast cancer, small -> large mean radius (accuracy)",
-        Split::Cancer,
-        Corruption::None,
-    )))?
-    .register(Box::new(ClassicalScenario::new(
-        "diabetes",
-        "Diabetes progression, younger -> older patients (R2)",
-        Split::Diabetes,
-        Corruption::None,
-    )))?
-    .register(Box::new(ClassicalScenario::new(
-        "harmful-source",
-        "Housing north -> south with the source relation reversed (y -> 2 mean - y): transfer must be blocked (R2)",
-        Split::Housing,
-        Corruption::SignFlip,
-    )))?;
+    for name in ["housing", "wine", "titanic", "cancer", "diabetes"] {
+        let sc = ClassicalScenario::by_name(name)
+            .ok_or_else(|| BenchError::config("scenario", format!("{name:?} missing")))?;
+        r.register(Box::new(sc))?;
+    }
+    let housing = ClassicalScenario::by_name("housing")
+        .ok_or_else(|| BenchError::config("scenario", "housing missing"))?;
+    r.register(Box::new(housing.reversed("harmful-source")?))?;
     Ok(r)
 }
 
