@@ -150,7 +150,7 @@ pub trait LowRankAdapt {
 ///   by full-batch Adam (Kingma & Ba, 2015) for `epochs` steps.
 ///
 /// # Shapes
-/// `x`: [n, d]; `y`: [n]
+/// `x`: `[n, d]`; `y`: `[n]`
 ///
 /// # Errors
 /// Bad input; `rank == 0` or larger than allowed; `lam < 0`; bad labels; feature mismatch.

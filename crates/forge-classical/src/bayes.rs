@@ -32,7 +32,7 @@ impl BayesianLinear {
     /// posterior variance under its flat prior).
     ///
     /// # Shapes
-    /// `x`: [n*, d] -> (mean [n*], variance [n*])
+    /// `x`: `[n*, d]` -> (mean `[n*]`, variance `[n*]`)
     ///
     /// # Errors
     /// Shape errors; non-finite `x`.
@@ -68,7 +68,7 @@ impl BayesianLinear {
 /// with `lam = sigma^2 / tau^2`.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n], `prior_mean.weights`: [d]
+/// `x`: `[n, d]`, `y`: `[n]`, `prior_mean.weights`: `[d]`
 ///
 /// # Errors
 /// Bad input; `sigma2` or `tau2` not finite and > 0; a prior with a different `d`.
@@ -126,7 +126,7 @@ impl BayesianLogistic {
     /// `x~ = (x, 1)`.
     ///
     /// # Shapes
-    /// `x`: [n, d] -> [n]
+    /// `x`: `[n, d]` -> `[n]`
     ///
     /// # Errors
     /// Shape errors; non-finite `x`.
@@ -168,7 +168,7 @@ impl BayesianLogistic {
 /// diag(1/tau^2, ..., 1/tau^2, 0)`.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n] 0/1, `prior_mean.weights`: [d]
+/// `x`: `[n, d]`, `y`: `[n]` 0/1, `prior_mean.weights`: `[d]`
 ///
 /// # Errors
 /// As [`regularized_transfer_logistic`](crate::regularized_transfer_logistic); `tau2` not finite and > 0.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// | `domain_lam` | 1.0 | >= 0, L2 of the domain classifier |
 /// | `clip` | 10.0 | > 0, maximum importance weight (after normalising to mean 1) |
 /// | `lams` | 1e-3 .. 1e3 (7 values) | each >= 0, candidate penalties for both fits |
-/// | `blends` | 0.0, 0.1, ..., 1.0 | each in [0, 1], weight of the source fit |
+/// | `blends` | 0.0, 0.1, ..., 1.0 | each in `[0, 1]`, weight of the source fit |
 /// | `holdout_fraction` | 0.3 | in (0, 1) |
 /// | `seed` | 0 | any |
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ pub struct CovShiftFit<M> {
 /// `min(c w, clip)`, with `c` chosen so that the weights have mean 1 (`clip >= 1`).
 ///
 /// # Shapes
-/// `xs`: [n_s, d], `xt`: [n_t, d] -> [n_s]
+/// `xs`: `[n_s, d]`, `xt`: `[n_t, d]` -> `[n_s]`
 ///
 /// # Errors
 /// Bad input; column mismatch; `domain_lam < 0`; `clip <= 0`.
@@ -397,7 +397,7 @@ fn run(
 /// If `yt` cannot support a target-only fit, `alpha = 1`.
 ///
 /// # Shapes
-/// `xs`: [n_s, d], `ys`: [n_s], `xt`: [n_t, d] (n_t >= 2), `yt`: [n_t]
+/// `xs`: `[n_s, d]`, `ys`: `[n_s]`, `xt`: `[n_t, d]` (n_t >= 2), `yt`: `[n_t]`
 ///
 /// # Errors
 /// Bad input or parameters; fewer than 2 target rows.
@@ -424,7 +424,7 @@ pub fn covariance_shift_transfer(
 /// blended, and the blend chosen by held-out log-loss.
 ///
 /// # Shapes
-/// `xs`: [n_s, d], `ys`: [n_s] 0/1, `xt`: [n_t, d], `yt`: [n_t] 0/1
+/// `xs`: `[n_s, d]`, `ys`: `[n_s]` 0/1, `xt`: `[n_t, d]`, `yt`: `[n_t]` 0/1
 ///
 /// # Errors
 /// Bad input or parameters; labels other than 0/1; a single class in `ys`.

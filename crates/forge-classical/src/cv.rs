@@ -127,7 +127,7 @@ pub struct CvChoice<T> {
 /// least preferred (e.g. the strongest penalty first).
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n]
+/// `x`: `[n, d]`, `y`: `[n]`
 ///
 /// # Errors
 /// No candidates; fewer than 2 rows; every candidate failing on every fold.

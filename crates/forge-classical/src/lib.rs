@@ -1,6 +1,6 @@
 //! # forge-classical
 //!
-//! Classical transfer learning for linear and logistic models on candle [`Tensor`]s
+//! Classical transfer learning for linear and logistic models on candle [`Tensor`](candle_core::Tensor)s
 //! (computed in f64): the baselines and the transfer methods Forge compares, with exact
 //! solvers where they exist.
 //!

@@ -180,7 +180,7 @@ fn newton_step(h: &[f64], g: &[f64], p: usize) -> Result<Vec<f64>> {
 /// intercept unpenalised. Equals scikit-learn's `LogisticRegression(C = 1/lam)`.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n] with values 0/1
+/// `x`: `[n, d]`, `y`: `[n]` with values 0/1
 ///
 /// # Errors
 /// Bad input; `lam < 0`; labels other than 0/1; a single class ([`ClassicalError::SingleClass`]);
@@ -235,7 +235,7 @@ pub fn fit_logistic_weighted(
 /// `lam -> 0` gives [`fit_logistic`] with `lam = 0`; `lam -> inf` gives `w_src`.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n] 0/1, `source.weights`: [d]
+/// `x`: `[n, d]`, `y`: `[n]` 0/1, `source.weights`: `[d]`
 ///
 /// # Errors
 /// As [`fit_logistic`]; a source model with a different number of features.
@@ -296,7 +296,7 @@ pub fn regularized_transfer_logistic_weighted(
 /// The intercepts are identified only up to a common shift; the returned `b` sums to zero.
 ///
 /// # Shapes
-/// `x`: [n, d], `y_class_ids`: [n] with integer values in `0..n_classes` -> W [d, k], b [k]
+/// `x`: `[n, d]`, `y_class_ids`: `[n]` with integer values in `0..n_classes` -> W `[d, k]`, b `[k]`
 ///
 /// # Errors
 /// Bad input; `lam < 0`; `n_classes < 2`; labels outside `0..n_classes`;

@@ -19,7 +19,7 @@ use candle_core::Tensor;
 /// as 1 (as [`forge_linalg::ops::mean_std`]).
 ///
 /// # Shapes
-/// `source_x`: [n_s, d], `target_x`: [n_t, d], `source.weights`: [d]
+/// `source_x`: `[n_s, d]`, `target_x`: `[n_t, d]`, `source.weights`: `[d]`
 ///
 /// # Errors
 /// Bad input; column mismatch.

@@ -15,7 +15,7 @@ fn pair(y_true: &Tensor, pred: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
 /// Mean squared error `1/n sum (y_i - p_i)^2`.
 ///
 /// # Shapes
-/// `y_true`, `pred`: [n]
+/// `y_true`, `pred`: `[n]`
 ///
 /// # Errors
 /// Shape mismatch, empty or non-finite input.
@@ -77,7 +77,7 @@ pub fn accuracy(y_true: &Tensor, pred: &Tensor) -> Result<f64> {
 /// probabilities and `y_true` class ids: `-1/n sum log p_{i, y_i}`.
 ///
 /// # Errors
-/// Shape mismatch; probabilities outside [0, 1]; invalid labels.
+/// Shape mismatch; probabilities outside `[0, 1]`; invalid labels.
 pub fn log_loss(y_true: &Tensor, pred: &Tensor) -> Result<f64> {
     const EPS: f64 = 1e-15;
     let y = data::vector(y_true, "y_true")?;

@@ -71,7 +71,7 @@ impl LinearModel {
     /// Predictions `X w + b`.
     ///
     /// # Shapes
-    /// `x`: [n, d] -> [n] (f64)
+    /// `x`: `[n, d]` -> `[n]` (f64)
     ///
     /// # Errors
     /// Shape errors if `x` does not have `d` columns; non-finite `x`.
@@ -142,7 +142,7 @@ impl LogisticModel {
     /// Logits `X w + b`.
     ///
     /// # Shapes
-    /// `x`: [n, d] -> [n]
+    /// `x`: `[n, d]` -> `[n]`
     ///
     /// # Errors
     /// Shape errors; non-finite `x`.
@@ -153,7 +153,7 @@ impl LogisticModel {
     /// `P(y = 1 | x)`.
     ///
     /// # Shapes
-    /// `x`: [n, d] -> [n]
+    /// `x`: `[n, d]` -> `[n]`
     ///
     /// # Errors
     /// Shape errors; non-finite `x`.
@@ -171,7 +171,7 @@ impl LogisticModel {
     /// Hard labels `1.0` where `P(y = 1 | x) >= 0.5`, else `0.0`.
     ///
     /// # Shapes
-    /// `x`: [n, d] -> [n]
+    /// `x`: `[n, d]` -> `[n]`
     ///
     /// # Errors
     /// Shape errors; non-finite `x`.
@@ -254,7 +254,7 @@ impl SoftmaxModel {
     /// Class scores (logits) `X W + b`.
     ///
     /// # Shapes
-    /// `x`: [n, d] -> [n, k]
+    /// `x`: `[n, d]` -> `[n, k]`
     ///
     /// # Errors
     /// Shape errors; non-finite `x`.
@@ -270,7 +270,7 @@ impl SoftmaxModel {
     /// Class probabilities.
     ///
     /// # Shapes
-    /// `x`: [n, d] -> [n, k], rows sum to 1
+    /// `x`: `[n, d]` -> `[n, k]`, rows sum to 1
     ///
     /// # Errors
     /// Shape errors; non-finite `x`.
@@ -283,7 +283,7 @@ impl SoftmaxModel {
     /// Most probable class id per row (as f64).
     ///
     /// # Shapes
-    /// `x`: [n, d] -> [n]
+    /// `x`: `[n, d]` -> `[n]`
     ///
     /// # Errors
     /// Shape errors; non-finite `x`.

@@ -24,7 +24,7 @@ fn singular() -> ClassicalError {
 /// `lam = 0` gives ordinary least squares when `X_c^T X_c` is invertible.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n] -> weights [d]
+/// `x`: `[n, d]`, `y`: `[n]` -> weights `[d]`
 ///
 /// # Errors
 /// Shape/empty/non-finite input; `lam < 0` or non-finite; a singular system with `lam = 0`
@@ -44,7 +44,7 @@ pub fn ridge(x: &Tensor, y: &Tensor, lam: f64) -> Result<LinearModel> {
 /// [`covariance_shift_transfer`](crate::covariance_shift_transfer) for importance weighting.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n], `sample_weight`: [n] -> weights [d]
+/// `x`: `[n, d]`, `y`: `[n]`, `sample_weight`: `[n]` -> weights `[d]`
 ///
 /// # Errors
 /// As [`ridge`]; negative, non-finite or all-zero weights.
@@ -73,7 +73,7 @@ pub fn ridge_weighted(
 /// intercept `ȳ - x̄^T w_src`).
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n], `source.weights`: [d] -> weights [d]
+/// `x`: `[n, d]`, `y`: `[n]`, `source.weights`: `[d]` -> weights `[d]`
 ///
 /// # Errors
 /// As [`ridge`]; a source model with a different number of features.

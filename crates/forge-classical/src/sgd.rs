@@ -116,7 +116,7 @@ enum Loss {
 /// gradient. With `warm_start` this is fine-tuning of a source model.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n]
+/// `x`: `[n, d]`, `y`: `[n]`
 ///
 /// # Errors
 /// Bad input/parameters; [`ClassicalError::Diverged`] if the loss becomes non-finite.
@@ -136,7 +136,7 @@ pub fn fit_linear_sgd(
 /// (Bottou, 2010). Seeded shuffles; optional warm start from a source model.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [n] with values 0/1
+/// `x`: `[n, d]`, `y`: `[n]` with values 0/1
 ///
 /// # Errors
 /// Bad input/parameters, labels other than 0/1; [`ClassicalError::Diverged`].

@@ -92,6 +92,29 @@ fn transfer_limits() {
 }
 
 #[test]
+fn ridge_is_translation_invariant_even_for_huge_offsets() {
+    // Columns with mean/std ~ 1e6 take the shifted-data path; centring makes the weights
+    // independent of the offset and moves the intercept by -offset^T w.
+    let (x, y) = regression(300, 3, &[1.0, -2.0, 0.5], 0.3, 21);
+    let off = [1e6, -3e5, 42.0];
+    let xo = x.broadcast_add(&t1(off.to_vec())).unwrap();
+    for lam in [0.0, 1.0, 100.0] {
+        let a = ridge(&x, &y, lam).unwrap();
+        let b = ridge(&xo, &y, lam).unwrap();
+        assert!(
+            max_diff(&v1(&a.weights), &v1(&b.weights)) < 1e-8,
+            "lam {lam}"
+        );
+        let wb = v1(&b.weights);
+        let shift: f64 = off.iter().zip(&wb).map(|(o, w)| o * w).sum();
+        assert!(
+            (b.intercept + shift - a.intercept).abs() < 1e-6,
+            "lam {lam}"
+        );
+    }
+}
+
+#[test]
 fn bayesian_mean_is_regularized_solution_and_variance_shrinks() {
     let w = [1.0, -2.0, 0.5, 0.0];
     let src = LinearModel::from_vec(vec![0.8, -1.5, 0.0, 0.2], 1.0).unwrap();
