@@ -43,11 +43,6 @@ impl Rows {
         }
         Rows { data, n: idx.len(), d: self.d }
     }
-
-    /// Back to a `[n, d]` f64 tensor on the CPU.
-    pub fn to_tensor(&self) -> Result<Tensor> {
-        Ok(Tensor::from_vec(self.data.clone(), (self.n, self.d), &candle_core::Device::Cpu)?)
-    }
 }
 
 /// Validates a source/target pair: both matrices, equal feature counts, at least `min` rows each,
