@@ -73,7 +73,7 @@ pub fn ensure_finite_slice(v: &[f64], what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks that a design matrix `x` [n, d] and a target `y` [n] agree and are finite; returns `(n, d)`.
+/// Checks that a design matrix `x` `[n, d]` and a target `y` `[n]` agree and are finite; returns `(n, d)`.
 ///
 /// # Errors
 /// Shape, emptiness and finiteness errors naming `x` or `y`.

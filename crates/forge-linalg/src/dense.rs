@@ -50,7 +50,7 @@ fn square(a: &Tensor, what: &str) -> Result<usize> {
 /// Lower Cholesky factor `L` with `A = L L^T` of a symmetric positive-definite matrix.
 ///
 /// # Shapes
-/// `a`: [n, n] -> [n, n]
+/// `a`: `[n, n]` -> `[n, n]`
 ///
 /// # Errors
 /// [`LinalgError::NotPositiveDefinite`] if the factorisation fails; shape and finiteness errors.
@@ -67,7 +67,7 @@ pub fn cholesky(a: &Tensor) -> Result<Tensor> {
 /// Solves `A X = B` for symmetric positive-definite `A` by Cholesky factorisation.
 ///
 /// # Shapes
-/// `a`: [n, n]; `b`: [n] or [n, k] -> same shape as `b`
+/// `a`: `[n, n]`; `b`: `[n]` or `[n, k]` -> same shape as `b`
 ///
 /// # Errors
 /// [`LinalgError::NotPositiveDefinite`]; shape errors if `b` does not have `n` rows.
@@ -118,7 +118,7 @@ pub fn inverse_spd(a: &Tensor) -> Result<Tensor> {
 /// Symmetric eigendecomposition `A = V diag(w) V^T`, eigenvalues in ascending order.
 ///
 /// # Shapes
-/// `a`: [n, n] -> (`w`: [n], `V`: [n, n], eigenvectors in columns)
+/// `a`: `[n, n]` -> (`w`: `[n]`, `V`: `[n, n]`, eigenvectors in columns)
 ///
 /// # Errors
 /// Shape/finiteness errors, [`LinalgError::NoConvergence`].
@@ -138,7 +138,7 @@ pub fn eigh(a: &Tensor) -> Result<(Tensor, Tensor)> {
 /// Thin singular value decomposition `A = U diag(s) V^T`, singular values descending.
 ///
 /// # Shapes
-/// `a`: [m, n] -> (`U`: [m, k], `s`: [k], `Vt`: [k, n]) with k = min(m, n)
+/// `a`: `[m, n]` -> (`U`: `[m, k]`, `s`: `[k]`, `Vt`: `[k, n]`) with k = min(m, n)
 ///
 /// # Errors
 /// Shape/finiteness errors, [`LinalgError::NoConvergence`].

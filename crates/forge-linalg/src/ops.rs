@@ -8,7 +8,7 @@ use candle_core::{DType, Tensor, D};
 /// Subtracts the column means.
 ///
 /// # Shapes
-/// `x`: [n, d] -> (centred [n, d], mean [d])
+/// `x`: `[n, d]` -> (centred `[n, d]`, mean `[d]`)
 ///
 /// # Errors
 /// Shape errors for non-matrices or empty input.
@@ -22,7 +22,7 @@ pub fn center(x: &Tensor) -> Result<(Tensor, Tensor)> {
 /// so that constant columns map to 0 instead of NaN.
 ///
 /// # Shapes
-/// `x`: [n, d] -> (mean [d], std [d])
+/// `x`: `[n, d]` -> (mean `[d]`, std `[d]`)
 ///
 /// # Errors
 /// Shape errors for non-matrices or empty input.
@@ -42,9 +42,9 @@ pub fn mean_std(x: &Tensor) -> Result<(Tensor, Tensor)> {
 /// domain) and applied unchanged to another (the target domain).
 #[derive(Debug, Clone)]
 pub struct Standardizer {
-    /// Column means, [d].
+    /// Column means, `[d]`.
     pub mean: Tensor,
-    /// Column standard deviations (ddof = 0, zeros replaced by 1), [d].
+    /// Column standard deviations (ddof = 0, zeros replaced by 1), `[d]`.
     pub std: Tensor,
 }
 
@@ -82,7 +82,7 @@ impl Standardizer {
 /// Gram matrix `X X^T`.
 ///
 /// # Shapes
-/// `x`: [n, d] -> [n, n]
+/// `x`: `[n, d]` -> `[n, n]`
 ///
 /// # Errors
 /// Shape errors.
@@ -94,7 +94,7 @@ pub fn gram(x: &Tensor) -> Result<Tensor> {
 /// Pairwise squared Euclidean distances `D_ij = ||x_i - y_j||^2`, clamped at 0.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [m, d] -> [n, m]
+/// `x`: `[n, d]`, `y`: `[m, d]` -> `[n, m]`
 ///
 /// # Errors
 /// [`LinalgError::Shape`] if the column counts differ.
@@ -118,7 +118,7 @@ pub fn pairwise_sq_dists(x: &Tensor, y: &Tensor) -> Result<Tensor> {
 /// Gaussian (RBF) kernel `k(x, y) = exp(-||x - y||^2 / (2 bandwidth^2))`.
 ///
 /// # Shapes
-/// `x`: [n, d], `y`: [m, d] -> [n, m]
+/// `x`: `[n, d]`, `y`: `[m, d]` -> `[n, m]`
 ///
 /// # Errors
 /// [`LinalgError::InvalidArgument`] if `bandwidth` is not finite and positive.
