@@ -278,7 +278,7 @@ pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
-            "Quality vs CO2 per training (up-left is better; grey = from-scratch, blue = reference, green = transfer)",
+            "Quality vs CO2 per training (mean ± std over seeds)\nUp and to the left is better. Grey: from-scratch SGD baseline, blue: reference (no transfer), green: transfer; dark green: warm-start SGD.",
             r.run.scenarios.len(),
             fig,
         )?;
@@ -372,7 +372,7 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
-            "Convergence: held-out quality vs SGD epochs, from scratch vs warm-started from the source model",
+            "Convergence: held-out quality vs SGD epochs (mean over seeds)\nSame SGD, same data and batch order; from zero weights (grey) vs warm-started from the source model (green).",
             scen.len(),
             fig,
         )?;
@@ -505,7 +505,7 @@ pub fn gate_statistics(r: &ResultsFile, path: &Path) -> Result<()> {
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
-            "Transfer gate statistics per scenario (bar colour = verdict: green transfer, orange caution, red block; dashed = threshold)",
+            "Transfer gate statistics per scenario (forge-safety)\nBar colour = majority verdict over seeds: green transfer, orange transfer with caution, red block. Dashed red line = the check's threshold.",
             names.len().max(1),
             fig,
         )?;
