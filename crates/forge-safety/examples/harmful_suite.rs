@@ -47,6 +47,11 @@ Acceptance: every trial where transfer hurts is blocked, and no trial where tran
     }
     std::fs::rename(&tmp, &path)?;
     println!("{confusion}");
-    println!("{} trials in {:.1} s; wrote {}", rows.len(), start.elapsed().as_secs_f64(), path.display());
+    println!(
+        "{} trials in {:.1} s; wrote {}",
+        rows.len(),
+        start.elapsed().as_secs_f64(),
+        path.display()
+    );
     Ok(())
 }

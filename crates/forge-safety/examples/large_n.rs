@@ -12,8 +12,16 @@ use std::time::Instant;
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.to_string()))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
@@ -22,7 +30,10 @@ fn main() -> anyhow::Result<()> {
     let mut rng = seeded_rng(3);
     let s = randn(&[n, 10], DType::F64, &Device::Cpu, &mut rng)?;
     let t = (randn(&[n, 10], DType::F64, &Device::Cpu, &mut rng)? + 0.05)?;
-    println!("data: {n} + {n} rows, d = 10; peak RSS {:.0} MB", peak_rss_mb());
+    println!(
+        "data: {n} + {n} rows, d = 10; peak RSS {:.0} MB",
+        peak_rss_mb()
+    );
 
     let i = Instant::now();
     let d = should_transfer(&s, &t, &GateConfig::default())?;
@@ -39,7 +50,13 @@ fn main() -> anyhow::Result<()> {
     let h = d.mmd.bandwidths[0];
     let i = Instant::now();
     let l = mmd2_linear(&s, &t, &[h], 0)?;
-    println!("linear-time MMD^2 = {:.5} (z = {:.2}, p = {:.3}) in {:.3} s", l.mmd2, l.z, l.p_value, i.elapsed().as_secs_f64());
+    println!(
+        "linear-time MMD^2 = {:.5} (z = {:.2}, p = {:.3}) in {:.3} s",
+        l.mmd2,
+        l.z,
+        l.p_value,
+        i.elapsed().as_secs_f64()
+    );
     let i = Instant::now();
     let u = mmd2_unbiased(&s, &t, &[h])?;
     println!(

@@ -28,7 +28,11 @@ pub enum Correction {
 /// # Errors
 /// [`SafetyError::InvalidArgument`] if a p-value is outside `[0, 1]` or NaN.
 pub fn adjust_p_values(p: &[f64], correction: Correction) -> Result<Vec<f64>> {
-    if let Some((i, v)) = p.iter().enumerate().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+    if let Some((i, v)) = p
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(0.0..=1.0).contains(*v))
+    {
         return Err(SafetyError::InvalidArgument {
             name: "p",
             reason: format!("p-values must lie in [0, 1], got {v} at index {i}"),

@@ -34,7 +34,8 @@ use crate::ks::{ks_rows, KsConfig, KsMethod, KsReport};
 use crate::mmd::{mmd_rows, MmdConfig, MmdResult};
 use crate::pad::{pad_rows, PadConfig, PadResult};
 use crate::validate::{
-    validate_transfer, Learner, LinearTransfer, LogisticTransfer, ValidateConfig, ValidationOutcome, ValidationReport,
+    validate_transfer, Learner, LinearTransfer, LogisticTransfer, ValidateConfig,
+    ValidationOutcome, ValidationReport,
 };
 use crate::{Correction, Result, SafetyError};
 use candle_core::Tensor;
@@ -208,24 +209,60 @@ struct ShiftEvidence {
     severe_reasons: Vec<String>,
 }
 
-fn check(name: &str, value: f64, threshold: f64, rule: &str, passed: bool, consequence: Consequence) -> Check {
-    Check { name: name.into(), value, threshold, rule: rule.into(), passed, consequence }
+fn check(
+    name: &str,
+    value: f64,
+    threshold: f64,
+    rule: &str,
+    passed: bool,
+    consequence: Consequence,
+) -> Check {
+    Check {
+        name: name.into(),
+        value,
+        threshold,
+        rule: rule.into(),
+        passed,
+        consequence,
+    }
 }
 
 fn standardize_pooled(s: &Rows, t: &Rows) -> Result<(Rows, Rows)> {
     let mut data = s.data.clone();
     data.extend_from_slice(&t.data);
     let pooled = Tensor::from_vec(data, (s.n + t.n, s.d), &candle_core::Device::Cpu)?;
-    let z: Vec<f64> = Standardizer::fit(&pooled)?.transform(&pooled)?.flatten_all()?.to_vec1()?;
+    let z: Vec<f64> = Standardizer::fit(&pooled)?
+        .transform(&pooled)?
+        .flatten_all()?
+        .to_vec1()?;
     let split = s.n * s.d;
-    Ok((Rows { data: z[..split].to_vec(), n: s.n, d: s.d }, Rows { data: z[split..].to_vec(), n: t.n, d: t.d }))
+    Ok((
+        Rows {
+            data: z[..split].to_vec(),
+            n: s.n,
+            d: s.d,
+        },
+        Rows {
+            data: z[split..].to_vec(),
+            n: t.n,
+            d: t.d,
+        },
+    ))
 }
 
 fn shift_evidence(s: &Rows, t: &Rows, cfg: &GateConfig) -> Result<ShiftEvidence> {
     let half = cfg.alpha / 2.0;
-    let ks_cfg = KsConfig { alpha: half, correction: cfg.ks_correction, method: cfg.ks_method };
+    let ks_cfg = KsConfig {
+        alpha: half,
+        correction: cfg.ks_correction,
+        method: cfg.ks_method,
+    };
     let ks = ks_rows(s, t, &ks_cfg)?;
-    let (zs, zt) = if cfg.standardize { standardize_pooled(s, t)? } else { (s.clone(), t.clone()) };
+    let (zs, zt) = if cfg.standardize {
+        standardize_pooled(s, t)?
+    } else {
+        (s.clone(), t.clone())
+    };
     let mmd = mmd_rows(&zs, &zt, &cfg.mmd)?;
     let pad = pad_rows(&zs, &zt, &cfg.pad)?;
     let mmd_ok = mmd.p_value > half;
@@ -234,10 +271,38 @@ fn shift_evidence(s: &Rows, t: &Rows, cfg: &GateConfig) -> Result<ShiftEvidence>
     let pad_ok = pad.pad < cfg.pad_block;
     let frac_ok = ks.fraction_shifted <= cfg.fraction_caution;
     let checks = vec![
-        check("mmd_p_value", mmd.p_value, half, "value > threshold", mmd_ok, Consequence::Caution),
-        check("ks_min_p_adjusted", ks.min_p_adjusted, half, "value > threshold", ks_ok, Consequence::Caution),
-        check("mmd2", mmd.mmd2, cfg.mmd2_block, "value < threshold", mmd2_ok, Consequence::Severe),
-        check("proxy_a_distance", pad.pad, cfg.pad_block, "value < threshold", pad_ok, Consequence::Severe),
+        check(
+            "mmd_p_value",
+            mmd.p_value,
+            half,
+            "value > threshold",
+            mmd_ok,
+            Consequence::Caution,
+        ),
+        check(
+            "ks_min_p_adjusted",
+            ks.min_p_adjusted,
+            half,
+            "value > threshold",
+            ks_ok,
+            Consequence::Caution,
+        ),
+        check(
+            "mmd2",
+            mmd.mmd2,
+            cfg.mmd2_block,
+            "value < threshold",
+            mmd2_ok,
+            Consequence::Severe,
+        ),
+        check(
+            "proxy_a_distance",
+            pad.pad,
+            cfg.pad_block,
+            "value < threshold",
+            pad_ok,
+            Consequence::Severe,
+        ),
         check(
             "fraction_shifted_features",
             ks.fraction_shifted,
@@ -270,7 +335,11 @@ fn shift_evidence(s: &Rows, t: &Rows, cfg: &GateConfig) -> Result<ShiftEvidence>
     if !ks_ok {
         let mut worst: Vec<_> = ks.features.iter().filter(|f| f.shifted).collect();
         worst.sort_by(|a, b| b.statistic.total_cmp(&a.statistic));
-        let names: Vec<String> = worst.iter().take(3).map(|f| format!("#{} (D = {:.3})", f.feature, f.statistic)).collect();
+        let names: Vec<String> = worst
+            .iter()
+            .take(3)
+            .map(|f| format!("#{} (D = {:.3})", f.feature, f.statistic))
+            .collect();
         caution_reasons.push(format!(
             "{} of {} features shifted (KS, Holm-adjusted p <= {half}); largest: {}",
             ks.n_shifted,
@@ -306,7 +375,11 @@ fn shift_evidence(s: &Rows, t: &Rows, cfg: &GateConfig) -> Result<ShiftEvidence>
 /// # Errors
 /// [`SafetyError::FeatureMismatch`], [`SafetyError::TooFewSamples`] (< 2 rows per side),
 /// non-finite input ([`SafetyError::Linalg`]), invalid configuration.
-pub fn should_transfer(source_x: &Tensor, target_x: &Tensor, config: &GateConfig) -> Result<TransferDecision> {
+pub fn should_transfer(
+    source_x: &Tensor,
+    target_x: &Tensor,
+    config: &GateConfig,
+) -> Result<TransferDecision> {
     config.validate()?;
     let (s, t) = two_samples(source_x, target_x, 2)?;
     let ev = shift_evidence(&s, &t, config)?;
@@ -374,7 +447,15 @@ where
 {
     config.validate()?;
     let (s, t) = two_samples(source_x, target_x, 2)?;
-    let val = validate_transfer(source_x, source_y, target_x, target_y, transfer, target_only, &config.validation)?;
+    let val = validate_transfer(
+        source_x,
+        source_y,
+        target_x,
+        target_y,
+        transfer,
+        target_only,
+        &config.validation,
+    )?;
     let mut ev = shift_evidence(&s, &t, config)?;
     let tol = config.validation.tolerance;
     ev.checks.push(check(
@@ -413,11 +494,17 @@ where
     let mut reasons = Vec::new();
     let verdict = match val.outcome {
         ValidationOutcome::Hurts => {
-            reasons.push(format!("transfer hurts the target: {effect}, p(harm) = {:.3}", val.p_harm));
+            reasons.push(format!(
+                "transfer hurts the target: {effect}, p(harm) = {:.3}",
+                val.p_harm
+            ));
             Verdict::Block
         }
         ValidationOutcome::Helps if !ev.severe => {
-            reasons.push(format!("transfer helps significantly: {effect}, p(gain) = {:.3}", val.p_gain));
+            reasons.push(format!(
+                "transfer helps significantly: {effect}, p(gain) = {:.3}",
+                val.p_gain
+            ));
             Verdict::Transfer
         }
         ValidationOutcome::Helps => {
@@ -452,7 +539,15 @@ pub fn gate_linear(
     params: &LinearTransfer,
     config: &GateConfig,
 ) -> Result<TransferDecision> {
-    gate_transfer(source_x, source_y, target_x, target_y, &params.transfer(), &params.target_only(), config)
+    gate_transfer(
+        source_x,
+        source_y,
+        target_x,
+        target_y,
+        &params.transfer(),
+        &params.target_only(),
+        config,
+    )
 }
 
 /// [`gate_transfer`] with [`LogisticTransfer`] (regularized logistic transfer vs logistic regression).
@@ -467,5 +562,13 @@ pub fn gate_logistic(
     params: &LogisticTransfer,
     config: &GateConfig,
 ) -> Result<TransferDecision> {
-    gate_transfer(source_x, source_y, target_x, target_y, &params.transfer(), &params.target_only(), config)
+    gate_transfer(
+        source_x,
+        source_y,
+        target_x,
+        target_y,
+        &params.transfer(),
+        &params.target_only(),
+        config,
+    )
 }

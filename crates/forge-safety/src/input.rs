@@ -18,7 +18,11 @@ impl Rows {
     pub fn from_tensor(t: &Tensor, what: &str, min: usize) -> Result<Self> {
         let (n, d) = ensure_matrix(t, what)?;
         if n < min {
-            return Err(SafetyError::TooFewSamples { what: what.to_string(), got: n, min });
+            return Err(SafetyError::TooFewSamples {
+                what: what.to_string(),
+                got: n,
+                min,
+            });
         }
         let data: Vec<f64> = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         ensure_finite_slice(&data, what)?;
@@ -41,7 +45,11 @@ impl Rows {
         for &i in idx {
             data.extend_from_slice(self.row(i));
         }
-        Rows { data, n: idx.len(), d: self.d }
+        Rows {
+            data,
+            n: idx.len(),
+            d: self.d,
+        }
     }
 }
 
@@ -51,15 +59,24 @@ pub(crate) fn two_samples(source: &Tensor, target: &Tensor, min: usize) -> Resul
     let (_, ds) = ensure_matrix(source, "source")?;
     let (_, dt) = ensure_matrix(target, "target")?;
     if ds != dt {
-        return Err(SafetyError::FeatureMismatch { source_features: ds, target_features: dt });
+        return Err(SafetyError::FeatureMismatch {
+            source_features: ds,
+            target_features: dt,
+        });
     }
-    Ok((Rows::from_tensor(source, "source", min)?, Rows::from_tensor(target, "target", min)?))
+    Ok((
+        Rows::from_tensor(source, "source", min)?,
+        Rows::from_tensor(target, "target", min)?,
+    ))
 }
 
 /// Checks that `v` lies in the open interval (0, 1).
 pub(crate) fn check_unit(name: &'static str, v: f64) -> Result<()> {
     if !(v > 0.0 && v < 1.0) {
-        return Err(SafetyError::InvalidArgument { name, reason: format!("must lie in (0, 1), got {v}") });
+        return Err(SafetyError::InvalidArgument {
+            name,
+            reason: format!("must lie in (0, 1), got {v}"),
+        });
     }
     Ok(())
 }

@@ -54,7 +54,11 @@ pub struct KsResult {
 pub fn ks_2samp(a: &[f64], b: &[f64], method: KsMethod) -> Result<KsResult> {
     for (v, what) in [(a, "a"), (b, "b")] {
         if v.is_empty() {
-            return Err(SafetyError::TooFewSamples { what: format!("KS sample {what}"), got: 0, min: 1 });
+            return Err(SafetyError::TooFewSamples {
+                what: format!("KS sample {what}"),
+                got: 0,
+                min: 1,
+            });
         }
         ensure_finite_slice(v, what)?;
     }
@@ -76,7 +80,11 @@ pub fn ks_2samp(a: &[f64], b: &[f64], method: KsMethod) -> Result<KsResult> {
             kolmogorov_sf(en.sqrt() * d)
         }
     };
-    Ok(KsResult { statistic: d, p_value, method })
+    Ok(KsResult {
+        statistic: d,
+        p_value,
+        method,
+    })
 }
 
 /// `sup |F_a - F_b|` for sorted samples (ties handled by stepping over equal values together).
@@ -103,13 +111,19 @@ fn ks_exact_p(d: f64, m: usize, n: usize) -> f64 {
     let (md, nd) = (m as f64, n as f64);
     // Paths with |i/m - j/n| > q are exactly those reaching |i/m - j/n| >= d (m n D is an integer).
     let q = (0.5 + (d * md * nd - 1e-7).floor()) / (md * nd);
-    let mut u: Vec<f64> = (0..=n).map(|j| if j as f64 / nd > q { 0.0 } else { 1.0 }).collect();
+    let mut u: Vec<f64> = (0..=n)
+        .map(|j| if j as f64 / nd > q { 0.0 } else { 1.0 })
+        .collect();
     for i in 1..=m {
         let w = i as f64 / (i + n) as f64;
         let im = i as f64 / md;
         u[0] = if im > q { 0.0 } else { w * u[0] };
         for j in 1..=n {
-            u[j] = if (im - j as f64 / nd).abs() > q { 0.0 } else { w * u[j] + u[j - 1] };
+            u[j] = if (im - j as f64 / nd).abs() > q {
+                0.0
+            } else {
+                w * u[j] + u[j - 1]
+            };
         }
     }
     (1.0 - u[n]).clamp(0.0, 1.0)
@@ -128,7 +142,11 @@ pub struct KsConfig {
 
 impl Default for KsConfig {
     fn default() -> Self {
-        Self { alpha: 0.05, correction: Correction::Holm, method: KsMethod::Auto }
+        Self {
+            alpha: 0.05,
+            correction: Correction::Holm,
+            method: KsMethod::Auto,
+        }
     }
 }
 
@@ -179,7 +197,11 @@ pub fn ks_per_feature(source: &Tensor, target: &Tensor, config: &KsConfig) -> Re
     ks_rows(&s, &t, config)
 }
 
-pub(crate) fn ks_rows(s: &crate::input::Rows, t: &crate::input::Rows, config: &KsConfig) -> Result<KsReport> {
+pub(crate) fn ks_rows(
+    s: &crate::input::Rows,
+    t: &crate::input::Rows,
+    config: &KsConfig,
+) -> Result<KsReport> {
     let mut stats = Vec::with_capacity(s.d);
     for j in 0..s.d {
         stats.push(ks_2samp(&s.column(j), &t.column(j), config.method)?);
@@ -231,7 +253,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(ks_2samp(&[], &[1.0], KsMethod::Auto), Err(SafetyError::TooFewSamples { .. })));
-        assert!(matches!(ks_2samp(&[f64::NAN], &[1.0], KsMethod::Auto), Err(SafetyError::Linalg(_))));
+        assert!(matches!(
+            ks_2samp(&[], &[1.0], KsMethod::Auto),
+            Err(SafetyError::TooFewSamples { .. })
+        ));
+        assert!(matches!(
+            ks_2samp(&[f64::NAN], &[1.0], KsMethod::Auto),
+            Err(SafetyError::Linalg(_))
+        ));
     }
 }

@@ -47,11 +47,14 @@ pub mod validate;
 
 pub use correction::{adjust_p_values, Correction};
 pub use error::{BoxError, Result, SafetyError};
-pub use gate::{gate_linear, gate_logistic, gate_transfer, should_transfer, Check, GateConfig, TransferDecision, Verdict};
+pub use gate::{
+    gate_linear, gate_logistic, gate_transfer, should_transfer, Check, GateConfig,
+    TransferDecision, Verdict,
+};
 pub use ks::{ks_2samp, ks_per_feature, KsConfig, KsMethod, KsReport, KsResult};
 pub use mmd::{mmd2_linear, mmd2_unbiased, mmd_test, Bandwidth, MmdConfig, MmdMethod, MmdResult};
 pub use pad::{proxy_a_distance, PadConfig, PadFeatures, PadResult};
 pub use validate::{
-    validate_linear_transfer, validate_logistic_transfer, validate_transfer, FitData, Learner, LinearTransfer,
-    LogisticTransfer, Score, ValidateConfig, ValidationOutcome, ValidationReport,
+    validate_linear_transfer, validate_logistic_transfer, validate_transfer, FitData, Learner,
+    LinearTransfer, LogisticTransfer, Score, ValidateConfig, ValidationOutcome, ValidationReport,
 };

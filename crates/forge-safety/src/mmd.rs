@@ -145,7 +145,9 @@ impl MmdConfig {
         if v.is_empty() || v.iter().any(|h| !(h.is_finite() && *h > 0.0)) {
             return Err(SafetyError::InvalidArgument {
                 name: "bandwidth",
-                reason: format!("bandwidths/factors must be a non-empty list of finite values > 0, got {v:?}"),
+                reason: format!(
+                    "bandwidths/factors must be a non-empty list of finite values > 0, got {v:?}"
+                ),
             });
         }
         Ok(())
@@ -157,7 +159,12 @@ impl MmdConfig {
 ///
 /// # Errors
 /// Shape/feature-count/finiteness errors; [`SafetyError::TooFewSamples`] below 2 rows per side.
-pub fn median_bandwidth(source: &Tensor, target: &Tensor, max_rows: usize, seed: u64) -> Result<f64> {
+pub fn median_bandwidth(
+    source: &Tensor,
+    target: &Tensor,
+    max_rows: usize,
+    seed: u64,
+) -> Result<f64> {
     let (s, t) = two_samples(source, target, 2)?;
     median_rows(&s, &t, max_rows, &mut seeded_rng(seed))
 }
@@ -176,7 +183,13 @@ fn median_rows(s: &Rows, t: &Rows, max_rows: usize, rng: &mut ForgeRng) -> Resul
     Ok(median_heuristic(&pooled, n)?)
 }
 
-fn resolve_bandwidths(bw: &Bandwidth, s: &Rows, t: &Rows, max_rows: usize, rng: &mut ForgeRng) -> Result<Vec<f64>> {
+fn resolve_bandwidths(
+    bw: &Bandwidth,
+    s: &Rows,
+    t: &Rows,
+    max_rows: usize,
+    rng: &mut ForgeRng,
+) -> Result<Vec<f64>> {
     Ok(match bw {
         Bandwidth::Fixed(v) => v.clone(),
         Bandwidth::Median => vec![median_rows(s, t, max_rows, rng)?],
@@ -199,7 +212,9 @@ fn check_bandwidths(bandwidths: &[f64]) -> Result<()> {
 
 /// Number of worker threads for the fused kernel loops.
 fn n_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16)
 }
 
 /// The averaged RBF kernel value for a squared distance.
@@ -230,7 +245,9 @@ fn kernel_matrix(z: &Rows, bandwidths: &[f64]) -> Result<Vec<f64>> {
     let g = gammas(bandwidths);
     let zt = Tensor::from_slice(&z.data, (n, z.d), &Device::Cpu)?;
     let mut k: Vec<f64> = zt.matmul(&zt.t()?)?.flatten_all()?.to_vec1()?;
-    let norms: Vec<f64> = (0..n).map(|i| z.row(i).iter().map(|v| v * v).sum()).collect();
+    let norms: Vec<f64> = (0..n)
+        .map(|i| z.row(i).iter().map(|v| v * v).sum())
+        .collect();
     let threads = n_threads();
     let rows_per = n.div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -242,7 +259,11 @@ fn kernel_matrix(z: &Rows, bandwidths: &[f64]) -> Result<Vec<f64>> {
                     let i = start + r;
                     let ni = norms[i];
                     for (j, o) in out.iter_mut().enumerate() {
-                        let d2 = if i == j { 0.0 } else { (ni + norms[j] - 2.0 * *o).max(0.0) };
+                        let d2 = if i == j {
+                            0.0
+                        } else {
+                            (ni + norms[j] - 2.0 * *o).max(0.0)
+                        };
                         *o = k_of(d2, g);
                     }
                 }
@@ -277,7 +298,10 @@ fn kernel_sum(a: &Rows, b: &Rows, bandwidths: &[f64]) -> f64 {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("kernel worker panicked")).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("kernel worker panicked"))
+            .sum()
     })
 }
 
@@ -321,7 +345,12 @@ pub struct LinearMmd {
 ///
 /// # Errors
 /// Feature-count mismatch, fewer than 4 rows per side, non-finite input, invalid bandwidths.
-pub fn mmd2_linear(source: &Tensor, target: &Tensor, bandwidths: &[f64], seed: u64) -> Result<LinearMmd> {
+pub fn mmd2_linear(
+    source: &Tensor,
+    target: &Tensor,
+    bandwidths: &[f64],
+    seed: u64,
+) -> Result<LinearMmd> {
     check_bandwidths(bandwidths)?;
     let (s, t) = two_samples(source, target, 4)?;
     Ok(linear_rows(&s, &t, bandwidths, &mut seeded_rng(seed)))
@@ -352,7 +381,13 @@ fn linear_rows(s: &Rows, t: &Rows, bandwidths: &[f64], rng: &mut ForgeRng) -> Li
     } else {
         (0.0, 1.0)
     };
-    LinearMmd { mmd2: mean, sd, n_pairs: m2, z, p_value }
+    LinearMmd {
+        mmd2: mean,
+        sd,
+        n_pairs: m2,
+        z,
+        p_value,
+    }
 }
 
 /// MMD two-sample test of `source` against `target` (see the module docs for the estimators).
@@ -405,8 +440,16 @@ pub(crate) fn mmd_rows(s: &Rows, t: &Rows, config: &MmdConfig) -> Result<MmdResu
     // budget and subsample the other side to the rest, else subsample both to half.
     let (s, t) = if big {
         let small = s.n.min(t.n);
-        let (keep_small, keep_large) = if small <= cap / 2 { (small, cap - small) } else { (cap / 2, cap - cap / 2) };
-        let (ms, mt) = if s.n <= t.n { (keep_small, keep_large) } else { (keep_large, keep_small) };
+        let (keep_small, keep_large) = if small <= cap / 2 {
+            (small, cap - small)
+        } else {
+            (cap / 2, cap - cap / 2)
+        };
+        let (ms, mt) = if s.n <= t.n {
+            (keep_small, keep_large)
+        } else {
+            (keep_large, keep_small)
+        };
         let is = permutation(s.n, &mut rng);
         let it = permutation(t.n, &mut rng);
         (s.select(&is[..ms.min(s.n)]), t.select(&it[..mt.min(t.n)]))
@@ -461,14 +504,20 @@ fn permutation_test(
     let mut data = Vec::with_capacity(big_n * s.d);
     data.extend_from_slice(&s.data);
     data.extend_from_slice(&t.data);
-    let z = Rows { data, n: big_n, d: s.d };
+    let z = Rows {
+        data,
+        n: big_n,
+        d: s.d,
+    };
     let kv = kernel_matrix(&z, bandwidths)?;
     let row_sums: Vec<f64> = kv.chunks(big_n).map(|r| r.iter().sum()).collect();
     let diag: Vec<f64> = (0..big_n).map(|i| kv[i * big_n + i]).collect();
     // The reported statistic in f64; the permutations are ranked with an f32 gemm (half the
     // memory traffic and twice the throughput; rounding ~1e-7 relative, far below the spread of
     // the permutation distribution), the observed labelling ranked the same way.
-    let sxx_obs: f64 = (0..m).map(|i| kv[i * big_n..i * big_n + m].iter().sum::<f64>()).sum();
+    let sxx_obs: f64 = (0..m)
+        .map(|i| kv[i * big_n..i * big_n + m].iter().sum::<f64>())
+        .sum();
     let kf: Vec<f32> = kv.iter().map(|&v| v as f32).collect();
     drop(kv);
     let k = Tensor::from_vec(kf, (big_n, big_n), &Device::Cpu)?;
@@ -597,7 +646,12 @@ mod tests {
         let k = |a: f64, b: f64| (-(a - b) * (a - b) / 2.0).exp();
         let h: Vec<f64> = (0..2)
             .map(|i| {
-                let (x1, x2, y1, y2) = (xs[ps[2 * i]], xs[ps[2 * i + 1]], ys[pt[2 * i]], ys[pt[2 * i + 1]]);
+                let (x1, x2, y1, y2) = (
+                    xs[ps[2 * i]],
+                    xs[ps[2 * i + 1]],
+                    ys[pt[2 * i]],
+                    ys[pt[2 * i + 1]],
+                );
                 k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1)
             })
             .collect();

@@ -58,7 +58,13 @@ pub struct PadConfig {
 
 impl Default for PadConfig {
     fn default() -> Self {
-        Self { folds: 5, lam: 1.0, max_per_side: 2_000, features: PadFeatures::LinearAndSquares, seed: 0 }
+        Self {
+            folds: 5,
+            lam: 1.0,
+            max_per_side: 2_000,
+            features: PadFeatures::LinearAndSquares,
+            seed: 0,
+        }
     }
 }
 
@@ -90,10 +96,16 @@ pub fn proxy_a_distance(source: &Tensor, target: &Tensor, config: &PadConfig) ->
 
 pub(crate) fn pad_rows(s: &Rows, t: &Rows, config: &PadConfig) -> Result<PadResult> {
     if config.folds < 2 {
-        return Err(SafetyError::InvalidArgument { name: "folds", reason: format!("must be >= 2, got {}", config.folds) });
+        return Err(SafetyError::InvalidArgument {
+            name: "folds",
+            reason: format!("must be >= 2, got {}", config.folds),
+        });
     }
     if !(config.lam >= 0.0 && config.lam.is_finite()) {
-        return Err(SafetyError::InvalidArgument { name: "lam", reason: format!("must be finite and >= 0, got {}", config.lam) });
+        return Err(SafetyError::InvalidArgument {
+            name: "lam",
+            reason: format!("must be finite and >= 0, got {}", config.lam),
+        });
     }
     if config.max_per_side < 2 {
         return Err(SafetyError::InvalidArgument {
@@ -114,18 +126,34 @@ pub(crate) fn pad_rows(s: &Rows, t: &Rows, config: &PadConfig) -> Result<PadResu
         PadFeatures::Linear => z,
         PadFeatures::LinearAndSquares => Tensor::cat(&[&z, &z.sqr()?], 1)?,
     };
-    let labels: Vec<f64> = (0..n).map(|i| if i < per_side { 0.0 } else { 1.0 }).collect();
+    let labels: Vec<f64> = (0..n)
+        .map(|i| if i < per_side { 0.0 } else { 1.0 })
+        .collect();
     let y = Tensor::from_vec(labels.clone(), n, &Device::Cpu)?;
     let folds = stratified_k_fold(&labels, config.folds, config.seed.wrapping_add(1))?;
     let mut wrong = 0usize;
     let mut seen = 0usize;
     for f in &folds {
         let take = |idx: &[usize]| forge_classical::cv::take_rows(&feats, idx);
-        let model = fit_logistic(&take(&f.train)?, &forge_classical::cv::take_rows(&y, &f.train)?, config.lam)?;
+        let model = fit_logistic(
+            &take(&f.train)?,
+            &forge_classical::cv::take_rows(&y, &f.train)?,
+            config.lam,
+        )?;
         let pred: Vec<f64> = model.predict(&take(&f.valid)?)?.to_vec1()?;
-        wrong += f.valid.iter().zip(&pred).filter(|(&i, &p)| p != labels[i]).count();
+        wrong += f
+            .valid
+            .iter()
+            .zip(&pred)
+            .filter(|(&i, &p)| p != labels[i])
+            .count();
         seen += f.valid.len();
     }
     let err = wrong as f64 / seen as f64;
-    Ok(PadResult { pad: 2.0 * (1.0 - 2.0 * err.min(0.5)), heldout_error: err, n_per_side: per_side, folds: folds.len() })
+    Ok(PadResult {
+        pad: 2.0 * (1.0 - 2.0 * err.min(0.5)),
+        heldout_error: err,
+        n_per_side: per_side,
+        folds: folds.len(),
+    })
 }

@@ -30,7 +30,9 @@ use crate::stats::{mean_sd, student_t_sf};
 use crate::{BoxError, Result, SafetyError};
 use candle_core::{DType, Tensor};
 use forge_classical::cv::{k_fold, stratified_k_fold, take_rows};
-use forge_classical::{fit_logistic, metrics, regularized_transfer_linear, regularized_transfer_logistic, ridge};
+use forge_classical::{
+    fit_logistic, metrics, regularized_transfer_linear, regularized_transfer_logistic, ridge,
+};
 use forge_linalg::check::{ensure_matrix, ensure_xy};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -85,14 +87,22 @@ pub trait Learner {
     ///
     /// # Errors
     /// Whatever the learner reports; wrapped in [`SafetyError::Learner`].
-    fn fit_predict(&self, data: &FitData<'_>, test_x: &Tensor) -> std::result::Result<Tensor, BoxError>;
+    fn fit_predict(
+        &self,
+        data: &FitData<'_>,
+        test_x: &Tensor,
+    ) -> std::result::Result<Tensor, BoxError>;
 }
 
 impl<F> Learner for F
 where
     F: Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError>,
 {
-    fn fit_predict(&self, data: &FitData<'_>, test_x: &Tensor) -> std::result::Result<Tensor, BoxError> {
+    fn fit_predict(
+        &self,
+        data: &FitData<'_>,
+        test_x: &Tensor,
+    ) -> std::result::Result<Tensor, BoxError> {
         self(data, test_x)
     }
 }
@@ -133,7 +143,10 @@ impl Score {
 
     /// Whether folds should be stratified by class (classification scores).
     pub fn is_classification(&self) -> bool {
-        matches!(self, Score::Accuracy | Score::RocAuc | Score::NegLogLoss | Score::NegBrier)
+        matches!(
+            self,
+            Score::Accuracy | Score::RocAuc | Score::NegLogLoss | Score::NegBrier
+        )
     }
 }
 
@@ -168,14 +181,25 @@ pub struct ValidateConfig {
 
 impl Default for ValidateConfig {
     fn default() -> Self {
-        Self { folds: 5, repeats: 3, score: Score::R2, tolerance: 0.0, alpha: 0.05, harm_alpha: 0.2, seed: 0 }
+        Self {
+            folds: 5,
+            repeats: 3,
+            score: Score::R2,
+            tolerance: 0.0,
+            alpha: 0.05,
+            harm_alpha: 0.2,
+            seed: 0,
+        }
     }
 }
 
 impl ValidateConfig {
     /// The defaults with another score.
     pub fn with_score(score: Score) -> Self {
-        Self { score, ..Self::default() }
+        Self {
+            score,
+            ..Self::default()
+        }
     }
 }
 
@@ -258,10 +282,16 @@ where
     B: Learner + ?Sized,
 {
     if config.folds < 2 {
-        return Err(SafetyError::InvalidArgument { name: "folds", reason: format!("must be >= 2, got {}", config.folds) });
+        return Err(SafetyError::InvalidArgument {
+            name: "folds",
+            reason: format!("must be >= 2, got {}", config.folds),
+        });
     }
     if config.repeats < 1 {
-        return Err(SafetyError::InvalidArgument { name: "repeats", reason: "must be >= 1, got 0".into() });
+        return Err(SafetyError::InvalidArgument {
+            name: "repeats",
+            reason: "must be >= 1, got 0".into(),
+        });
     }
     if !(config.tolerance >= 0.0 && config.tolerance.is_finite()) {
         return Err(SafetyError::InvalidArgument {
@@ -274,12 +304,19 @@ where
     let (_, ds) = ensure_matrix(source_x, "source_x")?;
     let (_, dt) = ensure_matrix(target_x, "target_x")?;
     if ds != dt {
-        return Err(SafetyError::FeatureMismatch { source_features: ds, target_features: dt });
+        return Err(SafetyError::FeatureMismatch {
+            source_features: ds,
+            target_features: dt,
+        });
     }
     let (ns, _) = ensure_xy(source_x, source_y)?;
     let (nt, _) = ensure_xy(target_x, target_y)?;
     if ns < 2 {
-        return Err(SafetyError::TooFewSamples { what: "source".into(), got: ns, min: 2 });
+        return Err(SafetyError::TooFewSamples {
+            what: "source".into(),
+            got: ns,
+            min: 2,
+        });
     }
     let min_t = 2 * config.folds;
     if nt < min_t {
@@ -293,23 +330,47 @@ where
     let mut folds_out = Vec::with_capacity(config.folds * config.repeats);
     let mut ratio_sum = 0.0;
     for r in 0..config.repeats {
-        let seed = config.seed.wrapping_add(r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(r as u64);
+        let seed = config
+            .seed
+            .wrapping_add(r as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(r as u64);
         let folds = if config.score.is_classification() {
             stratified_k_fold(&labels, config.folds, seed)?
         } else {
             k_fold(nt, config.folds, seed)?
         };
         for (k, f) in folds.iter().enumerate() {
-            let (xtr, ytr) = (take_rows(target_x, &f.train)?, take_rows(target_y, &f.train)?);
-            let (xva, yva) = (take_rows(target_x, &f.valid)?, take_rows(target_y, &f.valid)?);
-            let data = FitData { source_x, source_y, target_x: &xtr, target_y: &ytr };
+            let (xtr, ytr) = (
+                take_rows(target_x, &f.train)?,
+                take_rows(target_y, &f.train)?,
+            );
+            let (xva, yva) = (
+                take_rows(target_x, &f.valid)?,
+                take_rows(target_y, &f.valid)?,
+            );
+            let data = FitData {
+                source_x,
+                source_y,
+                target_x: &xtr,
+                target_y: &ytr,
+            };
             let j = folds_out.len();
             let pt = transfer
                 .fit_predict(&data, &xva)
-                .map_err(|source| SafetyError::Learner { role: "transfer", fold: j, source })?;
-            let pb = target_only
-                .fit_predict(&data, &xva)
-                .map_err(|source| SafetyError::Learner { role: "target-only", fold: j, source })?;
+                .map_err(|source| SafetyError::Learner {
+                    role: "transfer",
+                    fold: j,
+                    source,
+                })?;
+            let pb =
+                target_only
+                    .fit_predict(&data, &xva)
+                    .map_err(|source| SafetyError::Learner {
+                        role: "target-only",
+                        fold: j,
+                        source,
+                    })?;
             let st = config.score.evaluate(&yva, &pt)?;
             let sb = config.score.evaluate(&yva, &pb)?;
             ratio_sum += f.valid.len() as f64 / f.train.len() as f64;
@@ -332,7 +393,11 @@ fn summarize(folds: Vec<FoldScore>, ratio_sum: f64, config: &ValidateConfig) -> 
     let (mean_diff, sd_diff) = mean_sd(&diffs);
     let mean_transfer = folds.iter().map(|f| f.transfer).sum::<f64>() / j;
     let mean_target_only = folds.iter().map(|f| f.target_only).sum::<f64>() / j;
-    let cohens_dz = if sd_diff > 0.0 { mean_diff / sd_diff } else { 0.0 };
+    let cohens_dz = if sd_diff > 0.0 {
+        mean_diff / sd_diff
+    } else {
+        0.0
+    };
     let ratio = ratio_sum / j;
     let se = ((1.0 / j + ratio) * sd_diff * sd_diff).sqrt();
     let df = (j - 1.0).max(1.0);
@@ -385,24 +450,38 @@ pub struct LinearTransfer {
 
 impl Default for LinearTransfer {
     fn default() -> Self {
-        Self { source_lam: 1.0, transfer_lam: 10.0, target_lam: 1.0 }
+        Self {
+            source_lam: 1.0,
+            transfer_lam: 10.0,
+            target_lam: 1.0,
+        }
     }
 }
 
 impl LinearTransfer {
     /// The transfer learner (predictions of the transferred model). The source model is fitted
     /// once per source (cached by tensor id) and reused across folds.
-    pub fn transfer(&self) -> impl Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError> + '_ {
+    pub fn transfer(
+        &self,
+    ) -> impl Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError> + '_ {
         let cache = SourceCache::new();
         move |d: &FitData<'_>, x: &Tensor| {
-            let src = cache.get_or_fit(d, || Ok(ridge(d.source_x, d.source_y, self.source_lam)?))?;
-            Ok(regularized_transfer_linear(d.target_x, d.target_y, &src, self.transfer_lam)?.predict(x)?)
+            let src =
+                cache.get_or_fit(d, || Ok(ridge(d.source_x, d.source_y, self.source_lam)?))?;
+            Ok(
+                regularized_transfer_linear(d.target_x, d.target_y, &src, self.transfer_lam)?
+                    .predict(x)?,
+            )
         }
     }
 
     /// The target-only learner (ridge on the target training part).
-    pub fn target_only(&self) -> impl Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError> + '_ {
-        move |d: &FitData<'_>, x: &Tensor| Ok(ridge(d.target_x, d.target_y, self.target_lam)?.predict(x)?)
+    pub fn target_only(
+        &self,
+    ) -> impl Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError> + '_ {
+        move |d: &FitData<'_>, x: &Tensor| {
+            Ok(ridge(d.target_x, d.target_y, self.target_lam)?.predict(x)?)
+        }
     }
 }
 
@@ -425,27 +504,51 @@ pub struct LogisticTransfer {
 
 impl Default for LogisticTransfer {
     fn default() -> Self {
-        Self { source_lam: 1.0, transfer_lam: 10.0, target_lam: 1.0, probabilities: true }
+        Self {
+            source_lam: 1.0,
+            transfer_lam: 10.0,
+            target_lam: 1.0,
+            probabilities: true,
+        }
     }
 }
 
 impl LogisticTransfer {
-    fn out(&self, m: &forge_classical::LogisticModel, x: &Tensor) -> std::result::Result<Tensor, BoxError> {
-        Ok(if self.probabilities { m.predict_proba(x)? } else { m.predict(x)? })
+    fn out(
+        &self,
+        m: &forge_classical::LogisticModel,
+        x: &Tensor,
+    ) -> std::result::Result<Tensor, BoxError> {
+        Ok(if self.probabilities {
+            m.predict_proba(x)?
+        } else {
+            m.predict(x)?
+        })
     }
 
     /// The transfer learner (source model cached per source, as [`LinearTransfer::transfer`]).
-    pub fn transfer(&self) -> impl Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError> + '_ {
+    pub fn transfer(
+        &self,
+    ) -> impl Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError> + '_ {
         let cache = SourceCache::new();
         move |d: &FitData<'_>, x: &Tensor| {
-            let src = cache.get_or_fit(d, || Ok(fit_logistic(d.source_x, d.source_y, self.source_lam)?))?;
-            self.out(&regularized_transfer_logistic(d.target_x, d.target_y, &src, self.transfer_lam)?, x)
+            let src = cache.get_or_fit(d, || {
+                Ok(fit_logistic(d.source_x, d.source_y, self.source_lam)?)
+            })?;
+            self.out(
+                &regularized_transfer_logistic(d.target_x, d.target_y, &src, self.transfer_lam)?,
+                x,
+            )
         }
     }
 
     /// The target-only learner.
-    pub fn target_only(&self) -> impl Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError> + '_ {
-        move |d: &FitData<'_>, x: &Tensor| self.out(&fit_logistic(d.target_x, d.target_y, self.target_lam)?, x)
+    pub fn target_only(
+        &self,
+    ) -> impl Fn(&FitData<'_>, &Tensor) -> std::result::Result<Tensor, BoxError> + '_ {
+        move |d: &FitData<'_>, x: &Tensor| {
+            self.out(&fit_logistic(d.target_x, d.target_y, self.target_lam)?, x)
+        }
     }
 }
 
@@ -461,7 +564,15 @@ pub fn validate_linear_transfer(
     params: &LinearTransfer,
     config: &ValidateConfig,
 ) -> Result<ValidationReport> {
-    validate_transfer(source_x, source_y, target_x, target_y, &params.transfer(), &params.target_only(), config)
+    validate_transfer(
+        source_x,
+        source_y,
+        target_x,
+        target_y,
+        &params.transfer(),
+        &params.target_only(),
+        config,
+    )
 }
 
 /// [`validate_transfer`] of [`LogisticTransfer`] (regularized logistic transfer vs logistic
@@ -477,7 +588,15 @@ pub fn validate_logistic_transfer(
     params: &LogisticTransfer,
     config: &ValidateConfig,
 ) -> Result<ValidationReport> {
-    validate_transfer(source_x, source_y, target_x, target_y, &params.transfer(), &params.target_only(), config)
+    validate_transfer(
+        source_x,
+        source_y,
+        target_x,
+        target_y,
+        &params.transfer(),
+        &params.target_only(),
+        config,
+    )
 }
 
 #[cfg(test)]
@@ -485,7 +604,14 @@ mod tests {
     use super::*;
 
     fn fold(diff: f64) -> FoldScore {
-        FoldScore { repeat: 0, fold: 0, n_valid: 2, transfer: diff, target_only: 0.0, diff }
+        FoldScore {
+            repeat: 0,
+            fold: 0,
+            n_valid: 2,
+            transfer: diff,
+            target_only: 0.0,
+            diff,
+        }
     }
 
     #[test]
@@ -507,13 +633,19 @@ mod tests {
         assert_eq!(r.outcome, ValidationOutcome::Helps);
         // mean -0.1125, sd 0.0629, t = -2.34 (3 df): p_harm = 0.05 <= 0.2.
         let worse: Vec<FoldScore> = [-0.1, -0.05, -0.2, -0.1].iter().map(|&d| fold(d)).collect();
-        assert_eq!(summarize(worse, 4.0 / 3.0, &cfg).outcome, ValidationOutcome::Hurts);
+        assert_eq!(
+            summarize(worse, 4.0 / 3.0, &cfg).outcome,
+            ValidationOutcome::Hurts
+        );
         // mean -0.0625 but t = -0.74: p_harm = 0.26 > 0.2, no evidence of harm.
         let noisy: Vec<FoldScore> = [-0.1, 0.05, -0.2, 0.0].iter().map(|&d| fold(d)).collect();
         let r = summarize(noisy, 4.0 / 3.0, &cfg);
         assert!(r.p_harm > 0.2 && r.p_harm < 0.3, "{}", r.p_harm);
         assert_eq!(r.outcome, ValidationOutcome::Neutral);
         let flat: Vec<FoldScore> = [0.1, -0.05, 0.0, 0.0].iter().map(|&d| fold(d)).collect();
-        assert_eq!(summarize(flat, 4.0 / 3.0, &cfg).outcome, ValidationOutcome::Neutral);
+        assert_eq!(
+            summarize(flat, 4.0 / 3.0, &cfg).outcome,
+            ValidationOutcome::Neutral
+        );
     }
 }

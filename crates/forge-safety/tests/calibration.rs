@@ -33,7 +33,16 @@ fn false_alarm_rate_over_200_seeds_is_calibrated() {
     let (mut mmd_rej, mut ks_rej, mut gate_rej) = (0usize, 0usize, 0usize);
     for seed in 0..seeds {
         let (s, t) = gaussians(10_000 + seed, n, d, 0.0);
-        let mmd = mmd_test(&s, &t, &MmdConfig { n_permutations: 200, seed, ..Default::default() }).unwrap();
+        let mmd = mmd_test(
+            &s,
+            &t,
+            &MmdConfig {
+                n_permutations: 200,
+                seed,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         mmd_rej += usize::from(mmd.p_value <= ALPHA);
         let ks = ks_per_feature(&s, &t, &KsConfig::default()).unwrap();
         ks_rej += usize::from(ks.min_p_adjusted <= ALPHA);
@@ -47,9 +56,16 @@ fn false_alarm_rate_over_200_seeds_is_calibrated() {
         rate(ks_rej),
         rate(gate_rej)
     );
-    for (name, k) in [("MMD permutation", mmd_rej), ("KS + Holm", ks_rej), ("gate shift_detected", gate_rej)] {
+    for (name, k) in [
+        ("MMD permutation", mmd_rej),
+        ("KS + Holm", ks_rej),
+        ("gate shift_detected", gate_rej),
+    ] {
         let r = rate(k);
-        assert!((0.02..=0.08).contains(&r), "{name} false-alarm rate {r} outside [0.02, 0.08]");
+        assert!(
+            (0.02..=0.08).contains(&r),
+            "{name} false-alarm rate {r} outside [0.02, 0.08]"
+        );
     }
 }
 
@@ -68,17 +84,29 @@ fn half_sd_shift_in_one_of_ten_features_is_detected() {
                             let g = should_transfer(&s, &t, &small_gate(seed)).unwrap();
                             // The shifted feature is the one flagged.
                             if g.ks.n_shifted > 0 {
-                                assert!(g.ks.features[0].shifted, "seed {seed}: feature 0 not among the shifted ones");
+                                assert!(
+                                    g.ks.features[0].shifted,
+                                    "seed {seed}: feature 0 not among the shifted ones"
+                                );
                             }
-                            (g.shift_detected, g.ks.min_p_adjusted <= ALPHA, g.mmd.p_value <= ALPHA)
+                            (
+                                g.shift_detected,
+                                g.ks.min_p_adjusted <= ALPHA,
+                                g.mmd.p_value <= ALPHA,
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
-    let rate = |f: fn(&(bool, bool, bool)) -> bool| hits.iter().filter(|h| f(h)).count() as f64 / seeds as f64;
+    let rate = |f: fn(&(bool, bool, bool)) -> bool| {
+        hits.iter().filter(|h| f(h)).count() as f64 / seeds as f64
+    };
     let (gate, ks, mmd) = (rate(|h| h.0), rate(|h| h.1), rate(|h| h.2));
     eprintln!("power (n = {n} per side, 0.5 sd in 1 of {d}): gate {gate:.2}, KS-Holm {ks:.2}, MMD (median heuristic) {mmd:.2}");
     assert!(gate >= 0.9, "gate power {gate}");

@@ -19,17 +19,39 @@ fn with_nan(n: usize, d: usize) -> Tensor {
 #[test]
 fn different_feature_counts_are_rejected_everywhere() {
     let (a, b) = (data(20, 3, 1), data(20, 4, 2));
-    let is_mismatch =
-        |e: SafetyError| matches!(e, SafetyError::FeatureMismatch { source_features: 3, target_features: 4 });
-    assert!(is_mismatch(should_transfer(&a, &b, &GateConfig::default()).unwrap_err()));
-    assert!(is_mismatch(mmd_test(&a, &b, &MmdConfig::default()).unwrap_err()));
+    let is_mismatch = |e: SafetyError| {
+        matches!(
+            e,
+            SafetyError::FeatureMismatch {
+                source_features: 3,
+                target_features: 4
+            }
+        )
+    };
+    assert!(is_mismatch(
+        should_transfer(&a, &b, &GateConfig::default()).unwrap_err()
+    ));
+    assert!(is_mismatch(
+        mmd_test(&a, &b, &MmdConfig::default()).unwrap_err()
+    ));
     assert!(is_mismatch(mmd2_unbiased(&a, &b, &[1.0]).unwrap_err()));
     assert!(is_mismatch(mmd2_linear(&a, &b, &[1.0], 0).unwrap_err()));
-    assert!(is_mismatch(ks_per_feature(&a, &b, &KsConfig::default()).unwrap_err()));
-    assert!(is_mismatch(proxy_a_distance(&a, &b, &PadConfig::default()).unwrap_err()));
+    assert!(is_mismatch(
+        ks_per_feature(&a, &b, &KsConfig::default()).unwrap_err()
+    ));
+    assert!(is_mismatch(
+        proxy_a_distance(&a, &b, &PadConfig::default()).unwrap_err()
+    ));
     assert!(is_mismatch(median_bandwidth(&a, &b, 100, 0).unwrap_err()));
     let y = Tensor::zeros(20, DType::F64, &Device::Cpu).unwrap();
-    let e = validate_linear_transfer(&a, &y, &b, &y, &LinearTransfer::default(), &ValidateConfig::default());
+    let e = validate_linear_transfer(
+        &a,
+        &y,
+        &b,
+        &y,
+        &LinearTransfer::default(),
+        &ValidateConfig::default(),
+    );
     assert!(is_mismatch(e.unwrap_err()));
 }
 
@@ -43,17 +65,37 @@ fn fewer_than_two_samples_are_rejected() {
         ks_per_feature(&many, &one, &KsConfig::default()).unwrap_err(),
         proxy_a_distance(&one, &many, &PadConfig::default()).unwrap_err(),
     ] {
-        assert!(matches!(e, SafetyError::TooFewSamples { got: 1, min: 2, .. }), "{e}");
+        assert!(
+            matches!(e, SafetyError::TooFewSamples { got: 1, min: 2, .. }),
+            "{e}"
+        );
     }
     // The linear-time test needs 2 pairs per side.
     let three = data(3, 3, 3);
-    assert!(matches!(mmd2_linear(&three, &many, &[1.0], 0), Err(SafetyError::TooFewSamples { min: 4, .. })));
+    assert!(matches!(
+        mmd2_linear(&three, &many, &[1.0], 0),
+        Err(SafetyError::TooFewSamples { min: 4, .. })
+    ));
     // Validation needs 2 rows per fold.
     let y = Tensor::zeros(30, DType::F64, &Device::Cpu).unwrap();
     let small = data(9, 3, 4);
     let ys = Tensor::zeros(9, DType::F64, &Device::Cpu).unwrap();
-    let e = validate_linear_transfer(&many, &y, &small, &ys, &LinearTransfer::default(), &ValidateConfig::default());
-    assert!(matches!(e, Err(SafetyError::TooFewSamples { got: 9, min: 10, .. })));
+    let e = validate_linear_transfer(
+        &many,
+        &y,
+        &small,
+        &ys,
+        &LinearTransfer::default(),
+        &ValidateConfig::default(),
+    );
+    assert!(matches!(
+        e,
+        Err(SafetyError::TooFewSamples {
+            got: 9,
+            min: 10,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -66,24 +108,66 @@ fn nan_is_rejected_with_its_position() {
         }
         other => panic!("expected NonFinite, got {other}"),
     };
-    check(should_transfer(&bad, &good, &GateConfig::default()).unwrap_err(), "source");
-    check(should_transfer(&good, &bad, &GateConfig::default()).unwrap_err(), "target");
-    check(mmd_test(&good, &bad, &MmdConfig::default()).unwrap_err(), "target");
-    check(ks_per_feature(&bad, &good, &KsConfig::default()).unwrap_err(), "source");
-    check(proxy_a_distance(&bad, &good, &PadConfig::default()).unwrap_err(), "source");
-    assert!(matches!(ks_2samp(&[1.0, f64::INFINITY], &[0.0], KsMethod::Auto), Err(SafetyError::Linalg(_))));
+    check(
+        should_transfer(&bad, &good, &GateConfig::default()).unwrap_err(),
+        "source",
+    );
+    check(
+        should_transfer(&good, &bad, &GateConfig::default()).unwrap_err(),
+        "target",
+    );
+    check(
+        mmd_test(&good, &bad, &MmdConfig::default()).unwrap_err(),
+        "target",
+    );
+    check(
+        ks_per_feature(&bad, &good, &KsConfig::default()).unwrap_err(),
+        "source",
+    );
+    check(
+        proxy_a_distance(&bad, &good, &PadConfig::default()).unwrap_err(),
+        "source",
+    );
+    assert!(matches!(
+        ks_2samp(&[1.0, f64::INFINITY], &[0.0], KsMethod::Auto),
+        Err(SafetyError::Linalg(_))
+    ));
     let y = Tensor::zeros(20, DType::F64, &Device::Cpu).unwrap();
-    let e = validate_linear_transfer(&good, &y, &bad, &y, &LinearTransfer::default(), &ValidateConfig::default());
-    assert!(matches!(e, Err(SafetyError::Linalg(LinalgError::NonFinite { .. }))));
+    let e = validate_linear_transfer(
+        &good,
+        &y,
+        &bad,
+        &y,
+        &LinearTransfer::default(),
+        &ValidateConfig::default(),
+    );
+    assert!(matches!(
+        e,
+        Err(SafetyError::Linalg(LinalgError::NonFinite { .. }))
+    ));
 }
 
 #[test]
 fn invalid_configuration_is_rejected() {
     let (a, b) = (data(20, 2, 1), data(20, 2, 2));
-    let bad = |cfg: GateConfig| matches!(should_transfer(&a, &b, &cfg), Err(SafetyError::InvalidArgument { .. }));
-    assert!(bad(GateConfig { alpha: 1.5, ..Default::default() }));
-    assert!(bad(GateConfig { pad_block: 2.5, ..Default::default() }));
-    assert!(bad(GateConfig { mmd2_block: f64::NAN, ..Default::default() }));
+    let bad = |cfg: GateConfig| {
+        matches!(
+            should_transfer(&a, &b, &cfg),
+            Err(SafetyError::InvalidArgument { .. })
+        )
+    };
+    assert!(bad(GateConfig {
+        alpha: 1.5,
+        ..Default::default()
+    }));
+    assert!(bad(GateConfig {
+        pad_block: 2.5,
+        ..Default::default()
+    }));
+    assert!(bad(GateConfig {
+        mmd2_block: f64::NAN,
+        ..Default::default()
+    }));
     let mut g = GateConfig::default();
     g.mmd.n_permutations = 0;
     assert!(bad(g));
@@ -93,20 +177,46 @@ fn invalid_configuration_is_rejected() {
     let mut g = GateConfig::default();
     g.pad.folds = 1;
     assert!(bad(g));
-    assert!(matches!(mmd2_unbiased(&a, &b, &[]), Err(SafetyError::InvalidArgument { .. })));
+    assert!(matches!(
+        mmd2_unbiased(&a, &b, &[]),
+        Err(SafetyError::InvalidArgument { .. })
+    ));
     let y = Tensor::zeros(20, DType::F64, &Device::Cpu).unwrap();
-    let cfg = ValidateConfig { repeats: 0, ..Default::default() };
+    let cfg = ValidateConfig {
+        repeats: 0,
+        ..Default::default()
+    };
     let e = validate_linear_transfer(&a, &y, &b, &y, &LinearTransfer::default(), &cfg);
-    assert!(matches!(e, Err(SafetyError::InvalidArgument { name: "repeats", .. })));
+    assert!(matches!(
+        e,
+        Err(SafetyError::InvalidArgument {
+            name: "repeats",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn failing_learner_is_reported_with_its_role() {
     let (a, b) = (data(30, 2, 1), data(30, 2, 2));
     let y = Tensor::zeros(30, DType::F64, &Device::Cpu).unwrap();
-    let ok = |_: &FitData<'_>, x: &Tensor| -> std::result::Result<Tensor, BoxError> { Ok(Tensor::zeros(x.dim(0)?, DType::F64, x.device())?) };
-    let fail = |_: &FitData<'_>, _: &Tensor| -> std::result::Result<Tensor, BoxError> { Err("solver exploded".into()) };
+    let ok = |_: &FitData<'_>, x: &Tensor| -> std::result::Result<Tensor, BoxError> {
+        Ok(Tensor::zeros(x.dim(0)?, DType::F64, x.device())?)
+    };
+    let fail = |_: &FitData<'_>, _: &Tensor| -> std::result::Result<Tensor, BoxError> {
+        Err("solver exploded".into())
+    };
     let e = validate_transfer(&a, &y, &b, &y, &fail, &ok, &ValidateConfig::default()).unwrap_err();
-    assert!(matches!(e, SafetyError::Learner { role: "transfer", fold: 0, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            SafetyError::Learner {
+                role: "transfer",
+                fold: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("solver exploded"));
 }

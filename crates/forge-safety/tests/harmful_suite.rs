@@ -17,19 +17,38 @@ fn gate_blocks_harm_and_lets_help_through() {
     let rows = suite::run().unwrap();
     for r in &rows {
         match r.truth {
-            Truth::Hurts => assert_eq!(r.verdict, Verdict::Block, "not blocked although transfer hurts: {r:?}"),
-            Truth::Helps => assert_ne!(r.verdict, Verdict::Block, "blocked although transfer helps: {r:?}"),
+            Truth::Hurts => assert_eq!(
+                r.verdict,
+                Verdict::Block,
+                "not blocked although transfer hurts: {r:?}"
+            ),
+            Truth::Helps => assert_ne!(
+                r.verdict,
+                Verdict::Block,
+                "blocked although transfer helps: {r:?}"
+            ),
             Truth::Negligible => {}
         }
     }
     // The harmful constructions really are harmful, and the benign splits give helpful trials.
-    let harmful_hurt = rows.iter().filter(|r| r.kind == Kind::Harmful && r.truth == Truth::Hurts).count();
+    let harmful_hurt = rows
+        .iter()
+        .filter(|r| r.kind == Kind::Harmful && r.truth == Truth::Hurts)
+        .count();
     let harmful = rows.iter().filter(|r| r.kind == Kind::Harmful).count();
     assert!(harmful >= 6 * suite::SEEDS.len());
     assert_eq!(harmful_hurt, harmful, "a harmful case did not hurt");
-    assert!(rows.iter().any(|r| r.kind == Kind::Benign && r.truth == Truth::Helps));
+    assert!(rows
+        .iter()
+        .any(|r| r.kind == Kind::Benign && r.truth == Truth::Helps));
     // docs/ holds this run's confusion table.
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/safety-harmful-suite.md"))
-        .expect("docs/safety-harmful-suite.md (run the harmful_suite example)");
-    assert!(doc.contains(&suite::confusion_markdown(&rows)), "docs/safety-harmful-suite.md is stale");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/safety-harmful-suite.md"
+    ))
+    .expect("docs/safety-harmful-suite.md (run the harmful_suite example)");
+    assert!(
+        doc.contains(&suite::confusion_markdown(&rows)),
+        "docs/safety-harmful-suite.md is stale"
+    );
 }

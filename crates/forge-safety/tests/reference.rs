@@ -11,7 +11,11 @@ fn fixture() -> Value {
 }
 
 fn vec1(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn mat(v: &Value) -> Tensor {
@@ -27,14 +31,29 @@ fn ks_matches_scipy_exact_and_asymptotic() {
         let (a, b) = (vec1(&case["a"]), vec1(&case["b"]));
         let exact = ks_2samp(&a, &b, KsMethod::Exact).unwrap();
         let want_d = case["statistic"].as_f64().unwrap();
-        assert!((exact.statistic - want_d).abs() < 1e-12, "D {} vs {want_d}", exact.statistic);
+        assert!(
+            (exact.statistic - want_d).abs() < 1e-12,
+            "D {} vs {want_d}",
+            exact.statistic
+        );
         let want = case["p_exact"].as_f64().unwrap();
-        assert!((exact.p_value - want).abs() < 1e-9 * want.max(1e-3), "exact p {} vs {want}", exact.p_value);
+        assert!(
+            (exact.p_value - want).abs() < 1e-9 * want.max(1e-3),
+            "exact p {} vs {want}",
+            exact.p_value
+        );
         let asym = ks_2samp(&a, &b, KsMethod::Asymptotic).unwrap();
         let want = case["p_asymptotic"].as_f64().unwrap();
-        assert!((asym.p_value - want).abs() < 1e-10, "asymptotic p {} vs {want}", asym.p_value);
+        assert!(
+            (asym.p_value - want).abs() < 1e-10,
+            "asymptotic p {} vs {want}",
+            asym.p_value
+        );
         // Auto picks exact for these sizes.
-        assert_eq!(ks_2samp(&a, &b, KsMethod::Auto).unwrap().method, KsMethod::Exact);
+        assert_eq!(
+            ks_2samp(&a, &b, KsMethod::Auto).unwrap().method,
+            KsMethod::Exact
+        );
     }
 }
 

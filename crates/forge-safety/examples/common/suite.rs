@@ -11,7 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use forge_data::{datasets_dir, load_split, Budget, DomainSplit, TabularDataset};
 use forge_linalg::rng::{permutation, randn, seeded_rng};
 use forge_safety::{
-    gate_transfer, FitData, GateConfig, Learner, LinearTransfer, LogisticTransfer, Score, ValidateConfig, Verdict,
+    gate_transfer, FitData, GateConfig, Learner, LinearTransfer, LogisticTransfer, Score,
+    ValidateConfig, Verdict,
 };
 use serde::Serialize;
 
@@ -68,20 +69,34 @@ pub struct Row {
     pub reason: String,
 }
 
+/// Builds a trial's source from the target's split and the seed.
+type MakeSource = Box<dyn Fn(&DomainSplit, u64) -> Result<TabularDataset>>;
+
 struct Case {
     name: String,
     kind: Kind,
     target_split: &'static str,
-    make_source: Box<dyn Fn(&DomainSplit, u64) -> Result<TabularDataset>>,
+    make_source: MakeSource,
 }
 
 fn with_xy(d: &TabularDataset, x: Tensor, y: Tensor) -> Result<TabularDataset> {
     let names = (0..x.dim(1)?).map(|i| format!("f{i}")).collect();
-    Ok(TabularDataset::new(d.name.clone(), x, y, names, d.target_name.clone(), d.task)?)
+    Ok(TabularDataset::new(
+        d.name.clone(),
+        x,
+        y,
+        names,
+        d.target_name.clone(),
+        d.task,
+    )?)
 }
 
 fn take(t: &Tensor, idx: &[usize], dim: usize) -> Result<Tensor> {
-    let ids = Tensor::from_vec(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), idx.len(), t.device())?;
+    let ids = Tensor::from_vec(
+        idx.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        idx.len(),
+        t.device(),
+    )?;
     Ok(t.index_select(&ids, dim)?)
 }
 
@@ -109,7 +124,7 @@ fn cases() -> Vec<Case> {
     .into_iter()
     .map(benign)
     .collect();
-    let harmful = |name: &str, target: &'static str, f: Box<dyn Fn(&DomainSplit, u64) -> Result<TabularDataset>>| Case {
+    let harmful = |name: &str, target: &'static str, f: MakeSource| Case {
         name: name.to_string(),
         kind: Kind::Harmful,
         target_split: target,
@@ -136,7 +151,11 @@ fn cases() -> Vec<Case> {
         "diabetes",
         Box::new(|_, _| {
             let wine = load_split("wine_quality", &datasets_dir())?.standardized()?;
-            with_xy(&wine.source, wine.source.x.narrow(1, 0, 10)?, wine.source.y.clone())
+            with_xy(
+                &wine.source,
+                wine.source.x.narrow(1, 0, 10)?,
+                wine.source.y.clone(),
+            )
         }),
     ));
     v.push(harmful(
@@ -149,7 +168,8 @@ fn cases() -> Vec<Case> {
         "california_housing",
         Box::new(|s, _| {
             let x = &s.source.x;
-            let concept = ((x.narrow(1, 1, 1)? - x.narrow(1, 0, 1)?)?.squeeze(1)? * sd(&s.source.y)?)?;
+            let concept =
+                ((x.narrow(1, 1, 1)? - x.narrow(1, 0, 1)?)?.squeeze(1)? * sd(&s.source.y)?)?;
             with_xy(&s.source, (x + 1.0)?, (&s.source.y + concept)?)
         }),
     ));
@@ -161,7 +181,8 @@ fn cases() -> Vec<Case> {
             let idx = permutation(s.source.n_samples(), &mut rng);
             let x = take(&s.source.x, &idx[..12], 0)?;
             let y = take(&s.source.y, &idx[..12], 0)?;
-            let noise = (randn(&[12], DType::F64, &Device::Cpu, &mut rng)? * (3.0 * sd(&s.source.y)?))?;
+            let noise =
+                (randn(&[12], DType::F64, &Device::Cpu, &mut rng)? * (3.0 * sd(&s.source.y)?))?;
             with_xy(&s.source, x, (y + noise)?)
         }),
     ));
@@ -184,7 +205,11 @@ fn cases() -> Vec<Case> {
 /// The gate configuration of the suite (defaults, seeded).
 pub fn gate_config(score: Score, seed: u64) -> GateConfig {
     let mut g = GateConfig::default().with_seed(seed);
-    g.validation = ValidateConfig { seed, folds: 10, ..ValidateConfig::with_score(score) };
+    g.validation = ValidateConfig {
+        seed,
+        folds: 10,
+        ..ValidateConfig::with_score(score)
+    };
     g
 }
 
@@ -196,25 +221,66 @@ fn trial(case: &Case, split: &DomainSplit, seed: u64) -> Result<Row> {
     // gate uses -MSE for regression (same sign as the R^2 difference on a common test set, and
     // stable on small folds, unlike per-fold R^2).
     let (score, cv_score, lin, logi) = (
-        if classification { Score::NegBrier } else { Score::R2 },
-        if classification { Score::NegBrier } else { Score::NegMse },
-        LinearTransfer { transfer_lam: TRANSFER_LAM, ..Default::default() },
-        LogisticTransfer { transfer_lam: TRANSFER_LAM, ..Default::default() },
+        if classification {
+            Score::NegBrier
+        } else {
+            Score::R2
+        },
+        if classification {
+            Score::NegBrier
+        } else {
+            Score::NegMse
+        },
+        LinearTransfer {
+            transfer_lam: TRANSFER_LAM,
+            ..Default::default()
+        },
+        LogisticTransfer {
+            transfer_lam: TRANSFER_LAM,
+            ..Default::default()
+        },
     );
-    let (transfer, target_only): (Box<dyn Learner + '_>, Box<dyn Learner + '_>) = if classification {
+    let (transfer, target_only): (Box<dyn Learner + '_>, Box<dyn Learner + '_>) = if classification
+    {
         (Box::new(logi.transfer()), Box::new(logi.target_only()))
     } else {
         (Box::new(lin.transfer()), Box::new(lin.target_only()))
     };
     let cfg = gate_config(cv_score, seed);
     let (tr, te) = (&fs.target_train, &fs.target_test);
-    let decision = gate_transfer(&source.x, &source.y, &tr.x, &tr.y, transfer.as_ref(), target_only.as_ref(), &cfg)?;
+    let decision = gate_transfer(
+        &source.x,
+        &source.y,
+        &tr.x,
+        &tr.y,
+        transfer.as_ref(),
+        target_only.as_ref(),
+        &cfg,
+    )?;
     // Truth on the held-out target test rows.
-    let data = FitData { source_x: &source.x, source_y: &source.y, target_x: &tr.x, target_y: &tr.y };
-    let s_t = score.evaluate(&te.y, &transfer.fit_predict(&data, &te.x).map_err(anyhow::Error::from_boxed)?)?;
-    let s_b = score.evaluate(&te.y, &target_only.fit_predict(&data, &te.x).map_err(anyhow::Error::from_boxed)?)?;
+    let data = FitData {
+        source_x: &source.x,
+        source_y: &source.y,
+        target_x: &tr.x,
+        target_y: &tr.y,
+    };
+    let s_t = score.evaluate(
+        &te.y,
+        &transfer
+            .fit_predict(&data, &te.x)
+            .map_err(anyhow::Error::from_boxed)?,
+    )?;
+    let s_b = score.evaluate(
+        &te.y,
+        &target_only
+            .fit_predict(&data, &te.x)
+            .map_err(anyhow::Error::from_boxed)?,
+    )?;
     let delta = s_t - s_b;
-    let v = decision.validation.as_ref().expect("gate_transfer validates");
+    let v = decision
+        .validation
+        .as_ref()
+        .expect("gate_transfer validates");
     Ok(Row {
         case: case.name.clone(),
         kind: case.kind,
