@@ -370,7 +370,7 @@ fn shift_evidence(s: &Rows, t: &Rows, cfg: &GateConfig) -> Result<ShiftEvidence>
 /// only (no labels), so it cannot see concept shift; use [`gate_transfer`] when target labels exist.
 ///
 /// # Shapes
-/// `source_x`: [n_s, d], `target_x`: [n_t, d]
+/// `source_x`: `[n_s, d]`, `target_x`: `[n_t, d]`
 ///
 /// # Errors
 /// [`SafetyError::FeatureMismatch`], [`SafetyError::TooFewSamples`] (< 2 rows per side),

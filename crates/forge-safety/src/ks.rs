@@ -186,7 +186,7 @@ pub struct KsReport {
 /// multiple testing.
 ///
 /// # Shapes
-/// `source`: [n_s, d], `target`: [n_t, d]
+/// `source`: `[n_s, d]`, `target`: `[n_t, d]`
 ///
 /// # Errors
 /// [`SafetyError::FeatureMismatch`], [`SafetyError::TooFewSamples`] (fewer than 2 rows),

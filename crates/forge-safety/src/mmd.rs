@@ -310,7 +310,7 @@ fn kernel_sum(a: &Rows, b: &Rows, bandwidths: &[f64]) -> f64 {
 /// runs at 20,000 + 20,000 rows without forming the kernel matrix.
 ///
 /// # Shapes
-/// `source`: [m, d], `target`: [n, d]
+/// `source`: `[m, d]`, `target`: `[n, d]`
 ///
 /// # Errors
 /// Feature-count mismatch, fewer than 2 rows, non-finite input, invalid bandwidths.
@@ -395,7 +395,7 @@ fn linear_rows(s: &Rows, t: &Rows, bandwidths: &[f64], rng: &mut ForgeRng) -> Li
 /// ([`crate::should_transfer`] does).
 ///
 /// # Shapes
-/// `source`: [m, d], `target`: [n, d]
+/// `source`: `[m, d]`, `target`: `[n, d]`
 ///
 /// # Errors
 /// [`SafetyError::FeatureMismatch`], [`SafetyError::TooFewSamples`] (< 2 rows, or < 4 for the

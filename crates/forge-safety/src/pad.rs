@@ -84,7 +84,7 @@ pub struct PadResult {
 /// Proxy A-distance between `source` and `target` from a cross-validated logistic domain classifier.
 ///
 /// # Shapes
-/// `source`: [n_s, d], `target`: [n_t, d]
+/// `source`: `[n_s, d]`, `target`: `[n_t, d]`
 ///
 /// # Errors
 /// [`SafetyError::FeatureMismatch`], [`SafetyError::TooFewSamples`] (< 2 rows per side),

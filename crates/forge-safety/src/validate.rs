@@ -262,7 +262,7 @@ pub struct ValidationReport {
 /// Cross-validates `transfer` against `target_only` on the target data (see the module docs).
 ///
 /// # Shapes
-/// `source_x`: [n_s, d], `source_y`: [n_s], `target_x`: [n_t, d], `target_y`: [n_t]
+/// `source_x`: `[n_s, d]`, `source_y`: `[n_s]`, `target_x`: `[n_t, d]`, `target_y`: `[n_t]`
 ///
 /// # Errors
 /// [`SafetyError::FeatureMismatch`]; [`SafetyError::TooFewSamples`] when the target has fewer
