@@ -18,6 +18,9 @@ fn main() -> forge_linalg::Result<()> {
     let y = rng::randn(&[200], DType::F64, &dev, &mut r)?;
     let reg = (k + (Tensor::eye(200, DType::F64, &dev)? * 0.1)?)?;
     let alpha = dense::cholesky_solve(&reg, &y)?;
-    println!("||alpha||^2 = {:.4}", alpha.sqr()?.sum_all()?.to_scalar::<f64>()?);
+    println!(
+        "||alpha||^2 = {:.4}",
+        alpha.sqr()?.sum_all()?.to_scalar::<f64>()?
+    );
     Ok(())
 }
