@@ -46,6 +46,11 @@ pub struct Thresholds {
     /// Allowed gate verdicts per scenario.
     #[serde(default)]
     pub gate_verdicts: BTreeMap<String, Vec<String>>,
+    /// When true, no gate decision (any scenario, any seed) whose validated transfer actually
+    /// hurt on the held-out test set may be a plain `transfer`: the gate must block it or at
+    /// least attach its caution, whatever the scenario.
+    #[serde(default)]
+    pub hurt_never_transfer: bool,
 }
 
 /// One broken threshold.
@@ -178,6 +183,24 @@ pub fn check(results: &ResultsFile, thresholds: &Thresholds) -> GateReport {
             }
         }
     }
+    if thresholds.hurt_never_transfer {
+        rep.checked += 1;
+        for g in &results.gate {
+            if g.transfer_hurt == Some(true) && g.verdict == "transfer" {
+                rep.violations.push(Violation {
+                    scenario: g.scenario.clone(),
+                    strategy: String::new(),
+                    message: format!(
+                        "transfer hurt on the held-out test set (seed {}) but the gate said {:?} \
+                         without caution (reasons: {})",
+                        g.seed,
+                        g.verdict,
+                        g.reasons.join("; ")
+                    ),
+                });
+            }
+        }
+    }
     rep
 }
 
@@ -190,6 +213,7 @@ pub fn propose(results: &ResultsFile, quality_margin: f64, reduction_fraction: f
         comment:
             "Proposed from a results file by forge_bench::gates::propose; review before committing."
                 .into(),
+        hurt_never_transfer: true,
         ..Default::default()
     };
     for a in &results.aggregates {

@@ -239,7 +239,8 @@ pub struct GateRecord {
     pub statistics: Vec<GateStatistic>,
     /// Human-readable reasons.
     pub reasons: Vec<String>,
-    /// Whether transfer actually hurt (transfer worse than target-only on the test set).
+    /// Whether transfer actually hurt: the transfer the gate validated scored worse than
+    /// target-only on the held-out test set by more than `HURT_MARGIN` (0.01 R2 or log-loss).
     pub transfer_hurt: Option<bool>,
 }
 

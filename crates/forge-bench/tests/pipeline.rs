@@ -360,6 +360,18 @@ fn committed_reference_results_pass_the_committed_gate() {
     let rep = check(&r, &t2);
     assert_eq!(rep.violations.len(), 1);
     assert_eq!(rep.violations[0].scenario, "housing");
+    // and a gate that lets a harmful transfer through is caught
+    assert!(t.hurt_never_transfer);
+    let mut r2 = r.clone();
+    let g = r2
+        .gate
+        .iter_mut()
+        .find(|g| g.transfer_hurt == Some(true))
+        .expect("the reference run has a harmful transfer");
+    g.verdict = "transfer".into();
+    let rep = check(&r2, &t);
+    assert_eq!(rep.violations.len(), 1, "{:?}", rep.violations);
+    assert!(rep.violations[0].message.contains("transfer hurt"));
 }
 
 #[test]
