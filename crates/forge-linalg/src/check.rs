@@ -48,14 +48,7 @@ pub fn ensure_vector(t: &Tensor, what: &str) -> Result<usize> {
 /// [`LinalgError::NonFinite`] with the first offending value and its flat index.
 pub fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
     let v: Vec<f64> = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
-    if let Some((index, value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-        return Err(LinalgError::NonFinite {
-            what: what.to_string(),
-            value: *value,
-            index,
-        });
-    }
-    Ok(())
+    ensure_finite_slice(&v, what)
 }
 
 /// Checks that a slice is finite.
