@@ -5,7 +5,7 @@
 //! pHYs chunk says 300 DPI (11,811 pixels per metre); plotters' own writer sets none.
 
 use crate::error::{BenchError, Result};
-use crate::report::co2_unit;
+use crate::report::aggregate_co2_unit;
 use crate::schema::{ResultsFile, StrategyKind};
 use crate::stats::mean_std;
 use plotters::coord::Shift;
@@ -175,12 +175,7 @@ fn panels<'a>(root: &Area<'a>, text: &str, n: usize, figure: &str) -> Result<Vec
 /// [`BenchError::Plot`] / [`BenchError::Io`].
 pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
     let fig = "co2_per_strategy";
-    let max = r
-        .aggregates
-        .iter()
-        .map(|a| a.co2_kg.mean)
-        .fold(0.0, f64::max);
-    let (f, unit) = co2_unit(max);
+    let (f, unit) = aggregate_co2_unit(r);
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
@@ -269,12 +264,7 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
 /// [`BenchError::Plot`] / [`BenchError::Io`].
 pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
     let fig = "quality_vs_co2";
-    let max = r
-        .aggregates
-        .iter()
-        .map(|a| a.co2_kg.mean)
-        .fold(0.0, f64::max);
-    let (f, unit) = co2_unit(max);
+    let (f, unit) = aggregate_co2_unit(r);
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,

@@ -80,6 +80,16 @@ pub fn co2_unit(max_kg: f64) -> (f64, &'static str) {
     }
 }
 
+/// The CO2 unit for printing every strategy's mean CO2 in `r` (see [`co2_unit`]).
+pub fn aggregate_co2_unit(r: &ResultsFile) -> (f64, &'static str) {
+    let max = r
+        .aggregates
+        .iter()
+        .map(|a| a.co2_kg.mean)
+        .fold(0.0, f64::max);
+    co2_unit(max)
+}
+
 fn ms(m: MeanStd, scale: f64, prec: usize) -> String {
     format!("{:.p$} ± {:.p$}", m.mean * scale, m.std * scale, p = prec)
 }
@@ -148,12 +158,7 @@ pub fn headline_table(r: &ResultsFile) -> Table {
 
 /// The per-method table: every scenario x strategy with quality, cost and saving (mean ± std).
 pub fn method_table(r: &ResultsFile) -> Table {
-    let max = r
-        .aggregates
-        .iter()
-        .map(|a| a.co2_kg.mean)
-        .fold(0.0, f64::max);
-    let (f, unit) = co2_unit(max);
+    let (f, unit) = aggregate_co2_unit(r);
     let rows = r
         .aggregates
         .iter()
