@@ -10,6 +10,12 @@
 //!   [`AnyClassifier`], [`AnyEncoder`]).
 //! - Tokenise with [`TextTokenizer`] (padding to the batch's longest sequence, truncation set
 //!   in code).
+//! - Parameters and checkpoints: modules are built through [`ParamBuilder`], which loads and
+//!   registers each tensor under its Hugging Face name (written once per architecture);
+//!   [`StateDict`] (`state_dict` / `load_state_dict`), [`DeepClone`] (models are not `Clone`,
+//!   which would share parameter storage), [`SavePretrained`] (a folder transformers loads).
+//!   [`Weights`] reads `model.safetensors` (memory-mapped), sharded checkpoints and
+//!   `pytorch_model.bin`, rejecting integer or non-finite tensors by name.
 //! - Every layer has a backward pass (no fused candle layer norm / softmax), so gradients reach
 //!   every trainable parameter; frozen parameters are detached.
 //!
