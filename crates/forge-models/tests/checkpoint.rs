@@ -285,3 +285,61 @@ fn save_pretrained_roundtrips_and_loads_in_transformers() {
         }
     }
 }
+
+/// Tensors outside the encoder (a pre-training head, integer buffers such as `position_ids`)
+/// are ignored with a warning, as transformers does: distilbert-base-uncased ships its MLM head.
+#[test]
+fn unused_heads_and_buffers_are_not_errors_but_extra_layers_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        fixtures().join("tiny-distilbert").join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
+    let mut t: HashMap<String, Tensor> = candle_core::safetensors::load(
+        fixtures().join("tiny-distilbert").join("model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let dev = Device::Cpu;
+    t.insert(
+        "vocab_transform.weight".into(),
+        Tensor::zeros((32, 32), DType::F32, &dev).unwrap(),
+    );
+    t.insert(
+        "vocab_projector.bias".into(),
+        Tensor::zeros(64, DType::F32, &dev).unwrap(),
+    );
+    t.insert(
+        "distilbert.embeddings.position_ids".into(),
+        Tensor::arange(0i64, 32, &dev)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap(),
+    );
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    let e = expected();
+    let m = load(&dir);
+    assert!(max_diff(&logits(&m, &e), &e["distil_logits"]) <= 1e-4);
+    // the bare encoder ignores the classification head too
+    forge_models::AnyEncoder::from_files(&ModelFiles::from_dir(&dir).unwrap(), &dev).unwrap();
+    // but an extra block is an error naming it
+    t.insert(
+        "distilbert.transformer.layer.2.attention.q_lin.weight".into(),
+        Tensor::zeros((32, 32), DType::F32, &dev).unwrap(),
+    );
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    let err =
+        AnyClassifier::from_files(&ModelFiles::from_dir(&dir).unwrap(), None, 0, &dev).unwrap_err();
+    match err {
+        ModelError::UnexpectedTensors { tensors, .. } => {
+            assert_eq!(
+                tensors,
+                vec!["distilbert.transformer.layer.2.attention.q_lin.weight"]
+            )
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
