@@ -55,11 +55,11 @@ pub use checkpoint::{SavePretrained, StateDict};
 pub use config::{Activation, BertConfig, DistilBertConfig, ModelConfig};
 pub use distilbert::{DistilBertForSequenceClassification, DistilBertModel};
 pub use error::{ModelError, Result};
+pub use forge_lora::DeepClone;
 pub use layers::mean_pool;
 pub use loading::{AnyClassifier, AnyEncoder, ModelFiles, DEFAULT_MODEL};
 pub use tokenize::{Encoded, TextTokenizer};
 pub use train::{cross_entropy_loss, train_step};
-pub use forge_lora::DeepClone;
 pub use weights::Weights;
 
 use candle_core::Tensor;
