@@ -343,3 +343,51 @@ fn unused_heads_and_buffers_are_not_errors_but_extra_layers_are() {
         other => panic!("unexpected {other}"),
     }
 }
+
+/// What the builder registered is exactly what `named_modules_mut` lists, in the same order,
+/// for every architecture: the names are written once.
+#[test]
+fn registered_names_equal_listed_parameters() {
+    use forge_models::{
+        BertConfig, BertForSequenceClassification, BertModel, DistilBertModel, ParamBuilder,
+    };
+    let dev = Device::Cpu;
+    let d = DistilBertConfig {
+        vocab_size: 20,
+        dim: 8,
+        n_layers: 2,
+        n_heads: 2,
+        hidden_dim: 16,
+        ..Default::default()
+    };
+    let b = BertConfig {
+        vocab_size: 20,
+        hidden_size: 8,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 16,
+        ..Default::default()
+    };
+    let names = |m: &mut dyn LoraModel| -> Vec<String> {
+        forge_lora::named_base_params_mut(m)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    let vb = ParamBuilder::random(0, 0.02, &dev);
+    let mut m = DistilBertForSequenceClassification::build(&d, &vb).unwrap();
+    assert_eq!(vb.registered(), names(&mut m));
+    let vb = ParamBuilder::random(0, 0.02, &dev);
+    let mut m = DistilBertModel::build(&d, &vb).unwrap();
+    assert_eq!(vb.registered(), names(&mut m));
+    let vb = ParamBuilder::random(0, 0.02, &dev);
+    let mut m = BertForSequenceClassification::build(&b, &vb).unwrap();
+    assert_eq!(vb.registered(), names(&mut m));
+    assert!(vb
+        .registered()
+        .contains(&"bert.pooler.dense.weight".to_string()));
+    let vb = ParamBuilder::random(0, 0.02, &dev);
+    let mut m = BertModel::build(&b, &vb, false, false).unwrap();
+    assert_eq!(vb.registered(), names(&mut m));
+    assert_eq!(vb.registered()[0], "embeddings.word_embeddings.weight");
+}
