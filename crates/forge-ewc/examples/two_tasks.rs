@@ -1,10 +1,12 @@
 //! EWC on a hand-written candle MLP: learn task A, then task B without and with EWC, and report
 //! how much of task A survives.
 //!
-//! Task A separates two Gaussian blobs along x (centred at y = -3); task B separates two blobs
-//! along the other diagonal (centred at y = +3). An MLP can solve both, but plain training on B
-//! moves the shared weights and forgets A. The Fisher of A (empirical, true and batch
-//! estimators are printed side by side) weights a quadratic pull back to A's solution.
+//! Task A separates two Gaussian blobs along x (class 1 on the right, centred at y = -3); task B
+//! separates two blobs along the anti-diagonal (class 1 on the left, centred at y = +3), so A's
+//! rule is wrong for B. An MLP can solve both, but plain training on B moves the shared weights
+//! and forgets A. The Fisher of A (empirical, true and batch estimators are printed side by
+//! side) weights a quadratic pull back to A's solution. Plain gradient descent with the penalty
+//! is stable only while `lr * lambda * max F < 2` (the penalty's curvature), which bounds lambda.
 //!
 //! Run: `cargo run --release -p forge-ewc --example two_tasks`
 
@@ -124,9 +126,9 @@ fn restore(m: &Mlp, saved: &[Tensor]) -> Result<()> {
 
 fn main() -> Result<()> {
     let (xa, ya) = task([0.0, -3.0], [2.0, 0.0], 100, 1)?;
-    let (xb, yb) = task([0.0, 3.0], [1.5, 1.5], 100, 2)?;
+    let (xb, yb) = task([0.0, 3.0], [-1.5, 1.5], 100, 2)?;
     let (xa_test, ya_test) = task([0.0, -3.0], [2.0, 0.0], 500, 3)?;
-    let (xb_test, yb_test) = task([0.0, 3.0], [1.5, 1.5], 500, 4)?;
+    let (xb_test, yb_test) = task([0.0, 3.0], [-1.5, 1.5], 500, 4)?;
 
     let m = Mlp::new(0)?;
     train(&m, &xa, &ya, 300, None)?;
@@ -175,8 +177,9 @@ fn main() -> Result<()> {
     );
     for (label, lambda) in [
         ("no EWC", 0.0),
+        ("EWC, lambda 1", 1.0),
         ("EWC, lambda 10", 10.0),
-        ("EWC, lambda 100", 100.0),
+        ("EWC, lambda 30", 30.0),
     ] {
         restore(&m, &after_a)?;
         let ewc = Ewc::new(&m.params, &fishers[1], EwcConfig::new(lambda))?;
