@@ -1,10 +1,9 @@
 //! EWC on a hand-written candle MLP: learn task A, then task B without and with EWC, and report
 //! how much of task A survives.
 //!
-//! Task A separates two Gaussian blobs along x (class 1 on the right, centred at y = -3); task B
-//! separates two blobs along the anti-diagonal (class 1 on the left, centred at y = +3), so A's
-//! rule is wrong for B. An MLP can solve both, but plain training on B moves the shared weights
-//! and forgets A. The Fisher of A (empirical, true and batch estimators are printed side by
+//! Task A separates two Gaussian blobs along x (centred at y = -3); task B separates two blobs
+//! along the diagonal (centred at y = +3). An MLP can solve both, but plain training on B moves
+//! the shared weights and forgets A. The Fisher of A (empirical, true and batch estimators are printed side by
 //! side) weights a quadratic pull back to A's solution. Plain gradient descent with the penalty
 //! is stable only while `lr * lambda * max F < 2` (the penalty's curvature), which bounds lambda.
 //!
@@ -126,9 +125,9 @@ fn restore(m: &Mlp, saved: &[Tensor]) -> Result<()> {
 
 fn main() -> Result<()> {
     let (xa, ya) = task([0.0, -3.0], [2.0, 0.0], 100, 1)?;
-    let (xb, yb) = task([0.0, 3.0], [-1.5, 1.5], 100, 2)?;
+    let (xb, yb) = task([0.0, 3.0], [1.5, 1.5], 100, 2)?;
     let (xa_test, ya_test) = task([0.0, -3.0], [2.0, 0.0], 500, 3)?;
-    let (xb_test, yb_test) = task([0.0, 3.0], [-1.5, 1.5], 500, 4)?;
+    let (xb_test, yb_test) = task([0.0, 3.0], [1.5, 1.5], 500, 4)?;
 
     let m = Mlp::new(0)?;
     train(&m, &xa, &ya, 300, None)?;
