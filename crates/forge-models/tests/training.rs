@@ -479,3 +479,35 @@ fn bad_input_gives_typed_errors_naming_the_problem() {
     let e = fine_tune(&mut m, &data, None, &cfg, &mut hooks).unwrap_err();
     assert!(matches!(e, ModelError::Diverged { .. }), "{e}");
 }
+
+#[test]
+fn text_dataset_tokenises_with_the_minilm_tokenizer() {
+    // needs FORGE_REAL_MODEL_TESTS=1 and FORGE_MINILM_DIR (set by .ci/run); tokenizer only, fast
+    if std::env::var("FORGE_REAL_MODEL_TESTS").as_deref() != Ok("1") {
+        return;
+    }
+    let Some(dir) = std::env::var_os("FORGE_MINILM_DIR") else {
+        return;
+    };
+    let tok = forge_models::TextTokenizer::from_file(&PathBuf::from(dir).join("tokenizer.json"), 8)
+        .unwrap();
+    let texts = [
+        "a charming film .",
+        "it 's slow -- very , very slow and long and dull .",
+    ];
+    let d = TextDataset::new(&texts, &[1, 0], &tok).unwrap();
+    let a = d.ids(0).unwrap();
+    assert_eq!(
+        (a[0], *a.last().unwrap()),
+        (101, 102),
+        "[CLS] ... [SEP]: {a:?}"
+    );
+    let b = d.ids(1).unwrap();
+    assert_eq!(b.len(), 8, "truncated to the tokenizer's max length: {b:?}");
+    assert_eq!(*b.last().unwrap(), 102);
+    let batch = d.batch(&[0, 1], 64, &Device::Cpu).unwrap();
+    assert_eq!(batch.input_ids.dims(), &[2, 8]);
+    let mask = batch.attention_mask.to_vec2::<u32>().unwrap();
+    assert_eq!(mask[0].iter().sum::<u32>() as usize, a.len());
+    assert!(TextDataset::new(&texts, &[1], &tok).is_err());
+}
