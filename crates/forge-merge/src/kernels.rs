@@ -97,29 +97,188 @@ fn dare_rng(seed: u64, tensor: &str, model: usize) -> rand_chacha::ChaCha8Rng {
     rng
 }
 
-/// Keep the `k` largest magnitudes of `d` (ties broken by lower index), zeroing the rest as
-/// PyTorch's `d * mask` does (a dropped negative entry becomes -0.0).
+/// PyTorch's CPU comparator for a descending sort (`KeyValueCompDesc`): NaN first, then larger.
+#[inline]
+fn desc(a: f32, b: f32) -> bool {
+    (a.is_nan() && !b.is_nan()) || a > b
+}
+
+/// Keep the `k` largest magnitudes of `d`, zeroing the rest as PyTorch's `d * mask` does (a
+/// dropped negative entry becomes -0.0).
+///
+/// Which of several equal magnitudes at the cut are kept is decided exactly as
+/// `torch.argsort(|d|, descending=True)[:k]` does on CPU: PyTorch sorts (value, index) pairs with
+/// libstdc++'s `std::sort` (introsort: median-of-three pivot, unguarded partition, depth limit
+/// 2 floor(log2 n) then heapsort, final insertion sort below 16 elements). The same steps are
+/// replayed here, but only on the segment that contains position `k` (an introselect): the other
+/// segments are wholly kept or wholly dropped whatever their internal order, so this is O(n)
+/// expected instead of a full sort, and its result is the same set as PyTorch's.
 fn keep_top_k(d: &mut [f32], k: usize) {
-    if k >= d.len() {
+    let n = d.len();
+    if k >= n {
         return;
     }
-    let mut mags: Vec<f32> = d.par_iter().map(|x| x.abs()).collect();
-    let (_, kth, _) = mags.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    let thr = *kth;
-    drop(mags);
-    let greater = d.par_iter().filter(|x| x.abs() > thr).count();
-    let mut equal_left = k - greater;
-    for x in d.iter_mut() {
-        let a = x.abs();
-        if a > thr {
-            continue;
-        }
-        if a == thr && equal_left > 0 {
-            equal_left -= 1;
-            continue;
-        }
-        *x *= 0.0;
+    let mut v: Vec<f32> = d.par_iter().map(|x| x.abs()).collect();
+    let mut ix: Vec<u32> = (0..n as u32).collect();
+    introselect(&mut v, &mut ix, k);
+    for &i in &ix[k..] {
+        d[i as usize] *= 0.0;
     }
+}
+
+/// libstdc++'s `_S_threshold`: segments at most this long are left to the final insertion sort.
+const SORT_THRESHOLD: usize = 16;
+
+/// Rearrange (v, ix) so that positions `[0, k)` hold exactly the elements libstdc++'s
+/// `std::sort(.., desc)` would put there.
+fn introselect(v: &mut [f32], ix: &mut [u32], k: usize) {
+    let n = v.len();
+    if n < 2 {
+        return;
+    }
+    let (mut first, mut last) = (0usize, n);
+    let mut depth = 2 * (usize::BITS - 1 - n.leading_zeros()) as usize;
+    while last - first > SORT_THRESHOLD {
+        if k <= first || k >= last {
+            return; // this segment is wholly kept or wholly dropped
+        }
+        if depth == 0 {
+            heap_sort(&mut v[first..last], &mut ix[first..last]);
+            return;
+        }
+        depth -= 1;
+        let mid = first + (last - first) / 2;
+        move_median_to_first(v, ix, first, first + 1, mid, last - 1);
+        let cut = unguarded_partition(v, ix, first + 1, last, first);
+        // std::sort recurses into [cut, last) and loops on [first, cut).
+        if k > cut {
+            first = cut;
+        } else {
+            last = cut;
+        }
+    }
+    if k > first && k < last {
+        insertion_sort(&mut v[first..last], &mut ix[first..last]);
+    }
+}
+
+#[inline]
+fn swap2(v: &mut [f32], ix: &mut [u32], a: usize, b: usize) {
+    v.swap(a, b);
+    ix.swap(a, b);
+}
+
+fn move_median_to_first(v: &mut [f32], ix: &mut [u32], res: usize, a: usize, b: usize, c: usize) {
+    let pick = if desc(v[a], v[b]) {
+        if desc(v[b], v[c]) {
+            b
+        } else if desc(v[a], v[c]) {
+            c
+        } else {
+            a
+        }
+    } else if desc(v[a], v[c]) {
+        a
+    } else if desc(v[b], v[c]) {
+        c
+    } else {
+        b
+    };
+    swap2(v, ix, res, pick);
+}
+
+fn unguarded_partition(
+    v: &mut [f32],
+    ix: &mut [u32],
+    mut first: usize,
+    mut last: usize,
+    pivot: usize,
+) -> usize {
+    loop {
+        while desc(v[first], v[pivot]) {
+            first += 1;
+        }
+        last -= 1;
+        while desc(v[pivot], v[last]) {
+            last -= 1;
+        }
+        if first >= last {
+            return first;
+        }
+        swap2(v, ix, first, last);
+        first += 1;
+    }
+}
+
+/// Stable insertion sort (the result of libstdc++'s final insertion sort on one segment).
+fn insertion_sort(v: &mut [f32], ix: &mut [u32]) {
+    for i in 1..v.len() {
+        let (val, id) = (v[i], ix[i]);
+        let mut j = i;
+        while j > 0 && desc(val, v[j - 1]) {
+            v[j] = v[j - 1];
+            ix[j] = ix[j - 1];
+            j -= 1;
+        }
+        v[j] = val;
+        ix[j] = id;
+    }
+}
+
+/// libstdc++'s `__partial_sort(first, last, last)`: `__make_heap` then `__sort_heap`.
+fn heap_sort(v: &mut [f32], ix: &mut [u32]) {
+    let len = v.len();
+    if len < 2 {
+        return;
+    }
+    let mut parent = (len - 2) / 2;
+    loop {
+        let val = (v[parent], ix[parent]);
+        adjust_heap(v, ix, parent, len, val);
+        if parent == 0 {
+            break;
+        }
+        parent -= 1;
+    }
+    let mut last = len;
+    while last > 1 {
+        last -= 1;
+        // __pop_heap(first, last, last): move the top to `last`, sift the old `last` value.
+        let val = (v[last], ix[last]);
+        v[last] = v[0];
+        ix[last] = ix[0];
+        adjust_heap(v, ix, 0, last, val);
+    }
+}
+
+fn adjust_heap(v: &mut [f32], ix: &mut [u32], mut hole: usize, len: usize, val: (f32, u32)) {
+    let top = hole;
+    let mut child = hole;
+    while child < (len - 1) / 2 {
+        child = 2 * (child + 1);
+        if desc(v[child], v[child - 1]) {
+            child -= 1;
+        }
+        v[hole] = v[child];
+        ix[hole] = ix[child];
+        hole = child;
+    }
+    if len & 1 == 0 && child == (len - 2) / 2 {
+        child = 2 * (child + 1);
+        v[hole] = v[child - 1];
+        ix[hole] = ix[child - 1];
+        hole = child - 1;
+    }
+    // __push_heap
+    let mut parent = hole.wrapping_sub(1) / 2;
+    while hole > top && desc(v[parent], val.0) {
+        v[hole] = v[parent];
+        ix[hole] = ix[parent];
+        hole = parent;
+        parent = hole.wrapping_sub(1) / 2;
+    }
+    v[hole] = val.0;
+    ix[hole] = val.1;
 }
 
 /// Breadcrumbs: sort magnitudes ascending, keep positions `[n_bot, n_bot + target)`.
@@ -327,6 +486,36 @@ mod tests {
         let mut e = vec![-0.5, 4.0];
         keep_top_k(&mut e, 1);
         assert!(e[0] == 0.0 && e[0].is_sign_negative());
+    }
+
+    #[test]
+    fn introselect_keeps_a_valid_top_k_on_heavy_ties() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for n in [17usize, 100, 1000, 50_000] {
+            for k in [1, n / 3, n / 2, n - 1] {
+                let d: Vec<f32> = (0..n).map(|_| rng.random_range(-4i32..5) as f32).collect();
+                let mut v: Vec<f32> = d.iter().map(|x| x.abs()).collect();
+                let mut ix: Vec<u32> = (0..n as u32).collect();
+                introselect(&mut v, &mut ix, k);
+                let kept_min = ix[..k]
+                    .iter()
+                    .map(|&i| d[i as usize].abs())
+                    .fold(f32::MAX, f32::min);
+                let dropped_max = ix[k..]
+                    .iter()
+                    .map(|&i| d[i as usize].abs())
+                    .fold(0f32, f32::max);
+                assert!(kept_min >= dropped_max, "n={n} k={k}");
+                let mut all: Vec<u32> = ix.clone();
+                all.sort_unstable();
+                assert!(all.iter().enumerate().all(|(i, &x)| i as u32 == x));
+            }
+        }
+        // The heapsort fallback sorts descending.
+        let mut v = vec![3.0f32, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
+        let mut ix: Vec<u32> = (0..8).collect();
+        heap_sort(&mut v, &mut ix);
+        assert_eq!(v, vec![9.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 1.0]);
     }
 
     #[test]
