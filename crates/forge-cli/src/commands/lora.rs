@@ -1,0 +1,327 @@
+//! `forge lora`: inspect a PEFT LoRA adapter folder.
+//!
+//! `inspect DIR` reads `adapter_config.json` with forge-lora's [`forge_lora::read_adapter_config`]
+//! (PEFT's field names, unsupported options rejected with a typed error) and the header of
+//! `adapter_model.safetensors` (names, shapes and dtypes, no tensor data), and reports the rank,
+//! alpha, scaling, target modules, the adapted module paths, the parameter counts (LoRA A/B and
+//! `modules_to_save` copies) and the size on disk. It also checks the file against the config:
+//! every `lora_A` has its `lora_B`, with rank `r`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::error::{CliError, Result};
+use crate::ui::Ui;
+
+/// `forge lora` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LoraCmd {
+    /// Rank, alpha, targets, parameter count and size of a PEFT adapter folder.
+    #[command(after_help = "Examples:
+  forge lora inspect runs/sst2-lora
+  forge lora inspect runs/sst2-lora --json | jq .parameters")]
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `forge lora inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The adapter folder (`adapter_config.json` + `adapter_model.safetensors`).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// One adapted module.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdaptedModule {
+    /// Module path in the base model (PEFT prefix removed).
+    pub path: String,
+    /// Input features (columns of `lora_A`).
+    pub in_features: usize,
+    /// Output features (rows of `lora_B`).
+    pub out_features: usize,
+    /// Rank of this module's adapter.
+    pub rank: usize,
+}
+
+/// What `forge lora inspect` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterSummary {
+    /// The folder.
+    pub dir: PathBuf,
+    /// `peft_type`.
+    pub peft_type: String,
+    /// `task_type`.
+    pub task_type: Option<String>,
+    /// `base_model_name_or_path`.
+    pub base_model: Option<String>,
+    /// `r`.
+    pub r: usize,
+    /// `lora_alpha`.
+    pub lora_alpha: f64,
+    /// `use_rslora`.
+    pub use_rslora: bool,
+    /// The factor applied to `B A`: alpha / r, or alpha / sqrt(r) with rsLoRA.
+    pub scaling: f64,
+    /// `lora_dropout`.
+    pub lora_dropout: f64,
+    /// `target_modules` as written (names, or `"all-linear"`).
+    pub target_modules: Vec<String>,
+    /// `modules_to_save`.
+    pub modules_to_save: Vec<String>,
+    /// Every adapted module with its shapes.
+    pub adapted: Vec<AdaptedModule>,
+    /// Parameters of the LoRA matrices A and B.
+    pub lora_parameters: u64,
+    /// Parameters of the `modules_to_save` copies (e.g. a classification head).
+    pub saved_module_parameters: u64,
+    /// Total parameters in the file.
+    pub parameters: u64,
+    /// Tensor dtypes in the file, with counts.
+    pub dtypes: BTreeMap<String, usize>,
+    /// Size of all files in the folder, bytes.
+    pub size_bytes: u64,
+}
+
+/// Runs a `forge lora` subcommand.
+///
+/// # Errors
+/// As the subcommand.
+pub fn run(cmd: &LoraCmd, ui: &mut Ui) -> Result<i32> {
+    match cmd {
+        LoraCmd::Inspect(a) => {
+            let s = inspect(&a.dir)?;
+            if ui.json {
+                ui.json_line(&s)?;
+            } else {
+                ui.print(&inspect_text(&s))?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn lora_err(e: forge_lora::LoraError) -> CliError {
+    CliError::Input(crate::error::one_line(&e))
+}
+
+/// Reads an adapter folder (see the module docs).
+///
+/// # Errors
+/// A missing folder or file, a config PEFT options Forge does not support, a corrupt
+/// safetensors header, or a file that disagrees with its config (rank, missing B).
+pub fn inspect(dir: &Path) -> Result<AdapterSummary> {
+    if !dir.is_dir() {
+        return Err(CliError::MissingInput {
+            what: "adapter folder",
+            path: dir.to_path_buf(),
+        });
+    }
+    let weights = dir.join(forge_lora::io::ADAPTER_WEIGHTS);
+    if !dir.join(forge_lora::io::ADAPTER_CONFIG).is_file() {
+        return Err(CliError::MissingInput {
+            what: "adapter config",
+            path: dir.join(forge_lora::io::ADAPTER_CONFIG),
+        });
+    }
+    if !weights.is_file() {
+        return Err(CliError::MissingInput {
+            what: "adapter weights",
+            path: weights,
+        });
+    }
+    let cfg = forge_lora::read_adapter_config(dir).map_err(lora_err)?;
+    let header = read_header(&weights)?;
+    let mut a_shapes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut b_shapes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let (mut lora_params, mut saved_params) = (0u64, 0u64);
+    let mut dtypes = BTreeMap::new();
+    for (name, (dtype, shape)) in &header {
+        *dtypes.entry(dtype.clone()).or_insert(0) += 1;
+        let n: u64 = shape.iter().map(|&d| d as u64).product();
+        let key = name.strip_prefix(forge_lora::PEFT_PREFIX).unwrap_or(name);
+        let split = |kind: &str| {
+            [format!(".{kind}.weight"), format!(".{kind}.default.weight")]
+                .iter()
+                .find_map(|s| key.strip_suffix(s.as_str()).map(str::to_string))
+        };
+        if let Some(p) = split("lora_A") {
+            a_shapes.insert(p, shape.clone());
+            lora_params += n;
+        } else if let Some(p) = split("lora_B") {
+            b_shapes.insert(p, shape.clone());
+            lora_params += n;
+        } else {
+            saved_params += n;
+        }
+    }
+    let bad = |reason: String| CliError::Input(format!("{}: {reason}", weights.display()));
+    let mut adapted = Vec::new();
+    for (path, a) in &a_shapes {
+        let b = b_shapes
+            .get(path)
+            .ok_or_else(|| bad(format!("module {path:?} has lora_A but no lora_B")))?;
+        if a.len() != 2 || b.len() != 2 || a[0] != b[1] {
+            return Err(bad(format!(
+                "module {path:?}: lora_A {a:?} and lora_B {b:?} are not [r, in] and [out, r]"
+            )));
+        }
+        if a[0] != cfg.r {
+            return Err(bad(format!(
+                "module {path:?} has rank {} but adapter_config.json says r = {} (rank_pattern is not supported)",
+                a[0], cfg.r
+            )));
+        }
+        adapted.push(AdaptedModule {
+            path: path.clone(),
+            in_features: a[1],
+            out_features: b[0],
+            rank: a[0],
+        });
+    }
+    if let Some(p) = b_shapes.keys().find(|p| !a_shapes.contains_key(*p)) {
+        return Err(bad(format!("module {p:?} has lora_B but no lora_A")));
+    }
+    let size_bytes = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    let target_modules = match &cfg.target_modules {
+        forge_lora::TargetModules::Names(v) => v.clone(),
+        forge_lora::TargetModules::Single(s) => vec![s.clone()],
+    };
+    Ok(AdapterSummary {
+        dir: dir.to_path_buf(),
+        peft_type: cfg.peft_type.clone(),
+        task_type: cfg.task_type.clone(),
+        base_model: cfg.base_model_name_or_path.clone(),
+        r: cfg.r,
+        lora_alpha: cfg.lora_alpha,
+        use_rslora: cfg.use_rslora,
+        scaling: cfg.scaling(),
+        lora_dropout: cfg.lora_dropout,
+        target_modules,
+        modules_to_save: cfg.modules_to_save.clone().unwrap_or_default(),
+        adapted,
+        lora_parameters: lora_params,
+        saved_module_parameters: saved_params,
+        parameters: lora_params + saved_params,
+        dtypes,
+        size_bytes,
+    })
+}
+
+/// Tensor names with (dtype, shape) from a safetensors header, without reading the data.
+fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<usize>)>> {
+    use std::io::Read;
+    let bad = |reason: String| {
+        CliError::Input(format!(
+            "{}: not a safetensors file: {reason}",
+            path.display()
+        ))
+    };
+    let mut f = std::fs::File::open(path)?;
+    let file_len = f.metadata()?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad("shorter than 8 bytes".into()))?;
+    let n = u64::from_le_bytes(len);
+    if n > file_len.saturating_sub(8) || n > 100_000_000 {
+        return Err(bad(format!(
+            "header length {n} exceeds the file size {file_len}"
+        )));
+    }
+    let mut buf = vec![0u8; n as usize];
+    f.read_exact(&mut buf).map_err(|e| bad(e.to_string()))?;
+    #[derive(serde::Deserialize)]
+    struct Info {
+        dtype: String,
+        shape: Vec<usize>,
+    }
+    let raw: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&buf).map_err(|e| bad(format!("bad JSON header: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        if k == "__metadata__" {
+            continue;
+        }
+        let info: Info =
+            serde_json::from_value(v).map_err(|e| bad(format!("tensor {k:?}: {e}")))?;
+        out.insert(k, (info.dtype, info.shape));
+    }
+    Ok(out)
+}
+
+fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.2} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// The text form of [`inspect`].
+pub fn inspect_text(s: &AdapterSummary) -> String {
+    let mut t = format!("adapter   {}\n", s.dir.display());
+    t += &format!(
+        "type      {}{}\n",
+        s.peft_type,
+        s.task_type
+            .as_ref()
+            .map(|x| format!(" ({x})"))
+            .unwrap_or_default()
+    );
+    if let Some(b) = &s.base_model {
+        t += &format!("base      {b}\n");
+    }
+    t += &format!(
+        "rank      r = {}, alpha = {}, scaling = {:.4}{}, dropout = {}\n",
+        s.r,
+        s.lora_alpha,
+        s.scaling,
+        if s.use_rslora {
+            " (rsLoRA: alpha / sqrt r)"
+        } else {
+            " (alpha / r)"
+        },
+        s.lora_dropout
+    );
+    t += &format!("targets   {}\n", s.target_modules.join(", "));
+    if !s.modules_to_save.is_empty() {
+        t += &format!("saved     {} (full copies)\n", s.modules_to_save.join(", "));
+    }
+    t += &format!(
+        "params    {} ({} LoRA A/B in {} modules + {} saved-module)\n",
+        s.parameters,
+        s.lora_parameters,
+        s.adapted.len(),
+        s.saved_module_parameters
+    );
+    t += &format!(
+        "dtypes    {}\n",
+        s.dtypes
+            .iter()
+            .map(|(k, v)| format!("{k} x {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    t += &format!("size      {} on disk\n", human_bytes(s.size_bytes));
+    t += "modules:\n";
+    for m in &s.adapted {
+        t += &format!(
+            "  {}  [{} -> {}], r = {}\n",
+            m.path, m.in_features, m.out_features, m.rank
+        );
+    }
+    t
+}

@@ -1,0 +1,120 @@
+//! End-to-end tests of `forge lora` with the real binary, on forge-models' tiny fixtures.
+
+mod common;
+
+use common::{assert_one_line_error, forge, root, stderr, stdout};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("crates/forge-models/tests/fixtures").join(name)
+}
+
+#[test]
+fn inspect_reports_rank_alpha_targets_and_counts() {
+    let o = forge()
+        .args(["--json", "lora", "inspect"])
+        .arg(fixture("tiny-distilbert-lora"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["r"], 4);
+    assert_eq!(v["lora_alpha"], 8.0);
+    assert_eq!(v["scaling"], 2.0);
+    assert_eq!(v["peft_type"], "LORA");
+    let mut targets: Vec<String> = serde_json::from_value(v["target_modules"].clone()).unwrap();
+    targets.sort();
+    assert_eq!(targets, ["q_lin", "v_lin"]);
+    // independent count from the safetensors file itself (candle's reader)
+    let tensors = candle_core::safetensors::load(
+        fixture("tiny-distilbert-lora").join("adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let total: usize = tensors.values().map(|t| t.elem_count()).sum();
+    let lora: usize = tensors
+        .iter()
+        .filter(|(k, _)| k.contains(".lora_A.") || k.contains(".lora_B."))
+        .map(|(_, t)| t.elem_count())
+        .sum();
+    assert_eq!(v["parameters"], total);
+    assert_eq!(v["lora_parameters"], lora);
+    let n_a = tensors.keys().filter(|k| k.contains(".lora_A.")).count();
+    assert_eq!(v["adapted"].as_array().unwrap().len(), n_a);
+    for m in v["adapted"].as_array().unwrap() {
+        assert_eq!(m["rank"], 4);
+        let p = m["path"].as_str().unwrap();
+        assert!(p.ends_with("q_lin") || p.ends_with("v_lin"), "{p}");
+    }
+    let on_disk: u64 = std::fs::read_dir(fixture("tiny-distilbert-lora"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(v["size_bytes"], on_disk);
+}
+
+#[test]
+fn inspect_rslora_text() {
+    let o = forge()
+        .args(["lora", "inspect"])
+        .arg(fixture("tiny-distilbert-rslora"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t = stdout(&o);
+    assert!(t.contains("rsLoRA"), "{t}");
+    assert!(t.contains("modules:"), "{t}");
+}
+
+#[test]
+fn inspect_bad_inputs() {
+    let o = forge()
+        .args(["lora", "inspect", "no/such/adapter"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65));
+    assert_one_line_error(&o, &["adapter folder not found", "no/such/adapter"]);
+    // a model folder is not an adapter
+    let o = forge()
+        .args(["lora", "inspect"])
+        .arg(fixture("tiny-bert"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65));
+    assert_one_line_error(&o, &["adapter_config.json"]);
+    // corrupt config and weights
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("adapter_config.json"), "{ not json").unwrap();
+    std::fs::write(dir.path().join("adapter_model.safetensors"), b"abc").unwrap();
+    let o = forge()
+        .args(["lora", "inspect"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65));
+    assert_one_line_error(&o, &["adapter_config.json"]);
+    std::fs::copy(
+        fixture("tiny-distilbert-lora").join("adapter_config.json"),
+        dir.path().join("adapter_config.json"),
+    )
+    .unwrap();
+    let o = forge()
+        .args(["lora", "inspect"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65));
+    assert_one_line_error(&o, &["adapter_model.safetensors", "not a safetensors file"]);
+    // an unsupported PEFT option (DoRA) is rejected, not ignored
+    let cfg = std::fs::read_to_string(fixture("tiny-distilbert-lora").join("adapter_config.json"))
+        .unwrap()
+        .replace("\"use_dora\": false", "\"use_dora\": true");
+    std::fs::write(dir.path().join("adapter_config.json"), cfg).unwrap();
+    let o = forge()
+        .args(["lora", "inspect"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65));
+    assert_one_line_error(&o, &["dora"]);
+}
