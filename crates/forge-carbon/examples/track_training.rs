@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     let cmp = compare_emissions(&full, &[("lora", &lora)]);
     println!("\n{}", cmp.to_markdown());
     println!(
-        "records appended to {}/emissions.csv and emissions.json",
+        "records appended to {}/emissions.csv and emissions.jsonl",
         out.display()
     );
     Ok(())

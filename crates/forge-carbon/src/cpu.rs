@@ -234,6 +234,9 @@ pub struct CpuInfo {
     pub family: Option<u32>,
     /// `model`.
     pub model: Option<u32>,
+    /// `siblings`: logical CPUs per package as the OS sees them (a VM's virtual socket).
+    #[serde(default)]
+    pub siblings: Option<u32>,
 }
 
 impl CpuInfo {
@@ -253,6 +256,7 @@ impl CpuInfo {
                 "vendor_id" if info.vendor.is_empty() => info.vendor = v.to_string(),
                 "cpu family" if info.family.is_none() => info.family = v.parse().ok(),
                 "model" if info.model.is_none() => info.model = v.parse().ok(),
+                "siblings" if info.siblings.is_none() => info.siblings = v.parse().ok(),
                 _ => {}
             }
         }
@@ -277,13 +281,169 @@ fn key_matches(name: &str, key: &str) -> bool {
     })
 }
 
+/// CodeCarbon's CPU power table (`data/codecarbon/cpu_power.csv`, ~4,900 Intel and AMD parts:
+/// name, package TDP in W), embedded.
+const CPU_POWER_CSV: &str = include_str!("../data/codecarbon/cpu_power.csv");
+
+/// One row of CodeCarbon's CPU power table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuPowerRow {
+    /// Model name as CodeCarbon lists it.
+    pub name: String,
+    /// Package TDP, W.
+    pub tdp_w: f64,
+}
+
+/// CodeCarbon's CPU power table, in file order.
+pub fn codecarbon_cpu_table() -> &'static [CpuPowerRow] {
+    static T: std::sync::OnceLock<Vec<CpuPowerRow>> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        csv::Reader::from_reader(CPU_POWER_CSV.as_bytes())
+            .records()
+            .flatten()
+            .filter_map(|r| {
+                Some(CpuPowerRow {
+                    name: r.get(0)?.to_string(),
+                    tdp_w: r.get(1)?.trim().parse().ok()?,
+                })
+            })
+            .collect()
+    })
+}
+
+/// How a model name matched CodeCarbon's table (the three steps of CodeCarbon's
+/// `TDP._get_matching_cpu`, rapidfuzz with `score_cutoff = 100`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuMatch {
+    /// The raw model name equals a table name, ignoring case (`fuzz.ratio` = 100).
+    Exact,
+    /// Equal after CodeCarbon's clean-up: `(R)` removed, cut at `" CPU @ "`, `" CPU"` removed,
+    /// `" @ x.yzGHz"` removed.
+    Cleaned,
+    /// The only table name whose word set contains, or is contained in, the cleaned name's word
+    /// set (`fuzz.token_set_ratio` = 100 with one candidate; several candidates = no match).
+    TokenSet,
+}
+
+impl std::fmt::Display for CpuMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CpuMatch::Exact => "exact",
+            CpuMatch::Cleaned => "cleaned",
+            CpuMatch::TokenSet => "token-set",
+        })
+    }
+}
+
+/// CodeCarbon's model-name clean-up before the second and third matching steps.
+fn codecarbon_clean(model_raw: &str) -> String {
+    let mut m = model_raw.replace("(R)", "");
+    if let Some(i) = m.find(" CPU @ ").filter(|&i| i > 0) {
+        m.truncate(i);
+    }
+    let m = m.replace(" CPU", "");
+    // re.sub(r" @\s*\d+\.\d+GHz", "", m)
+    let mut out = String::with_capacity(m.len());
+    let b = m.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b' ' && b.get(i + 1) == Some(&b'@') {
+            let mut j = i + 2;
+            while j < b.len() && (b[j] as char).is_whitespace() {
+                j += 1;
+            }
+            let d0 = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j > d0 && b.get(j) == Some(&b'.') {
+                let d1 = j + 1;
+                let mut k = d1;
+                while k < b.len() && b[k].is_ascii_digit() {
+                    k += 1;
+                }
+                if k > d1 && m[k..].starts_with("GHz") {
+                    i = k + 3;
+                    continue;
+                }
+            }
+        }
+        let c = m[i..].chars().next().unwrap_or(' ');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// rapidfuzz's `utils.default_process`: non-word characters to spaces, lower case, trimmed.
+fn default_process(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .trim()
+        .to_lowercase()
+}
+
+/// Matches a /proc/cpuinfo model name against CodeCarbon's table with CodeCarbon 3.3's rules.
+pub fn match_codecarbon(model_raw: &str) -> Option<(&'static CpuPowerRow, CpuMatch)> {
+    let table = codecarbon_cpu_table();
+    if model_raw.trim().is_empty() {
+        return None;
+    }
+    let lower = model_raw.to_lowercase();
+    if let Some(r) = table.iter().find(|r| r.name.to_lowercase() == lower) {
+        return Some((r, CpuMatch::Exact));
+    }
+    let cleaned = codecarbon_clean(model_raw);
+    let lower = cleaned.to_lowercase();
+    if let Some(r) = table.iter().find(|r| r.name.to_lowercase() == lower) {
+        return Some((r, CpuMatch::Cleaned));
+    }
+    let q = default_process(&cleaned);
+    let qt: std::collections::BTreeSet<&str> = q.split_whitespace().collect();
+    if qt.is_empty() {
+        return None;
+    }
+    let mut hits = table.iter().filter(|r| {
+        let n = default_process(&r.name);
+        let nt: std::collections::BTreeSet<&str> = n.split_whitespace().collect();
+        !nt.is_empty() && !qt.is_disjoint(&nt) && (qt.is_subset(&nt) || nt.is_subset(&qt))
+    });
+    match (hits.next(), hits.next()) {
+        (Some(r), None) => Some((r, CpuMatch::TokenSet)),
+        _ => None,
+    }
+}
+
 /// Where the per-thread power came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TdpSource {
-    /// `tdp_w` in the configuration / `FORGE_CPU_TDP_W`, divided over the visible logical CPUs.
+    /// `tdp_w` in the configuration / `FORGE_CPU_TDP_W` / `CODECARBON_FORCE_CPU_POWER`, divided
+    /// over the visible logical CPUs.
     Config {
         /// The configured full-load power of all visible CPUs, W.
         tdp_w: f64,
+    },
+    /// A row of CodeCarbon's table matched the model name.
+    Codecarbon {
+        /// The table's name of the part.
+        name: String,
+        /// Which matching step found it.
+        matched_by: CpuMatch,
+        /// Package TDP, W.
+        tdp_w: f64,
+        /// Hardware threads the TDP is spread over.
+        threads: u32,
+        /// Where that thread count came from (`"forge table"` or `"cpuinfo siblings"`).
+        threads_from: String,
     },
     /// A [`TDP_TABLE`] row matched the model name.
     Table(String),
@@ -297,6 +457,16 @@ impl std::fmt::Display for TdpSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TdpSource::Config { tdp_w } => write!(f, "config: {tdp_w} W for all logical CPUs"),
+            TdpSource::Codecarbon {
+                name,
+                matched_by,
+                tdp_w,
+                threads,
+                threads_from,
+            } => write!(
+                f,
+                "codecarbon table ({matched_by} match): {name} ({tdp_w} W / {threads} threads, {threads_from})"
+            ),
             TdpSource::Table(k) => write!(f, "table: {k}"),
             TdpSource::Microarch(k) => write!(f, "microarchitecture: {k}"),
             TdpSource::Default => write!(f, "default: {DEFAULT_W_PER_THREAD} W per thread"),
@@ -314,8 +484,13 @@ pub struct CpuPowerModel {
 }
 
 impl CpuPowerModel {
-    /// Chooses the per-thread power: config override, then the model-name table, then the
-    /// microarchitecture table, then [`DEFAULT_W_PER_THREAD`].
+    /// Chooses the per-thread power: config override, then CodeCarbon's table (fuzzy match, as
+    /// CodeCarbon), then Forge's [`TDP_TABLE`], then the microarchitecture table (CPU family/model,
+    /// for VMs that hide the name), then [`DEFAULT_W_PER_THREAD`] (CodeCarbon's 4 W per thread).
+    ///
+    /// A CodeCarbon row gives a package TDP without a thread count; the threads come from
+    /// [`TDP_TABLE`] when it knows the part, else from /proc/cpuinfo's `siblings` (logical CPUs per
+    /// package, as CodeCarbon's `TDP x sockets` spread over all logical CPUs), else `logical_cpus`.
     pub fn resolve(info: &CpuInfo, logical_cpus: usize, tdp_override_w: Option<f64>) -> Self {
         if let Some(t) = tdp_override_w {
             return Self {
@@ -323,7 +498,25 @@ impl CpuPowerModel {
                 source: TdpSource::Config { tdp_w: t },
             };
         }
-        if let Some(e) = lookup_tdp(&info.model_name) {
+        let forge_row = lookup_tdp(&info.model_name);
+        if let Some((row, how)) = match_codecarbon(&info.model_name) {
+            let (threads, from) = match (forge_row, info.siblings) {
+                (Some(e), _) => (e.threads, "forge table"),
+                (None, Some(s)) if s > 0 => (s, "cpuinfo siblings"),
+                _ => (logical_cpus.max(1) as u32, "logical CPUs"),
+            };
+            return Self {
+                w_per_thread: row.tdp_w / f64::from(threads),
+                source: TdpSource::Codecarbon {
+                    name: row.name.clone(),
+                    matched_by: how,
+                    tdp_w: row.tdp_w,
+                    threads,
+                    threads_from: from.to_string(),
+                },
+            };
+        }
+        if let Some(e) = forge_row {
             return Self {
                 w_per_thread: e.w_per_thread(),
                 source: TdpSource::Table(format!(

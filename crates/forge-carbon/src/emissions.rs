@@ -6,7 +6,8 @@ use crate::config::IntensitySource;
 
 /// How a component's energy was obtained.
 ///
-/// Serialises as `"rapl"`, `"nvml-energy"`, `"nvml-power"`, `"tdp-estimate"`, `"ram-model"`, `"none"`.
+/// Serialises as `"rapl"`, `"nvml-energy"`, `"nvml-power"`, `"tdp-estimate"`, `"machine-load"`,
+/// `"ram-model"`, `"dimm-model"`, `"constant"`, `"none"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EnergyMethod {
@@ -16,10 +17,17 @@ pub enum EnergyMethod {
     NvmlEnergy,
     /// Measured: NVML instantaneous power sampled on a background thread and integrated.
     NvmlPower,
-    /// Estimated: this process's CPU time x per-thread TDP (see [`crate::cpu`]).
+    /// Estimated: this process tree's CPU time x per-thread TDP (see [`crate::cpu`]).
     TdpEstimate,
-    /// Estimated: resident memory x W/GB (see [`crate::ram`]).
+    /// Estimated, whole machine: TDP x (0.1 + 0.9 x load^3) with the machine's CPU load sampled
+    /// over the run (CodeCarbon 3.x's `cpu_load` mode, `tracking_mode="machine"`).
+    MachineLoad,
+    /// Estimated: resident memory of this process tree x W/GB (see [`crate::ram`]).
     RamModel,
+    /// Estimated, whole machine: CodeCarbon 3.x's 5 W per estimated DIMM (see [`crate::ram`]).
+    DimmModel,
+    /// A constant power set by the user (`ram_power_w`, CodeCarbon's `force_ram_power`).
+    Constant,
     /// Not measured (no device, or the source failed).
     None,
 }
@@ -32,7 +40,10 @@ impl EnergyMethod {
             EnergyMethod::NvmlEnergy => "nvml-energy",
             EnergyMethod::NvmlPower => "nvml-power",
             EnergyMethod::TdpEstimate => "tdp-estimate",
+            EnergyMethod::MachineLoad => "machine-load",
             EnergyMethod::RamModel => "ram-model",
+            EnergyMethod::DimmModel => "dimm-model",
+            EnergyMethod::Constant => "constant",
             EnergyMethod::None => "none",
         }
     }
@@ -52,11 +63,78 @@ impl std::fmt::Display for EnergyMethod {
     }
 }
 
+/// What a run's figures cover.
+///
+/// | mode | CPU (no RAPL) | RAM (no RAPL DRAM) |
+/// |---|---|---|
+/// | `process` (Forge's default) | this process tree's CPU time x per-thread TDP | this process tree's RSS x 0.375 W/GB |
+/// | `machine` (CodeCarbon's default) | whole-machine TDP x (0.1 + 0.9 load^3), machine load | 5 W per estimated DIMM (>= 2) of the machine's RAM |
+///
+/// RAPL counters always measure whole packages; NVML whole GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackingMode {
+    /// This process and its descendants only (marginal attribution).
+    #[default]
+    Process,
+    /// The whole machine.
+    Machine,
+}
+
+impl TrackingMode {
+    /// `"process"` or `"machine"` (CodeCarbon's `tracking_mode` values).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackingMode::Process => "process",
+            TrackingMode::Machine => "machine",
+        }
+    }
+}
+
+impl std::fmt::Display for TrackingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TrackingMode {
+    type Err = crate::CarbonError;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "process" => Ok(TrackingMode::Process),
+            "machine" => Ok(TrackingMode::Machine),
+            _ => Err(crate::CarbonError::InvalidSetting {
+                key: "tracking_mode",
+                value: s.to_string(),
+                expected: "\"process\" or \"machine\"",
+            }),
+        }
+    }
+}
+
+/// How one component's energy was obtained, what it covers and the power the model assumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentScope {
+    /// `"cpu"`, `"ram"` or `"gpu"`.
+    pub component: String,
+    /// How the energy was obtained.
+    pub method: EnergyMethod,
+    /// What it covers: `"process tree"`, `"machine"`, `"package (RAPL)"`, `"GPUs (NVML)"`.
+    pub scope: String,
+    /// The power the model assumed, W, before PUE: the full-load power of the visible CPUs for
+    /// the TDP models, the RAM power for the memory models; `None` for measurements.
+    pub assumed_w: Option<f64>,
+    /// Where the assumption came from (TDP source, DIMM count, ...).
+    pub detail: String,
+}
+
 /// Energy and emissions of one tracked interval.
 ///
-/// Units: seconds, kWh, kg CO2-eq, W, g CO2-eq/kWh. Component energies (`cpu_energy_kwh`,
-/// `gpu_energy_kwh`, `ram_energy_kwh`) are at the hardware; `energy_kwh` = (cpu + gpu + ram) x `pue`
-/// is the facility energy; `emissions_kg` = `energy_kwh` x `carbon_intensity_g_per_kwh` / 1000.
+/// Units: seconds, kWh, kg CO2-eq, W, L, g CO2-eq/kWh. As in CodeCarbon, PUE is applied to each
+/// component: `cpu_energy_kwh` = E_cpu x `pue` (likewise GPU, RAM and the `*_power_w` figures), so
+/// `energy_kwh` = cpu + gpu + ram exactly; `emissions_kg` = `energy_kwh` x
+/// `carbon_intensity_g_per_kwh` / 1000; `water_consumed_l` = `energy_kwh` x `wue` when a WUE is
+/// set, `None` otherwise (not estimated).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Emissions {
     /// Start time, UTC, `YYYY-MM-DDTHH:MM:SS` (CodeCarbon's format).
@@ -69,23 +147,23 @@ pub struct Emissions {
     pub experiment_id: String,
     /// Wall-clock duration in seconds.
     pub duration_s: f64,
-    /// CPU energy in kWh.
+    /// CPU energy in kWh, PUE included.
     pub cpu_energy_kwh: f64,
-    /// GPU energy in kWh (all visible GPUs).
+    /// GPU energy in kWh (all visible GPUs), PUE included.
     pub gpu_energy_kwh: f64,
-    /// RAM energy in kWh.
+    /// RAM energy in kWh, PUE included.
     pub ram_energy_kwh: f64,
-    /// Facility energy in kWh: (cpu + gpu + ram) x PUE.
+    /// Facility energy in kWh: cpu + gpu + ram (each already x PUE).
     pub energy_kwh: f64,
     /// Emissions in kg CO2-eq.
     pub emissions_kg: f64,
     /// Emissions rate in kg CO2-eq per second (CodeCarbon's `emissions_rate`).
     pub emissions_rate_kg_per_s: f64,
-    /// Mean CPU power over the interval, W.
+    /// Mean CPU power over the interval, W, PUE included.
     pub cpu_power_w: f64,
-    /// Mean GPU power over the interval, W.
+    /// Mean GPU power over the interval, W, PUE included.
     pub gpu_power_w: f64,
-    /// Mean RAM power over the interval, W.
+    /// Mean RAM power over the interval, W, PUE included.
     pub ram_power_w: f64,
     /// How the CPU energy was obtained.
     pub cpu_method: EnergyMethod,
@@ -93,9 +171,10 @@ pub struct Emissions {
     pub gpu_method: Option<EnergyMethod>,
     /// How the RAM energy was obtained.
     pub ram_method: EnergyMethod,
-    /// This process's CPU time (user + system, all threads) over the interval, seconds.
+    /// This process tree's CPU time (user + system, all threads, live and waited-for
+    /// descendants) over the interval, seconds.
     pub process_cpu_s: f64,
-    /// This process's share of the machine's CPU capacity: cpu_time / (wall x logical CPUs), in [0, 1].
+    /// The process tree's share of the machine's CPU capacity: cpu_time / (wall x logical CPUs), in [0, 1].
     pub process_cpu_share: f64,
     /// Per-logical-CPU full-load power used by the TDP estimate, W (absent for RAPL).
     pub cpu_w_per_thread: Option<f64>,
@@ -111,8 +190,35 @@ pub struct Emissions {
     pub country_iso: String,
     /// Country name.
     pub country_name: String,
-    /// Region (free text), if configured.
+    /// Region (US state, province, ...), or the cloud region's location.
     pub region: Option<String>,
+    /// Cloud provider (CodeCarbon's `cloud_provider`), if configured.
+    #[serde(default)]
+    pub cloud_provider: Option<String>,
+    /// Cloud region (CodeCarbon's `cloud_region`), if configured.
+    #[serde(default)]
+    pub cloud_region: Option<String>,
+    /// Which table entry gave the carbon intensity.
+    #[serde(default)]
+    pub intensity_detail: String,
+    /// Water usage effectiveness applied, L/kWh; `None` when not set.
+    #[serde(default)]
+    pub wue_l_per_kwh: Option<f64>,
+    /// Water consumed, L (`energy_kwh` x WUE); `None` when no WUE is set (not estimated).
+    #[serde(default)]
+    pub water_consumed_l: Option<f64>,
+    /// Mean machine CPU utilisation over the interval, % (`/proc/stat`), if readable.
+    #[serde(default)]
+    pub cpu_utilization_percent: Option<f64>,
+    /// Mean GPU utilisation, %: 0 without GPUs; `None` when GPUs are tracked (not read yet).
+    #[serde(default)]
+    pub gpu_utilization_percent: Option<f64>,
+    /// Mean machine RAM utilisation, % (used / total), if readable.
+    #[serde(default)]
+    pub ram_utilization_percent: Option<f64>,
+    /// Mean machine RAM in use, GiB, if readable.
+    #[serde(default)]
+    pub ram_used_gb: Option<f64>,
     /// CPU model name from /proc/cpuinfo.
     pub cpu_model: String,
     /// Number of logical CPUs visible to the OS.
@@ -123,10 +229,13 @@ pub struct Emissions {
     pub gpu_count: usize,
     /// Total RAM of the machine, GiB (CodeCarbon's `ram_total_size`).
     pub ram_total_gb: f64,
-    /// Mean resident memory of this process over the interval, GiB.
+    /// Mean resident memory of this process tree over the interval, GiB.
     pub ram_process_gb: f64,
-    /// `"process"` when the CPU figure is attributed to this process, `"machine"` for RAPL.
-    pub tracking_mode: String,
+    /// What the figures cover (see [`TrackingMode`] and [`Emissions::components`]).
+    pub tracking_mode: TrackingMode,
+    /// Per component: method, scope and assumed power.
+    #[serde(default)]
+    pub components: Vec<ComponentScope>,
     /// Operating system (`Linux-<release>-<arch>`).
     pub os: String,
     /// forge-carbon version that produced this record.
@@ -136,9 +245,13 @@ pub struct Emissions {
 }
 
 impl Emissions {
-    /// Total energy at the hardware (before PUE), kWh.
+    /// Total energy at the hardware (before PUE), kWh: `energy_kwh / pue`.
     pub fn it_energy_kwh(&self) -> f64 {
-        self.cpu_energy_kwh + self.gpu_energy_kwh + self.ram_energy_kwh
+        if self.pue > 0.0 {
+            self.energy_kwh / self.pue
+        } else {
+            self.energy_kwh
+        }
     }
 
     /// Serialises to pretty JSON.

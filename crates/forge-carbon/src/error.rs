@@ -13,9 +13,16 @@ pub enum CarbonError {
     /// The carbon intensity is negative or not finite.
     #[error("carbon intensity must be a finite number >= 0 g CO2/kWh, got {0}")]
     InvalidIntensity(f64),
-    /// The country code is not in the built-in carbon-intensity table.
-    #[error("unknown country code {0:?}: expected an ISO 3166-1 alpha-3 code from the built-in table (e.g. \"FRA\", \"USA\") or \"WLD\" for the world average")]
-    UnknownCountry(String),
+    /// A setting has a value outside its allowed set.
+    #[error("setting {key} = {value:?} is not valid: expected {expected}")]
+    InvalidSetting {
+        /// The setting.
+        key: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What is allowed.
+        expected: &'static str,
+    },
     /// A power figure (TDP, W per GB, ...) is not a finite positive number.
     #[error("{what} must be a finite number > 0, got {value}")]
     InvalidPower {
@@ -24,11 +31,11 @@ pub enum CarbonError {
         /// The rejected value.
         value: f64,
     },
-    /// An environment variable holds a value that cannot be parsed.
-    #[error("environment variable {var}={value:?} is not a valid number")]
+    /// An environment variable or configuration-file entry holds a value that cannot be parsed.
+    #[error("{var}={value:?} is not a valid number")]
     InvalidEnv {
-        /// The variable's name.
-        var: &'static str,
+        /// The variable's name (`FORGE_PUE`, `CODECARBON_PUE`, `~/.codecarbon.config: pue`, ...).
+        var: String,
         /// Its raw value.
         value: String,
     },

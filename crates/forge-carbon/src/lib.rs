@@ -1,13 +1,19 @@
 //! forge-carbon: energy and CO2 tracking for Forge — measured where possible, estimated honestly
 //! otherwise, and always saying which.
 //!
-//! - CPU: Linux RAPL counters ([`rapl`]) when readable, else this process's CPU time x per-thread
-//!   TDP ([`cpu`]), attributed to this process only.
-//! - RAM: RAPL DRAM zones, else resident memory x 0.375 W/GB ([`ram`]).
+//! - Scope stated in every record ([`TrackingMode`]): `process` (default: this process tree's CPU
+//!   time and resident memory) or `machine` (CodeCarbon 3.x's default: the whole machine).
+//! - CPU: Linux RAPL counters ([`rapl`]) when readable, else a TDP estimate ([`cpu`]) with the TDP
+//!   from CodeCarbon's CPU table (fuzzy name match, as CodeCarbon) or a CPUID fallback.
+//! - RAM: RAPL DRAM zones, else resident memory x 0.375 W/GB (process) or 5 W per estimated DIMM
+//!   (machine, as CodeCarbon 3.x) ([`ram`]).
 //! - GPU: NVML energy counter or sampled power, feature `nvml` ([`gpu`]).
-//! - PUE and per-country carbon intensity ([`intensity`]); CodeCarbon-compatible `emissions.csv`
-//!   and JSON ([`output`]); comparisons with human-scale equivalents ([`compare`]); carbontracker's
-//!   whole-run prediction from the first epochs ([`predict`]).
+//! - PUE per component, WUE, carbon intensity by country, region and cloud region from
+//!   CodeCarbon's current data ([`intensity`]); CodeCarbon 3.3-compatible `emissions.csv` and a
+//!   JSON Lines record, appended in O(1) with crash recovery ([`output`]); CodeCarbon's
+//!   `.codecarbon.config` and `CODECARBON_*` settings ([`config`]); comparisons with human-scale
+//!   equivalents ([`compare`]); carbontracker's whole-run prediction from the first epochs
+//!   ([`predict`]).
 //!
 //! ```
 //! use forge_carbon::{track, CarbonConfig, EnergyMethod};
@@ -39,12 +45,15 @@ pub mod util;
 
 pub use compare::{compare_emissions, equivalents, Comparison, Equivalents, RunComparison};
 pub use config::{CarbonConfig, IntensitySource, DEFAULT_PUE};
-pub use cpu::{CpuInfo, CpuPowerModel, TdpSource};
-pub use emissions::{Emissions, EnergyMethod};
+pub use cpu::{CpuInfo, CpuMatch, CpuPowerModel, TdpSource};
+pub use emissions::{ComponentScope, Emissions, EnergyMethod, TrackingMode};
 pub use error::{CarbonError, Result};
 pub use gpu::{GpuBackend, GpuMeter, PowerIntegrator};
-pub use output::{append_csv, append_json, read_json, write_json, CODECARBON_COLUMNS};
+pub use intensity::Intensity;
+pub use output::{
+    append_csv, append_json, append_record, read_csv, read_json, write_json, CODECARBON_COLUMNS,
+};
 pub use predict::{EnergyPredictor, EpochRecord, Prediction};
-pub use process::{LinuxProbe, ProcessProbe};
+pub use process::{LinuxProbe, MachineCpuTimes, ProcessProbe, SystemProbe};
 pub use rapl::{RaplAccumulator, RaplReader};
 pub use tracker::{track, CarbonTracker, TrackingGuard};

@@ -1,6 +1,5 @@
-//! Small helpers: UTC timestamps, run ids, OS string, atomic file writes.
+//! Small helpers: UTC timestamps, run ids, OS string, atomic file writes, file locks.
 
-use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,99 +33,115 @@ pub fn utc_timestamp(t: SystemTime) -> String {
     )
 }
 
-fn random_u64() -> u64 {
-    // RandomState is seeded from the OS's randomness once per process and per instance.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
-/// A random UUID version 4 as text (the format of CodeCarbon's `run_id`).
+/// A random UUID version 4 as text (the format of CodeCarbon's `run_id`), from the `uuid` crate.
 pub fn uuid_v4() -> String {
-    let (a, b) = (random_u64(), random_u64());
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&a.to_le_bytes());
-    bytes[8..].copy_from_slice(&b.to_le_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
-/// `<sysname>-<release>-<machine>` from uname(2), e.g. `Linux-5.15.0-x86_64`.
+/// `<sysname>-<release>-<machine>` from uname(2) on Unix (e.g. `Linux-5.15.0-x86_64`, close to
+/// Python's `platform.platform()` that CodeCarbon records); `<os>-<arch>` elsewhere.
 pub fn os_string() -> String {
-    // SAFETY: an all-zero utsname is a valid value of this plain C struct.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a valid, writable utsname; uname only writes into it.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return std::env::consts::OS.to_string();
+    #[cfg(unix)]
+    {
+        // SAFETY: an all-zero utsname is a valid value of this plain C struct.
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: `u` is a valid, writable utsname; uname only writes into it.
+        if unsafe { libc::uname(&mut u) } == 0 {
+            let field = |f: &[libc::c_char]| -> String {
+                let bytes: Vec<u8> = f
+                    .iter()
+                    .take_while(|&&c| c != 0)
+                    .map(|&c| c as u8)
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            return format!(
+                "{}-{}-{}",
+                field(&u.sysname),
+                field(&u.release),
+                field(&u.machine)
+            );
+        }
     }
-    let field = |f: &[libc::c_char]| -> String {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    format!(
-        "{}-{}-{}",
-        field(&u.sysname),
-        field(&u.release),
-        field(&u.machine)
-    )
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+/// Prefix of every temporary file Forge creates next to a target file (as `forge_linalg::io`).
+pub const TMP_PREFIX: &str = ".forge-tmp-";
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."))
+}
+
+/// Writes `bytes` to `path` atomically, the same way as `forge_linalg::io::write_atomic`: a
+/// `tempfile::NamedTempFile` in the target folder (prefix [`TMP_PREFIX`]), fsync, persist
+/// (rename over the target), fsync of the folder. A crash leaves the old or the new file, never
+/// a torn one. (forge-carbon cannot depend on forge-linalg, which pulls candle.)
 ///
 /// # Errors
 /// [`CarbonError::Io`] on any file-system failure (the temporary file is removed).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    let fname = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".to_string());
-    let tmp: PathBuf = dir.join(format!(
-        ".{fname}.{}.{:x}.tmp",
-        std::process::id(),
-        random_u64()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CarbonError::io(path, e));
-    }
+    let dir = parent_dir(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| CarbonError::io(dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| CarbonError::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| CarbonError::io(tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| CarbonError::io(path, e.error))?;
+    sync_dir(dir);
     Ok(())
 }
 
-/// An exclusive advisory lock (flock) on `<path>.lock`, released on drop. Serialises the
-/// read-modify-rename of concurrent writers (e.g. parallel benchmark processes).
+/// fsyncs a directory so that a rename or a new file in it is durable (Unix; a no-op elsewhere,
+/// where directories cannot be opened as files).
+pub(crate) fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Removes Forge's own temporary files (prefix [`TMP_PREFIX`]) older than `min_age` from `dir`:
+/// leftovers of a writer killed between creating and persisting its temporary file.
+/// Returns how many were removed. Files of other programs are never touched.
+pub fn clean_stale_temp_files(dir: &Path, min_age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = SystemTime::now();
+    let mut n = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(TMP_PREFIX) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= min_age);
+        if old && e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok()
+        {
+            tracing::info!(file = %e.path().display(), "removed a stale temporary file");
+            n += 1;
+        }
+    }
+    n
+}
+
+/// An exclusive advisory lock on `<path>.lock` (std's `File::lock`: flock on Unix, LockFileEx on
+/// Windows), released on drop. Serialises the appends of concurrent writers (e.g. parallel
+/// benchmark processes).
 #[derive(Debug)]
 pub(crate) struct FileLock {
     _file: std::fs::File,
@@ -143,18 +158,7 @@ impl FileLock {
             .write(true)
             .open(&lock_path)
             .map_err(|e| CarbonError::io(&lock_path, e))?;
-        use std::os::unix::io::AsRawFd;
-        loop {
-            // SAFETY: the descriptor is valid for the life of `file`.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(CarbonError::io(&lock_path, err));
-            }
-        }
+        file.lock().map_err(|e| CarbonError::io(&lock_path, e))?;
         Ok(Self { _file: file })
     }
 }
@@ -179,5 +183,23 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert_ne!(u, uuid_v4());
+    }
+
+    #[test]
+    fn atomic_write_and_stale_temp_cleanup() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        std::fs::write(d.path().join(".forge-tmp-dead"), "torn").unwrap();
+        std::fs::write(d.path().join(".other-tmp"), "not ours").unwrap();
+        assert_eq!(
+            clean_stale_temp_files(d.path(), Duration::from_secs(3600)),
+            0
+        );
+        assert_eq!(clean_stale_temp_files(d.path(), Duration::ZERO), 1);
+        assert!(d.path().join(".other-tmp").exists());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
     }
 }

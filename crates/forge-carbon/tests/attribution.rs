@@ -3,7 +3,9 @@
 mod common;
 
 use common::{FakeProbe, EPYC_CPUINFO};
-use forge_carbon::{CarbonConfig, CarbonTracker, EnergyMethod, LinuxProbe, ProcessProbe};
+#[cfg(unix)]
+use forge_carbon::SystemProbe;
+use forge_carbon::{CarbonConfig, CarbonTracker, EnergyMethod, ProcessProbe, TrackingMode};
 
 /// Process CPU time includes every thread of the test binary: the real-CPU tests run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -31,7 +33,7 @@ fn fake_readings_give_exact_energy_and_ignore_other_processes() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     let e = t.stop().unwrap();
     assert_eq!(e.cpu_method, EnergyMethod::TdpEstimate);
-    assert_eq!(e.tracking_mode, "process");
+    assert_eq!(e.tracking_mode, TrackingMode::Process);
     assert!((e.process_cpu_s - 0.5).abs() < 1e-9);
     let expected_j = 0.5 * 280.0 / 128.0;
     assert!(
@@ -78,6 +80,7 @@ fn config_tdp_is_split_over_visible_cpus() {
     assert!((e.emissions_kg - kwh * 0.1).abs() < 1e-15);
 }
 
+#[cfg(unix)]
 fn rusage(who: i32) -> f64 {
     // SAFETY: zeroed rusage is valid; getrusage writes into it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -86,8 +89,9 @@ fn rusage(who: i32) -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+#[cfg(unix)]
 fn burn_cpu(seconds: f64) {
-    let p = LinuxProbe;
+    let p = SystemProbe;
     let t0 = p.process_cpu_time_s();
     let mut x = 1u64;
     while p.process_cpu_time_s() - t0 < seconds {
@@ -100,13 +104,31 @@ fn burn_cpu(seconds: f64) {
     std::hint::black_box(x);
 }
 
+/// A busy process outside our tree: a grandchild whose parent exits, so it is re-parented.
+#[cfg(target_os = "linux")]
+fn spawn_orphan_busy_loop() -> u32 {
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $!",
+        ])
+        .output()
+        .expect("spawn an orphaned busy loop");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+fn kill(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+}
+
+#[cfg(target_os = "linux")]
 #[test]
 fn real_second_busy_process_is_not_attributed() {
     let _serial = serial();
-    let mut child = std::process::Command::new("sh")
-        .args(["-c", "while :; do :; done"])
-        .spawn()
-        .expect("spawn a busy child");
+    let pid = spawn_orphan_busy_loop();
     std::thread::sleep(std::time::Duration::from_millis(50));
     let mut t = CarbonTracker::new(no_rapl()).unwrap();
     let self0 = rusage(libc::RUSAGE_SELF);
@@ -114,10 +136,14 @@ fn real_second_busy_process_is_not_attributed() {
     burn_cpu(0.3);
     let e = t.stop().unwrap();
     let self_cpu = rusage(libc::RUSAGE_SELF) - self0;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let child_cpu = rusage(libc::RUSAGE_CHILDREN);
-    assert!(child_cpu > 0.1, "the busy child must have run: {child_cpu}");
+    let other = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| forge_carbon::process::parse_stat_cpu_ticks(&s));
+    kill(pid);
+    assert!(
+        other.unwrap_or(0) > 10,
+        "the busy process must have run: {other:?}"
+    );
     // Our CPU time only, within getrusage's resolution and start/stop overhead.
     assert!(
         (e.process_cpu_s - self_cpu).abs() < 0.02,
@@ -133,6 +159,42 @@ fn real_second_busy_process_is_not_attributed() {
     assert!((e.cpu_energy_kwh * 3.6e6 - w * e.process_cpu_s).abs() < 1e-9);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn real_child_processes_are_part_of_the_process_tree() {
+    let _serial = serial();
+    let mut t = CarbonTracker::new(no_rapl()).unwrap();
+    let children0 = rusage(libc::RUSAGE_CHILDREN);
+    t.start().unwrap();
+    // A child busy for ~0.3 s of CPU, waited for before stop (counted via RUSAGE_CHILDREN) ...
+    let status = std::process::Command::new("timeout")
+        .args(["0.3", "sh", "-c", "while :; do :; done"])
+        .status()
+        .expect("spawn a busy child");
+    assert!(!status.success()); // killed by timeout
+    let waited = t.stop().unwrap();
+    let child_cpu = rusage(libc::RUSAGE_CHILDREN) - children0;
+    assert!(child_cpu > 0.02, "the child must have run: {child_cpu}");
+    assert!(
+        waited.process_cpu_s >= child_cpu - 0.01,
+        "{} < child {child_cpu}",
+        waited.process_cpu_s
+    );
+    // ... and a live child still running at stop (counted from /proc/<pid>/stat).
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    t.start().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let live = t.stop().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Only the live child was busy: its /proc ticks (10 ms) make the tree's CPU time.
+    assert!(live.process_cpu_s > 0.05, "{}", live.process_cpu_s);
+}
+
+#[cfg(unix)]
 #[test]
 fn real_short_runs_get_proportional_nonzero_energy() {
     let _serial = serial();
@@ -163,6 +225,7 @@ fn real_short_runs_get_proportional_nonzero_energy() {
     assert_ne!(short.run_id, long.run_id);
 }
 
+#[cfg(unix)]
 #[test]
 fn own_threads_are_counted() {
     let _serial = serial();
@@ -179,6 +242,7 @@ fn own_threads_are_counted() {
     );
 }
 
+#[cfg(unix)]
 fn burn_thread(seconds: f64) {
     // per-thread CPU clock, so each thread burns its own share
     let now = || {

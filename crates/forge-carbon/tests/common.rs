@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use forge_carbon::ProcessProbe;
+use forge_carbon::{MachineCpuTimes, ProcessProbe};
 
 /// A probe whose readings the test sets. `other_process_cpu_ns` models a second busy process
 /// on the machine (what /proc/stat would show); the tracker must never count it.
@@ -17,6 +17,9 @@ pub struct FakeProbe {
     pub rss_bytes: u64,
     pub ram_bytes: u64,
     pub cpuinfo: String,
+    /// Machine counters in ms (busy, total) as /proc/stat would show them.
+    pub machine_busy_ms: AtomicU64,
+    pub machine_total_ms: AtomicU64,
 }
 
 impl FakeProbe {
@@ -37,6 +40,14 @@ impl FakeProbe {
         self.other_process_cpu_ns
             .fetch_add((s * 1e9) as u64, Ordering::SeqCst);
     }
+    /// Advances the machine counters by `wall_s` seconds on all CPUs at `load` in [0, 1].
+    pub fn advance_machine(&self, wall_s: f64, load: f64) {
+        let total = wall_s * self.cpus as f64 * 1000.0;
+        self.machine_total_ms
+            .fetch_add(total as u64, Ordering::SeqCst);
+        self.machine_busy_ms
+            .fetch_add((total * load) as u64, Ordering::SeqCst);
+    }
 }
 
 impl ProcessProbe for FakeProbe {
@@ -54,6 +65,15 @@ impl ProcessProbe for FakeProbe {
     }
     fn cpuinfo(&self) -> Option<String> {
         Some(self.cpuinfo.clone())
+    }
+    fn machine_cpu_times(&self) -> Option<MachineCpuTimes> {
+        Some(MachineCpuTimes {
+            busy_s: self.machine_busy_ms.load(Ordering::SeqCst) as f64 / 1000.0,
+            total_s: self.machine_total_ms.load(Ordering::SeqCst) as f64 / 1000.0,
+        })
+    }
+    fn used_ram_bytes(&self) -> Option<u64> {
+        Some(self.ram_bytes / 4)
     }
 }
 

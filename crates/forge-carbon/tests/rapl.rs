@@ -92,6 +92,7 @@ fn tracker_uses_rapl_with_wraparound() {
     let cfg = CarbonConfig {
         powercap_root: root.clone(),
         sample_interval_ms: 60_000,
+        tracking_mode: forge_carbon::TrackingMode::Machine,
         ..CarbonConfig::default()
     };
     let mut t = CarbonTracker::with_parts(cfg, probe.clone(), None).unwrap();
@@ -104,7 +105,7 @@ fn tracker_uses_rapl_with_wraparound() {
     let e = t.stop().unwrap();
     assert_eq!(e.cpu_method, EnergyMethod::Rapl);
     assert_eq!(e.ram_method, EnergyMethod::Rapl);
-    assert_eq!(e.tracking_mode, "machine");
+    assert_eq!(e.tracking_mode, forge_carbon::TrackingMode::Machine);
     assert!(
         (e.cpu_energy_kwh * 3.6e6 - 10.0).abs() < 1e-9,
         "{}",

@@ -93,6 +93,22 @@ pub struct LoraConfig {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Largest accepted `lora_alpha`. Published LoRA settings use alpha from 1 to a few hundred
+/// (often `alpha = 2 r`); an alpha of 1e308 is finite yet makes every adapted activation
+/// overflow f32, which then silently disappears behind ReLUs. 1e6 leaves room for any real
+/// setting while stopping such values at validation.
+pub const MAX_LORA_ALPHA: f64 = 1e6;
+
+/// Largest accepted adapter scaling (`alpha / r` or `alpha / sqrt(r)`), for the same reason as
+/// [`MAX_LORA_ALPHA`].
+pub const MAX_SCALING: f64 = 1e6;
+
+/// Largest accepted rank in a config, checked before anything is allocated. Ranks are further
+/// bounded per layer by `max(in, out)` when adapters are attached; this cap rejects absurd
+/// values (e.g. 2^40) even for models not yet seen. 65,536 exceeds the width of every
+/// encoder Forge supports.
+pub const MAX_LORA_RANK: usize = 1 << 16;
+
 fn default_r() -> usize {
     8
 }
@@ -177,19 +193,28 @@ impl LoraConfig {
     /// Check every field once (the checked-params pattern).
     ///
     /// # Errors
-    /// [`LoraError::InvalidConfig`] naming the field: `r == 0`, non-positive or non-finite
-    /// `lora_alpha`, `lora_dropout` outside \[0, 1), `bias` other than `"none"`, a non-LoRA
+    /// [`LoraError::InvalidConfig`] naming the field: `r` outside \[1, [`MAX_LORA_RANK`]\],
+    /// `lora_alpha` non-finite or outside (0, [`MAX_LORA_ALPHA`]\], `lora_dropout` outside \[0, 1), `bias` other than `"none"`, a non-LoRA
     /// `peft_type`, an unsupported `init_lora_weights`, a regex `target_modules`, or PEFT
     /// options Forge does not implement (`use_dora`, `fan_in_fan_out`, `rank_pattern`,
     /// `alpha_pattern`, `layers_to_transform`, `lora_bias`).
     pub fn validate(&self) -> Result<()> {
-        if self.r == 0 {
-            return Err(invalid("r", "rank must be > 0, got 0".into()));
+        if self.r == 0 || self.r > MAX_LORA_RANK {
+            return Err(invalid(
+                "r",
+                format!("rank must be in [1, {MAX_LORA_RANK}], got {}", self.r),
+            ));
         }
-        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
+        if !(self.lora_alpha.is_finite()
+            && self.lora_alpha > 0.0
+            && self.lora_alpha <= MAX_LORA_ALPHA)
+        {
             return Err(invalid(
                 "lora_alpha",
-                format!("must be finite and > 0, got {}", self.lora_alpha),
+                format!(
+                    "must be finite and in (0, {MAX_LORA_ALPHA:e}], got {}",
+                    self.lora_alpha
+                ),
             ));
         }
         if !(0.0..1.0).contains(&self.lora_dropout) {

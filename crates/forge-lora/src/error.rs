@@ -76,6 +76,37 @@ pub enum LoraError {
         /// The parser's message.
         reason: String,
     },
+    /// A tensor in a file holds NaN or infinity.
+    #[error("tensor {tensor:?} in {path:?} holds {count} non-finite value(s) (NaN or infinity)")]
+    NonFinite {
+        /// The tensor key.
+        tensor: String,
+        /// The file.
+        path: PathBuf,
+        /// How many entries are NaN or infinite.
+        count: usize,
+    },
+    /// A tensor in a file has a dtype that cannot hold weights (an integer or boolean type).
+    #[error("tensor {tensor:?} in {path:?} has dtype {dtype}, expected a floating-point type (f32, f16, bf16, f64)")]
+    BadDType {
+        /// The tensor key.
+        tensor: String,
+        /// The file.
+        path: PathBuf,
+        /// The dtype found, e.g. `"i64"`.
+        dtype: String,
+    },
+    /// A file holds a tensor the config does not account for (e.g. an adapter for a module that
+    /// is not in `target_modules`, or a full module that is not in `modules_to_save`).
+    #[error("tensor {tensor:?} in {path:?} is not expected: {reason}")]
+    UnexpectedTensor {
+        /// The tensor key.
+        tensor: String,
+        /// The file.
+        path: PathBuf,
+        /// Why it is not expected.
+        reason: String,
+    },
     /// An operation needs a LoRA adapter that the layer does not have, or the layer state forbids it.
     #[error("module {module:?}: {reason}")]
     InvalidState {

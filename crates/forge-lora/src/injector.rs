@@ -88,14 +88,35 @@ impl LoraInjector {
             .collect())
     }
 
+    /// Resolve the targets and check, without changing or allocating anything, that every
+    /// targeted layer can take an adapter of this config (see
+    /// [`crate::LoraLinear::check_new_adapter`]). Returns the target paths.
+    ///
+    /// # Errors
+    /// As [`LoraInjector::resolve_targets`]; [`LoraError::InvalidState`] naming a layer that
+    /// already has an adapter; [`LoraError::InvalidConfig`] for a rank too large for a layer.
+    pub fn check_targets<M: LoraModel + ?Sized>(&self, model: &mut M) -> Result<Vec<String>> {
+        let targets = self.resolve_targets(model)?;
+        let scaling = self.config.scaling();
+        for (path, lin) in named_linears_mut(model) {
+            if targets.contains(&path) {
+                lin.check_new_adapter(self.config.r, scaling, self.config.lora_dropout)
+                    .map_err(|e| with_module(e, &path))?;
+            }
+        }
+        Ok(targets)
+    }
+
     /// Inject adapters (A Kaiming-uniform, B zero by default), freeze the base and unfreeze
-    /// `modules_to_save`.
+    /// `modules_to_save`. All-or-nothing: every target is checked first
+    /// ([`LoraInjector::check_targets`]), so an error leaves the model unchanged.
     ///
     /// # Errors
     /// [`LoraError::TargetNotFound`] when a target matches nothing; [`LoraError::InvalidState`]
-    /// when a targeted layer already has an adapter.
+    /// when a targeted layer already has an adapter; [`LoraError::InvalidConfig`] when the rank
+    /// exceeds a targeted layer's `max(in, out)`.
     pub fn inject<M: LoraModel + ?Sized>(&self, model: &mut M) -> Result<Injection> {
-        let targets = self.resolve_targets(model)?;
+        let targets = self.check_targets(model)?;
         freeze_base(model);
         let mut rng = forge_linalg::seeded_rng(self.seed);
         let scaling = self.config.scaling();
@@ -109,13 +130,7 @@ impl LoraInjector {
                     &self.config.init_lora_weights,
                     &mut rng,
                 )
-                .map_err(|e| match e {
-                    LoraError::InvalidState { reason, .. } => LoraError::InvalidState {
-                        module: path.clone(),
-                        reason,
-                    },
-                    e => e,
-                })?;
+                .map_err(|e| with_module(e, &path))?;
                 inj.adapted.push(path);
             }
         }
@@ -138,6 +153,21 @@ impl LoraInjector {
             "LoRA injected"
         );
         Ok(inj)
+    }
+}
+
+/// Put the module path into a layer-level error.
+fn with_module(e: LoraError, path: &str) -> LoraError {
+    match e {
+        LoraError::InvalidState { reason, .. } => LoraError::InvalidState {
+            module: path.to_string(),
+            reason,
+        },
+        LoraError::InvalidConfig { field, reason } => LoraError::InvalidConfig {
+            field,
+            reason: format!("{reason} (layer {path})"),
+        },
+        e => e,
     }
 }
 

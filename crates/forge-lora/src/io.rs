@@ -64,17 +64,66 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)], path: &Path) -> Result<Ve
     )
 }
 
-/// Read a safetensors file into named tensors on `device`.
+/// Read a safetensors file into named tensors on `device` (memory-mapped: the file is not
+/// read into memory as a whole; each tensor is copied out once).
 ///
 /// # Errors
-/// [`LoraError::Io`] when the file cannot be read (e.g. missing), [`LoraError::Corrupt`] when it
+/// [`LoraError::Io`] when the file cannot be opened (e.g. missing), [`LoraError::Corrupt`] when it
 /// is not valid safetensors.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| LoraError::Corrupt {
+    std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    let corrupt = |e: candle_core::Error| LoraError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    })
+    };
+    // SAFETY: the map is read-only and dropped before returning; as for every memory-mapped
+    // reader, a concurrent truncation of the file by another process is not defended against.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(corrupt)?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let t = candle_core::safetensors::Load::load(&view, device).map_err(corrupt)?;
+            Ok((name, t))
+        })
+        .collect()
+}
+
+/// Number of NaN or infinite entries of `t` (0 for integer tensors).
+///
+/// # Errors
+/// Candle errors only.
+pub fn non_finite_count(t: &Tensor) -> Result<usize> {
+    if !t.dtype().is_float() {
+        return Ok(0);
+    }
+    let t = t.flatten_all()?;
+    // x - x is 0 for every finite x and NaN for NaN and +-inf.
+    let bad = (&t - &t)?.ne(0.0)?.to_dtype(candle_core::DType::U32)?;
+    Ok(bad.sum_all()?.to_scalar::<u32>()? as usize)
+}
+
+/// Check a tensor read from `path` before it becomes a parameter: a floating-point dtype and no
+/// NaN or infinity.
+///
+/// # Errors
+/// [`LoraError::BadDType`] / [`LoraError::NonFinite`] naming `name` and `path`.
+pub fn check_weight(name: &str, t: &Tensor, path: &Path) -> Result<()> {
+    if !t.dtype().is_float() {
+        return Err(LoraError::BadDType {
+            tensor: name.to_string(),
+            path: path.to_path_buf(),
+            dtype: t.dtype().as_str().to_string(),
+        });
+    }
+    let count = non_finite_count(t)?;
+    if count > 0 {
+        return Err(LoraError::NonFinite {
+            tensor: name.to_string(),
+            path: path.to_path_buf(),
+            count,
+        });
+    }
+    Ok(())
 }
 
 /// Save the adapter of `model` in PEFT's format into folder `dir` (created if needed):
@@ -136,14 +185,33 @@ fn parse_key(key: &str) -> (String, Option<&'static str>) {
     (k, None)
 }
 
+/// What one adapter tensor is for: an adapter matrix of a targeted layer, or a parameter of a
+/// `modules_to_save` module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Slot {
+    A,
+    B,
+    Full,
+}
+
 /// Load a PEFT adapter folder into `model`: inject adapters per its `adapter_config.json`, then
 /// set A, B and the `modules_to_save` tensors from `adapter_model.safetensors`. Returns the config.
 ///
+/// All-or-nothing: every file, key, dtype, shape and value is checked before the model is
+/// touched, and should anything still fail while installing, the model is restored (adapters
+/// removed, trainable flags and `modules_to_save` values put back). After an error the model
+/// computes exactly what it computed before, and loading a good adapter then works.
+///
 /// # Errors
-/// [`LoraError::Io`] / [`LoraError::Corrupt`] for missing or corrupt files;
-/// [`LoraError::ArchitectureMismatch`] when the file names a module the model does not have
-/// (an adapter for another architecture); [`LoraError::MissingTensor`] when an adapted module has
-/// no A or B in the file; [`LoraError::ShapeMismatch`] naming the tensor.
+/// [`LoraError::Io`] / [`LoraError::Corrupt`] for missing or corrupt files; validation errors of
+/// the config (e.g. `r` or `lora_alpha` out of range); [`LoraError::ArchitectureMismatch`] when
+/// the file names a module the model does not have (an adapter for another architecture);
+/// [`LoraError::UnexpectedTensor`] for adapter matrices of a module that is not targeted, or
+/// full tensors of a module not in `modules_to_save` (e.g. a classifier saved without
+/// `modules_to_save`); [`LoraError::MissingTensor`] when an adapted module has no A or B in the
+/// file; [`LoraError::ShapeMismatch`], [`LoraError::BadDType`] (integer tensors),
+/// [`LoraError::NonFinite`] (NaN, infinity) naming the tensor; [`LoraError::InvalidState`] when a
+/// targeted layer already has an adapter.
 pub fn load_adapter<M: LoraModel + ?Sized>(model: &mut M, dir: &Path) -> Result<LoraConfig> {
     let config = read_adapter_config(dir)?;
     let wpath = dir.join(ADAPTER_WEIGHTS);
@@ -194,63 +262,178 @@ pub fn load_adapter<M: LoraModel + ?Sized>(model: &mut M, dir: &Path) -> Result<
             }
         }
     }
-    // 2. inject as the config says, then copy values.
-    let injection = LoraInjector::new(config.clone())?.inject(model)?;
-    let adapted: HashSet<&String> = injection.adapted.iter().collect();
-    let by_path: HashMap<(String, Option<&'static str>), &String> =
-        keys.iter().map(|k| (parse_key(k), *k)).collect();
-    let get =
-        |path: &str, kind: Option<&'static str>, shown: String| -> Result<(&String, &Tensor)> {
-            let key = by_path
-                .get(&(path.to_string(), kind))
-                .ok_or(LoraError::MissingTensor {
-                    tensor: shown,
-                    path: wpath.clone(),
-                })?;
-            Ok((key, &tensors[*key]))
-        };
+    // 2. what the config expects, with shapes, checked against the model without changing it.
+    let injector = LoraInjector::new(config.clone())?;
+    let targets: HashSet<String> = injector.check_targets(model)?.into_iter().collect();
+    let r = config.r;
+    let mut expected: Vec<((String, Slot), Vec<usize>, String)> = Vec::new();
     for (path, m) in model.named_modules_mut() {
-        match m {
+        let save = config.is_module_to_save(&path);
+        let params = match m {
+            ModuleMut::Linear(l) => {
+                if targets.contains(&path) {
+                    let (o, i) = (l.out_features(), l.in_features());
+                    let shown = |k: &str| format!("{PEFT_PREFIX}{path}.{k}.weight");
+                    expected.push(((path.clone(), Slot::A), vec![r, i], shown("lora_A")));
+                    expected.push(((path.clone(), Slot::B), vec![o, r], shown("lora_B")));
+                }
+                l.base_params_mut()
+            }
+            ModuleMut::Params(ps) => ps,
+        };
+        if save {
+            for (local, p) in params {
+                let full = format!("{path}.{local}");
+                let shown = format!("{PEFT_PREFIX}{full}");
+                expected.push(((full, Slot::Full), p.dims(), shown));
+            }
+        }
+    }
+    let by_slot: HashMap<(String, Slot), Vec<usize>> = expected
+        .iter()
+        .map(|(k, dims, _)| (k.clone(), dims.clone()))
+        .collect();
+    // 3. every tensor in the file is expected, float, finite and of the right shape.
+    let mut found: HashMap<(String, Slot), &Tensor> = HashMap::new();
+    for key in &keys {
+        let slot = match parse_key(key) {
+            (path, Some("lora_A")) => (path, Slot::A),
+            (path, Some(_)) => (path, Slot::B),
+            (full, None) => (full, Slot::Full),
+        };
+        let Some(dims) = by_slot.get(&slot) else {
+            let reason = match slot.1 {
+                Slot::A | Slot::B => format!(
+                    "module {:?} is not in target_modules {:?}, so no adapter is attached to it",
+                    slot.0, config.target_modules
+                ),
+                Slot::Full => format!(
+                    "{:?} is a full tensor of a module not in modules_to_save {:?}; PEFT saves such tensors only for modules_to_save",
+                    slot.0, config.modules_to_save
+                ),
+            };
+            return Err(LoraError::UnexpectedTensor {
+                tensor: key.to_string(),
+                path: wpath.clone(),
+                reason,
+            });
+        };
+        let t = &tensors[*key];
+        if !t.dtype().is_float() {
+            check_weight(key, t, &wpath)?;
+        }
+        if t.dims() != dims.as_slice() {
+            return Err(LoraError::ShapeMismatch {
+                tensor: key.to_string(),
+                expected: dims.clone(),
+                got: t.dims().to_vec(),
+            });
+        }
+        check_weight(key, t, &wpath)?;
+        found.insert(slot, t);
+    }
+    if let Some((_, _, shown)) = expected.iter().find(|(k, _, _)| !found.contains_key(k)) {
+        return Err(LoraError::MissingTensor {
+            tensor: shown.clone(),
+            path: wpath.clone(),
+        });
+    }
+    // 4. install; on any failure put the model back as it was.
+    let saved = Snapshot::take(model, &config)?;
+    let installed = install(model, &injector, &found);
+    if let Err(e) = installed {
+        saved.restore(model, &targets)?;
+        return Err(e);
+    }
+    tracing::debug!(dir = %dir.display(), adapted = targets.len(), "PEFT adapter loaded");
+    Ok(config)
+}
+
+/// Inject, then copy the checked values into the adapters and `modules_to_save`.
+fn install<M: LoraModel + ?Sized>(
+    model: &mut M,
+    injector: &LoraInjector,
+    found: &HashMap<(String, Slot), &Tensor>,
+) -> Result<()> {
+    let injection = injector.inject(model)?;
+    let adapted: HashSet<&String> = injection.adapted.iter().collect();
+    let value = |path: &str, slot: Slot| -> Result<&Tensor> {
+        found
+            .get(&(path.to_string(), slot))
+            .copied()
+            .ok_or_else(|| LoraError::InvalidState {
+                module: path.to_string(),
+                reason: "a checked tensor vanished while installing".into(),
+            })
+    };
+    for (path, m) in model.named_modules_mut() {
+        let params = match m {
             ModuleMut::Linear(l) => {
                 if adapted.contains(&path) {
                     let ad = l.adapter_mut().ok_or_else(|| LoraError::InvalidState {
                         module: path.clone(),
                         reason: "adapter vanished during loading".into(),
                     })?;
-                    let (ka, ta) = get(
-                        &path,
-                        Some("lora_A"),
-                        format!("{PEFT_PREFIX}{path}.lora_A.weight"),
-                    )?;
-                    ad.a().set(ka, ta)?;
-                    let (kb, tb) = get(
-                        &path,
-                        Some("lora_B"),
-                        format!("{PEFT_PREFIX}{path}.lora_B.weight"),
-                    )?;
-                    ad.b().set(kb, tb)?;
+                    ad.a().set(&path, value(&path, Slot::A)?)?;
+                    ad.b().set(&path, value(&path, Slot::B)?)?;
                 }
-                if injection.modules_to_save.contains(&path) {
-                    for (local, p) in l.base_params_mut() {
-                        let full = format!("{path}.{local}");
-                        let (k, t) = get(&full, None, format!("{PEFT_PREFIX}{full}"))?;
-                        p.set(k, t)?;
-                    }
-                }
+                l.base_params_mut()
             }
-            ModuleMut::Params(ps) => {
-                if injection.modules_to_save.contains(&path) {
-                    for (local, p) in ps {
-                        let full = format!("{path}.{local}");
-                        let (k, t) = get(&full, None, format!("{PEFT_PREFIX}{full}"))?;
-                        p.set(k, t)?;
-                    }
-                }
+            ModuleMut::Params(ps) => ps,
+        };
+        if injection.modules_to_save.contains(&path) {
+            for (local, p) in params {
+                let full = format!("{path}.{local}");
+                p.set(&full, value(&full, Slot::Full)?)?;
             }
         }
     }
-    tracing::debug!(dir = %dir.display(), adapted = injection.adapted.len(), "PEFT adapter loaded");
-    Ok(config)
+    Ok(())
+}
+
+/// What [`load_adapter`] may change, saved so that a failed install can be undone: every base
+/// parameter's trainable flag, and copies of the `modules_to_save` values.
+struct Snapshot {
+    trainable: Vec<(String, bool)>,
+    values: Vec<(String, Tensor)>,
+}
+
+impl Snapshot {
+    fn take<M: LoraModel + ?Sized>(model: &mut M, config: &LoraConfig) -> Result<Self> {
+        let mut trainable = Vec::new();
+        let mut values = Vec::new();
+        for (name, p) in crate::model::named_base_params_mut(model) {
+            trainable.push((name.clone(), p.is_trainable()));
+            let module = name.rsplit_once('.').map_or(name.as_str(), |(m, _)| m);
+            if config.is_module_to_save(module) {
+                values.push((name, p.var().as_detached_tensor().copy()?));
+            }
+        }
+        Ok(Self { trainable, values })
+    }
+
+    fn restore<M: LoraModel + ?Sized>(
+        self,
+        model: &mut M,
+        targets: &HashSet<String>,
+    ) -> Result<()> {
+        for (path, lin) in crate::model::named_linears_mut(model) {
+            if targets.contains(&path) {
+                lin.remove_adapter()?;
+            }
+        }
+        let flags: HashMap<String, bool> = self.trainable.into_iter().collect();
+        let values: HashMap<String, Tensor> = self.values.into_iter().collect();
+        for (name, p) in crate::model::named_base_params_mut(model) {
+            if let Some(t) = flags.get(&name) {
+                p.set_trainable(*t);
+            }
+            if let Some(v) = values.get(&name) {
+                p.set(&name, v)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn first_device<M: LoraModel + ?Sized>(model: &mut M) -> Device {
@@ -258,4 +441,65 @@ fn first_device<M: LoraModel + ?Sized>(model: &mut M) -> Device {
         .first()
         .map(|(_, p)| p.var().device().clone())
         .unwrap_or(Device::Cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LoraLinear, Param};
+    use candle_core::Module;
+
+    struct Two {
+        fc1: LoraLinear,
+        fc2: LoraLinear,
+    }
+
+    impl LoraModel for Two {
+        fn named_modules_mut(&mut self) -> Vec<(String, ModuleMut<'_>)> {
+            vec![
+                ("fc1".into(), ModuleMut::Linear(&mut self.fc1)),
+                ("fc2".into(), ModuleMut::Linear(&mut self.fc2)),
+            ]
+        }
+    }
+
+    /// The undo path of `load_adapter`: whatever an install did (adapters, flags, values of
+    /// `modules_to_save`), restoring the snapshot gives back the same model.
+    #[test]
+    fn snapshot_restore_undoes_an_install() {
+        let dev = Device::Cpu;
+        let mut rng = forge_linalg::seeded_rng(1);
+        let mut m = Two {
+            fc1: LoraLinear::new_random(3, 4, true, 0.5, &dev, &mut rng).unwrap(),
+            fc2: LoraLinear::new_random(4, 2, true, 0.5, &dev, &mut rng).unwrap(),
+        };
+        let x = Tensor::ones((2, 3), candle_core::DType::F32, &dev).unwrap();
+        let out = |m: &Two| -> Vec<Vec<f32>> {
+            m.fc2
+                .forward(&m.fc1.forward(&x).unwrap())
+                .unwrap()
+                .to_vec2()
+                .unwrap()
+        };
+        let before = out(&m);
+        let cfg = LoraConfig::new(2, 4.0, &["fc1"]).with_modules_to_save(&["fc2"]);
+        let snap = Snapshot::take(&mut m, &cfg).unwrap();
+        let inj = LoraInjector::new(cfg).unwrap();
+        inj.inject(&mut m).unwrap();
+        let b = m.fc1.adapter().unwrap().b().dims();
+        let ones = Tensor::ones(b, candle_core::DType::F32, &dev).unwrap();
+        m.fc1.adapter().unwrap().b().set("b", &ones).unwrap();
+        let w: &Param = m.fc2.weight();
+        w.set(
+            "w",
+            &Tensor::zeros((2, 4), candle_core::DType::F32, &dev).unwrap(),
+        )
+        .unwrap();
+        assert_ne!(out(&m), before);
+        let targets: HashSet<String> = ["fc1".to_string()].into();
+        snap.restore(&mut m, &targets).unwrap();
+        assert_eq!(out(&m), before);
+        assert!(m.fc1.adapter().is_none());
+        assert!(m.fc1.weight().is_trainable() && m.fc2.weight().is_trainable());
+    }
 }

@@ -52,7 +52,10 @@ mod linear;
 mod model;
 mod param;
 
-pub use config::{name_matches, InitLoraWeights, LoraConfig, TargetModules};
+pub use config::{
+    name_matches, InitLoraWeights, LoraConfig, TargetModules, MAX_LORA_ALPHA, MAX_LORA_RANK,
+    MAX_SCALING,
+};
 pub use error::{LoraError, Result};
 pub use injector::{
     count_parameters, freeze_base, lora_plus_groups, lora_state_dict, merge_all, named_trainable,
@@ -62,4 +65,4 @@ pub use injector::{
 pub use io::{load_adapter, read_adapter_config, save_adapter};
 pub use linear::{LoraAdapter, LoraLinear};
 pub use model::{named_base_params_mut, named_linears_mut, LoraModel, ModuleMut};
-pub use param::Param;
+pub use param::{DeepClone, Param};

@@ -1,12 +1,13 @@
 //! [`LoraLinear`]: a frozen linear layer with an optional low-rank adapter.
 
 use crate::config::InitLoraWeights;
-use crate::{LoraError, Param, Result};
+use crate::{DeepClone, LoraError, Param, Result};
 use candle_core::{DType, Tensor};
 use forge_linalg::rng::{rand_uniform, randn, ForgeRng};
 
-/// The low-rank update of one layer: `delta W = scaling * B A`.
-#[derive(Clone, Debug)]
+/// The low-rank update of one layer: `delta W = scaling * B A`. Not `Clone` (it would share
+/// storage): see [`crate::DeepClone`].
+#[derive(Debug)]
 pub struct LoraAdapter {
     a: Param,
     b: Param,
@@ -63,9 +64,12 @@ impl LoraAdapter {
 /// Shapes follow PyTorch / Hugging Face: `weight` `[out, in]`, `bias` `[out]`, A `[r, in]`,
 /// B `[out, r]`. When merged, `W <- W + scaling * B A` and the adapter branch is skipped.
 ///
+/// Not `Clone` (a clone would share parameter storage with the original): use
+/// [`crate::DeepClone::try_clone_deep`] for an independent copy.
+///
 /// # Shapes
 /// input `[..., in]` -> output `[..., out]`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct LoraLinear {
     weight: Param,
     bias: Option<Param>,
@@ -194,30 +198,7 @@ impl LoraLinear {
         init: &InitLoraWeights,
         rng: &mut ForgeRng,
     ) -> Result<()> {
-        if self.adapter.is_some() {
-            return Err(LoraError::InvalidState {
-                module: "<layer>".into(),
-                reason: "already has a LoRA adapter".into(),
-            });
-        }
-        if r == 0 {
-            return Err(LoraError::InvalidConfig {
-                field: "r",
-                reason: "rank must be > 0, got 0".into(),
-            });
-        }
-        if !scaling.is_finite() {
-            return Err(LoraError::InvalidConfig {
-                field: "lora_alpha",
-                reason: format!("scaling {scaling} is not finite"),
-            });
-        }
-        if !(0.0..1.0).contains(&dropout) {
-            return Err(LoraError::InvalidConfig {
-                field: "lora_dropout",
-                reason: format!("must be in [0, 1), got {dropout}"),
-            });
-        }
+        self.check_new_adapter(r, scaling, dropout)?;
         let (out_f, in_f) = (self.out_features(), self.in_features());
         let dev = self.weight.var().device().clone();
         let dtype = self.weight.var().dtype();
@@ -247,6 +228,65 @@ impl LoraLinear {
             dropout,
         });
         Ok(())
+    }
+
+    /// Check, without allocating, that an adapter of rank `r` with `scaling` and `dropout` can be
+    /// attached: no adapter yet, `0 < r <= max(in, out)` (a larger rank adds nothing, since
+    /// `rank(B A) <= min(in, out)`, and only costs memory: this also stops absurd ranks such as
+    /// 2^40 before any allocation), finite `scaling` of at most [`crate::MAX_SCALING`], dropout in
+    /// \[0, 1).
+    ///
+    /// # Errors
+    /// [`LoraError::InvalidState`] if an adapter is already attached; [`LoraError::InvalidConfig`]
+    /// naming `r`, `lora_alpha` or `lora_dropout`.
+    pub fn check_new_adapter(&self, r: usize, scaling: f64, dropout: f64) -> Result<()> {
+        if self.adapter.is_some() {
+            return Err(LoraError::InvalidState {
+                module: "<layer>".into(),
+                reason: "already has a LoRA adapter".into(),
+            });
+        }
+        let (out_f, in_f) = (self.out_features(), self.in_features());
+        if r == 0 || r > in_f.max(out_f) {
+            return Err(LoraError::InvalidConfig {
+                field: "r",
+                reason: format!(
+                    "rank must be in [1, max(in, out)] = [1, {}] for a [{out_f}, {in_f}] layer, got {r}",
+                    in_f.max(out_f)
+                ),
+            });
+        }
+        if !(scaling.is_finite() && scaling.abs() <= crate::MAX_SCALING) {
+            return Err(LoraError::InvalidConfig {
+                field: "lora_alpha",
+                reason: format!(
+                    "scaling {scaling} is not finite or exceeds {}",
+                    crate::MAX_SCALING
+                ),
+            });
+        }
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(LoraError::InvalidConfig {
+                field: "lora_dropout",
+                reason: format!("must be in [0, 1), got {dropout}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The weight the layer computes with: `W + scaling * B A` when an adapter is attached and
+    /// not merged, else `W`, detached. The layer is not changed; without an unmerged adapter the
+    /// result shares storage with `W` (copy it to keep a snapshot). This is what PEFT's
+    /// `merge_and_unload` leaves in the layer.
+    ///
+    /// # Errors
+    /// Candle errors only.
+    pub fn effective_weight(&self) -> Result<Tensor> {
+        let w = self.weight.var().as_detached_tensor();
+        match (&self.adapter, self.merged) {
+            (Some(ad), false) => Ok((w + ad.delta_weight()?.detach())?),
+            _ => Ok(w),
+        }
     }
 
     /// Remove the adapter (unmerging it first if merged) and return it.
@@ -347,6 +387,30 @@ impl LoraLinear {
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1 checked above") = out_f;
         y.reshape(out_dims)
+    }
+}
+
+impl DeepClone for LoraAdapter {
+    fn try_clone_deep(&self) -> Result<Self> {
+        Ok(Self {
+            a: self.a.try_clone_deep()?,
+            b: self.b.try_clone_deep()?,
+            r: self.r,
+            scaling: self.scaling,
+            dropout: self.dropout,
+        })
+    }
+}
+
+impl DeepClone for LoraLinear {
+    fn try_clone_deep(&self) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.try_clone_deep()?,
+            bias: self.bias.try_clone_deep()?,
+            adapter: self.adapter.try_clone_deep()?,
+            merged: self.merged,
+            training: self.training,
+        })
     }
 }
 

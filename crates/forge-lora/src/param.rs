@@ -4,18 +4,22 @@ use candle_core::{Tensor, Var};
 
 /// A model parameter: a candle [`Var`] plus a trainable flag.
 ///
+/// `Param` is deliberately not `Clone`: cloning a `Var` shares its storage, so a "copy" would
+/// change whenever the original is trained. Use [`DeepClone::try_clone_deep`] for an
+/// independent copy, or [`Param::var`] (a shared handle) to hand the parameter to an optimizer.
+///
 /// The storage is always a `Var`, so a parameter can be unfrozen, merged in place
 /// ([`Var::set`]) or handed to an optimizer. [`Param::tensor`] returns the tracked tensor when
 /// the parameter is trainable and a detached view of the same storage when it is frozen, so
 /// candle's backward pass neither tracks nor returns gradients for frozen parameters.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Param {
     var: Var,
     trainable: bool,
 }
 
 impl Param {
-    /// Wrap a tensor (copied into a fresh `Var`).
+    /// Wrap a tensor (copied into a fresh `Var`: later changes to `t` do not reach the parameter).
     ///
     /// # Errors
     /// Candle errors only (allocation).
@@ -84,5 +88,54 @@ impl Param {
             .to_device(self.var.device())?;
         self.var.set(&value)?;
         Ok(())
+    }
+}
+
+/// An independent copy: every parameter gets fresh storage, so training the copy leaves the
+/// original unchanged (and the reverse). Implemented by [`Param`], [`crate::LoraAdapter`],
+/// [`crate::LoraLinear`], and by models built from them.
+pub trait DeepClone: Sized {
+    /// Copy with fresh parameter storage (values, trainable flags and other state kept).
+    ///
+    /// # Errors
+    /// Candle errors only (allocation on the parameter's device).
+    fn try_clone_deep(&self) -> crate::Result<Self>;
+}
+
+impl DeepClone for Param {
+    fn try_clone_deep(&self) -> crate::Result<Self> {
+        // `Var::from_tensor` of a non-variable tensor copies it into new storage.
+        Ok(Self {
+            var: Var::from_tensor(&self.var.as_detached_tensor())?,
+            trainable: self.trainable,
+        })
+    }
+}
+
+impl<T: DeepClone> DeepClone for Vec<T> {
+    fn try_clone_deep(&self) -> crate::Result<Self> {
+        self.iter().map(DeepClone::try_clone_deep).collect()
+    }
+}
+
+impl<T: DeepClone> DeepClone for Option<T> {
+    fn try_clone_deep(&self) -> crate::Result<Self> {
+        self.as_ref().map(DeepClone::try_clone_deep).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn deep_clone_does_not_share_storage() {
+        let p = Param::new(&Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap(), true).unwrap();
+        let q = p.try_clone_deep().unwrap();
+        p.set("p", &Tensor::new(&[5.0f32, 6.0], &Device::Cpu).unwrap())
+            .unwrap();
+        assert_eq!(q.tensor().to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
+        assert!(q.is_trainable());
     }
 }
