@@ -100,7 +100,7 @@ impl CliError {
                 forge_carbon::CarbonError::InvalidEnv { .. }
                 | forge_carbon::CarbonError::InvalidPue(_)
                 | forge_carbon::CarbonError::InvalidIntensity(_)
-                | forge_carbon::CarbonError::UnknownCountry(_)
+                | forge_carbon::CarbonError::InvalidSetting { .. }
                 | forge_carbon::CarbonError::InvalidPower { .. } => EXIT_USAGE,
                 _ => EXIT_SOFTWARE,
             },

@@ -272,3 +272,25 @@ fn unwritable_output_is_reported_after_the_summary() {
         "{err}"
     );
 }
+
+#[test]
+fn machine_mode_is_recorded_as_codecarbon_machine_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("e.csv");
+    let o = forge()
+        .args(["track", "--tracking-mode", "machine", "--output"])
+        .arg(&csv_path)
+        .args(["--", "sleep", "0.3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (h, rows) = read_csv(&csv_path);
+    assert_eq!(&rows[0][col(&h, "tracking_mode")], "machine");
+    assert!(stderr(&o).contains("(machine)"), "{}", stderr(&o));
+    let o = forge()
+        .args(["track", "--tracking-mode", "galaxy", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert_one_line_error(&o, &["galaxy", "process", "machine"]);
+}

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use forge_carbon::{CarbonConfig, CarbonTracker, Emissions, GpuBackend};
+use clap::ValueEnum;
+use forge_carbon::{CarbonConfig, CarbonTracker, Emissions, GpuBackend, TrackingMode};
 use serde::Serialize;
 
 use crate::commands::tree::TreeProbe;
@@ -41,6 +42,10 @@ pub struct TrackArgs {
     /// average). Default: $FORGE_COUNTRY or WLD.
     #[arg(long, value_name = "ISO")]
     pub country: Option<String>,
+    /// What the CPU and RAM figures cover: the command's process tree (default), or the whole
+    /// machine as CodeCarbon's default `machine` mode (CPU load x TDP curve, DIMM RAM model).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub tracking_mode: Option<Mode>,
     /// Power usage effectiveness of the data centre (>= 1.0). Default: $FORGE_PUE or 1.0.
     #[arg(long, value_name = "X")]
     pub pue: Option<f64>,
@@ -73,6 +78,15 @@ pub struct TrackArgs {
         value_name = "CMD"
     )]
     pub command: Vec<String>,
+}
+
+/// `--tracking-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// The command's process tree only.
+    Process,
+    /// The whole machine.
+    Machine,
 }
 
 /// The result of `forge track`, as printed by `--json`.
@@ -171,7 +185,20 @@ fn carbon_config(a: &TrackArgs) -> Result<CarbonConfig> {
     c.project_name = a.project.clone();
     c.experiment_id = a.experiment.clone();
     if let Some(iso) = &a.country {
+        // the library falls back to the world average for an unknown code (as CodeCarbon);
+        // on the command line an unknown code is a typo, so it is an error here
+        if forge_carbon::intensity::country(iso).is_none() && !iso.eq_ignore_ascii_case("WLD") {
+            return Err(CliError::Usage(format!(
+                "unknown --country {iso:?}: expected an ISO 3166-1 alpha-3 code (e.g. FRA, USA, DEU) or WLD for the world average"
+            )));
+        }
         c.country_iso = iso.to_ascii_uppercase();
+    }
+    if let Some(m) = a.tracking_mode {
+        c.tracking_mode = match m {
+            Mode::Process => TrackingMode::Process,
+            Mode::Machine => TrackingMode::Machine,
+        };
     }
     if let Some(p) = a.pue {
         c.pue = p;
@@ -364,10 +391,14 @@ fn write_row(path: &std::path::Path, e: &Emissions) -> Result<()> {
             reason: err.to_string(),
         })?;
     }
-    forge_carbon::append_csv(path, e).map_err(|err| CliError::Output {
+    let notes = forge_carbon::append_csv(path, e).map_err(|err| CliError::Output {
         path: path.to_path_buf(),
         reason: crate::error::one_line(&err),
-    })
+    })?;
+    for n in notes {
+        tracing::warn!(file = %path.display(), "{n}");
+    }
+    Ok(())
 }
 
 fn kwh(x: f64) -> String {
@@ -386,6 +417,23 @@ fn mass(kg: f64) -> String {
     }
 }
 
+/// The command as a shell would show it: arguments with spaces or shell characters single-quoted.
+fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The human summary printed on stderr.
 pub fn summary(r: &TrackReport, samples: u64) -> String {
     let e = &r.emissions;
@@ -395,35 +443,50 @@ pub fn summary(r: &TrackReport, samples: u64) -> String {
     };
     let mut s = format!(
         "forge track: `{}` {how} after {:.2} s{}\n",
-        r.command.join(" "),
+        shell_join(&r.command),
         e.duration_s,
         if r.interrupted { " (interrupted)" } else { "" }
     );
-    let cpu_how = match (e.cpu_w_per_thread, &e.tdp_source) {
-        (Some(w), Some(src)) => format!(
-            "{}: {:.2} s CPU time of the process tree x {w:.2} W per thread ({src})",
-            e.cpu_method, e.process_cpu_s
-        ),
-        _ => format!("{}: whole package(s), measured", e.cpu_method),
-    };
-    s += &format!("  cpu    {:>14}  {cpu_how}\n", kwh(e.cpu_energy_kwh));
-    let ram_how = if e.ram_method == forge_carbon::EnergyMethod::RamModel {
-        format!(
-            "{}: mean RSS {:.3} GiB of {} process(es), {samples} sample(s)",
-            e.ram_method, e.ram_process_gb, r.processes_seen
-        )
-    } else {
-        format!("{}: DRAM zones, measured", e.ram_method)
-    };
-    s += &format!("  ram    {:>14}  {ram_how}\n", kwh(e.ram_energy_kwh));
-    let gpu_how = match (&e.gpu_method, &e.gpu_model) {
-        (Some(m), Some(model)) => format!("{m}: {model}"),
-        (Some(m), None) => m.to_string(),
-        (None, _) => "not tracked (no NVML GPU; build with --features nvml)".to_string(),
-    };
-    s += &format!("  gpu    {:>14}  {gpu_how}\n", kwh(e.gpu_energy_kwh));
+    for c in &e.components {
+        let kwh_c = match c.component.as_str() {
+            "cpu" => e.cpu_energy_kwh,
+            "ram" => e.ram_energy_kwh,
+            _ => e.gpu_energy_kwh,
+        };
+        let extra = match (c.component.as_str(), c.method) {
+            ("cpu", forge_carbon::EnergyMethod::TdpEstimate) => {
+                format!("; {:.2} s CPU time", e.process_cpu_s)
+            }
+            ("ram", forge_carbon::EnergyMethod::RamModel) => format!(
+                "; mean RSS {:.3} GiB of {} process(es), {samples} sample(s)",
+                e.ram_process_gb, r.processes_seen
+            ),
+            _ => String::new(),
+        };
+        s += &format!(
+            "  {:<5} {:>14}  {} ({}): {}{extra}\n",
+            c.component,
+            kwh(kwh_c),
+            c.method,
+            c.scope,
+            c.detail
+        );
+    }
+    if !e.components.iter().any(|c| c.component == "gpu") {
+        s += &format!(
+            "  {:<5} {:>14}  not tracked (no NVML GPU{})\n",
+            "gpu",
+            kwh(0.0),
+            if cfg!(feature = "nvml") {
+                ""
+            } else {
+                "; build with --features nvml"
+            }
+        );
+    }
     s += &format!(
-        "  total  {:>14}  x PUE {} -> {} CO2eq at {:.0} g/kWh ({}, {})\n",
+        "  {:<5} {:>14}  incl. PUE {} -> {} CO2eq at {:.0} g/kWh ({}, {})\n",
+        "total",
         kwh(e.energy_kwh),
         e.pue,
         mass(e.emissions_kg),
@@ -450,6 +513,17 @@ mod tests {
         assert_eq!(mass(2.5), "2.500 kg");
         assert_eq!(mass(0.0125), "12.500 g");
         assert_eq!(mass(3.0e-6), "3.000 mg");
+    }
+
+    #[test]
+    fn commands_are_shown_shell_quoted() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shell_join(&v(&["python", "train.py", "--lr=0.1"])),
+            "python train.py --lr=0.1"
+        );
+        assert_eq!(shell_join(&v(&["sh", "-c", "exit 3"])), "sh -c 'exit 3'");
+        assert_eq!(shell_join(&v(&["echo", "it's"])), "echo 'it'\\''s'");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use forge_carbon::{LinuxProbe, ProcessProbe};
+use forge_carbon::{MachineCpuTimes, ProcessProbe, SystemProbe};
 
 /// One live process read from /proc.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -234,26 +234,46 @@ impl TreeProbe {
 
 impl ProcessProbe for TreeProbe {
     fn process_cpu_time_s(&self) -> f64 {
+        rusage_s(libc::RUSAGE_SELF)
+    }
+
+    fn process_tree_cpu_time_s(&self) -> f64 {
         let reaped = rusage_s(libc::RUSAGE_SELF) + rusage_s(libc::RUSAGE_CHILDREN);
         let live: u64 = self.live_descendants().iter().map(|p| p.cpu_ticks).sum();
         reaped + live as f64 * self.tick_s
     }
 
     fn logical_cpus(&self) -> usize {
-        LinuxProbe.logical_cpus()
+        SystemProbe.logical_cpus()
     }
 
     fn process_rss_bytes(&self) -> Option<u64> {
+        SystemProbe.process_rss_bytes()
+    }
+
+    fn process_tree_rss_bytes(&self) -> Option<u64> {
         let m = self.mem.lock().unwrap_or_else(|p| p.into_inner());
         (m.n > 0).then(|| (m.sum / m.n as f64) as u64)
     }
 
     fn total_ram_bytes(&self) -> Option<u64> {
-        LinuxProbe.total_ram_bytes()
+        SystemProbe.total_ram_bytes()
+    }
+
+    fn used_ram_bytes(&self) -> Option<u64> {
+        SystemProbe.used_ram_bytes()
+    }
+
+    fn machine_cpu_times(&self) -> Option<MachineCpuTimes> {
+        SystemProbe.machine_cpu_times()
     }
 
     fn cpuinfo(&self) -> Option<String> {
-        LinuxProbe.cpuinfo()
+        SystemProbe.cpuinfo()
+    }
+
+    fn limitations(&self) -> Vec<String> {
+        SystemProbe.limitations()
     }
 }
 
