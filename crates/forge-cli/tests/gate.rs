@@ -218,12 +218,17 @@ fn bad_inputs_give_one_line_errors_naming_the_problem() {
 
 #[test]
 fn help_has_an_example_and_completions_are_generated() {
-    for cmd in ["track", "gate", "completions"] {
-        let o = forge().args([cmd, "--help"]).output().unwrap();
+    for cmd in [
+        &["track"][..],
+        &["gate"],
+        &["completions"],
+        &["lora", "inspect"],
+    ] {
+        let o = forge().args(cmd).arg("--help").output().unwrap();
         assert_eq!(o.status.code(), Some(0));
         assert!(
             stdout(&o).contains("Examples:"),
-            "{cmd} --help has no example"
+            "{cmd:?} --help has no example"
         );
     }
     for shell in ["bash", "zsh", "fish"] {

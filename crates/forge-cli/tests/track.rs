@@ -294,3 +294,19 @@ fn machine_mode_is_recorded_as_codecarbon_machine_mode() {
     assert_eq!(o.status.code(), Some(64));
     assert_one_line_error(&o, &["galaxy", "process", "machine"]);
 }
+
+#[test]
+fn rust_log_turns_on_the_libraries_events() {
+    let o = forge()
+        .env("RUST_LOG", "debug")
+        .args(["track", "--no-output", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("DEBUG"), "{}", stderr(&o));
+    let o = forge()
+        .args(["track", "--no-output", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!stderr(&o).contains("DEBUG"));
+}
