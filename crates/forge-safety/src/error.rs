@@ -42,6 +42,43 @@ pub enum SafetyError {
         /// Why it is invalid, with the value.
         reason: String,
     },
+    /// Two inputs that must describe the same examples have different row counts.
+    #[error("row count mismatch: {what_a} has {rows_a} rows, {what_b} has {rows_b}")]
+    RowMismatch {
+        /// The first input.
+        what_a: String,
+        /// Its rows.
+        rows_a: usize,
+        /// The second input.
+        what_b: String,
+        /// Its rows.
+        rows_b: usize,
+    },
+    /// Labels with fewer than two distinct classes.
+    #[error("{what} needs at least 2 distinct classes, got {got}")]
+    TooFewClasses {
+        /// Which labels.
+        what: String,
+        /// Distinct classes present.
+        got: usize,
+    },
+    /// The input is valid but degenerate for the statistic (e.g. constant features: a zero
+    /// denominator in CKA).
+    #[error("{what} is degenerate: {reason}")]
+    Degenerate {
+        /// Which input.
+        what: String,
+        /// Why, with the value.
+        reason: String,
+    },
+    /// Named tensors that must correspond (before / after training) do not.
+    #[error("parameter {name:?}: {reason}")]
+    ParameterMismatch {
+        /// The parameter name.
+        name: String,
+        /// What differs.
+        reason: String,
+    },
     /// A user-supplied learner failed while fitting or predicting in [`crate::validate_transfer`].
     #[error("the {role} learner failed on fold {fold}: {source}")]
     Learner {
