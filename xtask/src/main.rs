@@ -19,6 +19,10 @@ mod story;
     about = "Forge's demos, figures and regression gates"
 )]
 struct Cli {
+    /// More detail: -v prints every column and per-seed gate statistics and shows info logs;
+    /// -vv debug logs. RUST_LOG overrides the log filter.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -87,19 +91,29 @@ struct DemoArgs {
     /// Number of seeds (0..N).
     #[arg(long)]
     seeds: Option<usize>,
-    /// Run only this scenario (repeatable).
+    /// Run only this scenario (repeatable; `--list` prints the names).
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
     /// Also write the results JSON here (atomically).
     #[arg(long)]
     save_json: Option<PathBuf>,
+    /// Print the results JSON to stdout instead of the tables.
+    #[arg(long)]
+    json: bool,
     /// No progress bars; tables only.
     #[arg(long)]
     quiet: bool,
     /// Folder with the tabular CSVs.
     #[arg(long, env = "FORGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// List the scenarios and their strategies, then exit.
+    /// Transformer model: a local folder or a Hugging Face Hub id (looked up in the Hugging
+    /// Face cache, then downloaded). Default: distilbert-base-uncased.
+    #[arg(long, env = "FORGE_MODEL")]
+    model: Option<String>,
+    /// Folder with the text data sets (sst2/, ag_news/).
+    #[arg(long, env = "FORGE_TEXT_DATA_DIR")]
+    text_data_dir: Option<PathBuf>,
+    /// Print the scenario names (with -v, their strategies), then exit.
     #[arg(long)]
     list: bool,
 }
@@ -142,11 +156,31 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
+/// Sends library `tracing` events (no RAPL, NVML failed, ...) to stderr: warnings by default,
+/// info with -v, debug with -vv; `RUST_LOG` overrides.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    init_tracing(cli.verbose);
     std::env::set_current_dir(project_root()).context("cd to the project root")?;
+    let verbose = cli.verbose > 0;
     match cli.cmd {
-        Cmd::Demo(a) => demo(a),
+        Cmd::Demo(a) => demo(a, verbose),
         Cmd::Story(a) => story::run(
             &a.which,
             &a.scenario,
@@ -157,7 +191,7 @@ fn main() -> Result<()> {
         Cmd::Figures { results, out } => figures(results, &out),
         Cmd::Tables { results } => {
             let (_, r) = load(results)?;
-            print_tables(&r);
+            print_tables(&r, verbose);
             Ok(())
         }
         Cmd::Gate {
@@ -191,29 +225,93 @@ impl forge_bench::runner::Observer for Bars {
     }
 }
 
-fn demo(a: DemoArgs) -> Result<()> {
-    let t0 = Instant::now();
-    let mode = if a.quick {
+fn demo_mode(a: &DemoArgs) -> Mode {
+    if a.quick {
         Mode::Quick
     } else if a.full {
         Mode::Full
     } else {
         Mode::Standard
-    };
-    let registry = forge_bench::classical::registry()?;
-    if a.list {
-        for name in registry.names() {
-            let sc = registry.get(name).context("registry lookup")?;
-            println!("{name}: {}", sc.description());
+    }
+}
+
+fn list(registry: &forge_bench::Registry, verbose: bool) -> Result<()> {
+    let names = registry.names();
+    let w = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    for name in names {
+        let sc = registry.get(name).context("registry lookup")?;
+        println!("{name:<w$}  {}", sc.description());
+        if verbose {
             for s in sc.strategies() {
                 println!("  {:<16} {:?}: {}", s.name, s.kind, s.description);
             }
         }
+    }
+    Ok(())
+}
+
+/// Sets the model folder and text data of `ctx` when the scenarios to run need them. A missing
+/// model is an error only for scenarios named with --scenario; otherwise they are skipped (the
+/// runner records why and the footer says what to set).
+fn resolve_resources(
+    a: &DemoArgs,
+    registry: &forge_bench::Registry,
+    mode: Mode,
+    ctx: &mut forge_bench::RunContext,
+) -> Result<()> {
+    ctx.text_data_dir = forge_bench::catalog::resolve_text_data_dir(a.text_data_dir.clone())?;
+    let named: Vec<_> = a.scenarios.iter().filter_map(|n| registry.get(n)).collect();
+    let needs_model = if named.is_empty() {
+        registry.any_requires(mode, |r| r.model)
+    } else {
+        named.iter().any(|s| s.requires().model)
+    };
+    if !needs_model {
         return Ok(());
     }
+    let model = a
+        .model
+        .clone()
+        .unwrap_or_else(|| forge_bench::catalog::DEFAULT_MODEL.to_string());
+    match forge_bench::catalog::resolve_model(&model) {
+        Ok(dir) => {
+            ctx.model_dir = Some(dir);
+            ctx.model_id = Some(model);
+        }
+        Err(e) if named.is_empty() => {
+            eprintln!("note: {e}");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+fn progress_bar(quiet: bool) -> Result<ProgressBar> {
+    if quiet {
+        return Ok(ProgressBar::hidden());
+    }
+    let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .context("progress template")?,
+    );
+    Ok(b)
+}
+
+fn demo(a: DemoArgs, verbose: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let mode = demo_mode(&a);
+    let registry = forge_bench::registry()?;
+    if a.list {
+        return list(&registry, verbose);
+    }
     let quiet = a.quiet || in_ci();
-    let data_dir = a.data_dir.unwrap_or_else(forge_bench::default_data_dir);
-    let ctx = forge_bench::classical::context(mode, data_dir)?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(forge_bench::default_data_dir);
+    let mut ctx = forge_bench::context(mode, data_dir)?;
+    resolve_resources(&a, &registry, mode, &mut ctx)?;
     let mut plan = forge_bench::RunPlan::for_mode(mode);
     if let Some(n) = a.seeds {
         if n == 0 {
@@ -224,29 +322,38 @@ fn demo(a: DemoArgs) -> Result<()> {
     if !a.scenarios.is_empty() {
         plan.scenarios = Some(a.scenarios.clone());
     }
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            )
-            .context("progress template")?,
-        );
-        b
+    let mut obs = Bars {
+        bar: progress_bar(quiet)?,
     };
-    let mut obs = Bars { bar };
     let results = forge_bench::run(&registry, &plan, &ctx, &mut obs)?;
-    forge_bench::io::write_json(&last_results_path(), &results)?;
-    if let Some(p) = &a.save_json {
-        forge_bench::io::write_json(p, &results)?;
+    // Show first, write after: a read-only or full output folder must not cost the run.
+    if a.json {
+        forge_bench::validate::validate(&results)?;
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print_tables(&results, verbose);
     }
-    print_tables(&results);
-    if let Some(p) = &a.save_json {
-        println!("Results written to {}", p.display());
+    let mut paths = vec![last_results_path()];
+    paths.extend(a.save_json.clone());
+    let saved = forge_bench::io::save_results(&results, &paths, &std::env::temp_dir())?;
+    for s in saved {
+        match s {
+            forge_bench::io::Saved::AtPath(p) if Some(&p) == a.save_json.as_ref() => {
+                eprintln!("Results written to {}", p.display());
+            }
+            forge_bench::io::Saved::AtPath(_) => {}
+            forge_bench::io::Saved::Fallback {
+                wanted,
+                error,
+                written,
+            } => eprintln!(
+                "warning: could not write {} ({error}); the results were saved to {} instead",
+                wanted.display(),
+                written.display()
+            ),
+        }
     }
-    println!(
+    eprintln!(
         "demo --{} finished in {:.1} s ({} seed(s), {} scenario(s))",
         mode.name(),
         t0.elapsed().as_secs_f64(),
@@ -256,22 +363,28 @@ fn demo(a: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_tables(results: &forge_bench::ResultsFile) {
+fn print_tables(results: &forge_bench::ResultsFile, verbose: bool) {
     println!("{}", report::headline_table(results).to_text());
-    println!("{}", report::method_table(results).to_text());
+    if verbose {
+        println!("{}", report::method_table(results).to_text());
+    } else {
+        for t in report::method_tables(results) {
+            println!("{}", t.to_text());
+        }
+    }
     let conv = report::convergence_table(results);
     if !conv.rows.is_empty() {
         println!("{}", conv.to_text());
     }
     if !results.gate.is_empty() {
         println!("{}", report::gate_table(results).to_text());
+        if verbose {
+            println!("{}", report::gate_details_table(results).to_text());
+        }
     }
-    println!("{}", report::carbon_note(results));
-    println!(
-        "Baseline = the same mini-batch SGD from zero initialisation, run to convergence on the same target data.\n\
-         Short fits are repeated inside one measurement window of >= {} s and reported per fit.",
-        results.run.min_measure_s
-    );
+    for line in report::footer(results) {
+        println!("{}", report::wrap(&line, report::TERMINAL_WIDTH, 2));
+    }
 }
 
 fn load(results: Option<PathBuf>) -> Result<(PathBuf, forge_bench::ResultsFile)> {
@@ -288,8 +401,11 @@ fn load(results: Option<PathBuf>) -> Result<(PathBuf, forge_bench::ResultsFile)>
 
 fn figures(results: Option<PathBuf>, out: &Path) -> Result<()> {
     let (p, r) = load(results)?;
-    let written = forge_bench::figures::write_all(&r, out)?;
-    for w in &written {
+    let figs = forge_bench::figures::write_all(&r, out)?;
+    for note in &figs.notes {
+        println!("note: {note}");
+    }
+    for w in &figs.written {
         let dpi = forge_bench::figures::read_phys(w)?
             .map(|(x, _, m)| {
                 if m {

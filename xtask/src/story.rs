@@ -3,7 +3,7 @@
 //! start, and the gate refusing the same source with its relation to the label reversed.
 
 use anyhow::{bail, Context, Result};
-use forge_bench::classical::ClassicalScenario;
+use forge_bench::classical::{ClassicalScenario, ClassicalStrategy};
 use forge_bench::report::co2_unit;
 use forge_bench::scenario::{Mode, Scenario, StrategyOutcome, Trial};
 use forge_bench::schema::GateRecord;
@@ -49,9 +49,9 @@ pub fn run(
         bail!("unknown story {which:?}; available: ml");
     }
     let data_dir = data_dir.unwrap_or_else(forge_bench::default_data_dir);
-    let ctx = forge_bench::classical::context(Mode::Standard, data_dir)?;
     let good = ClassicalScenario::by_name(scenario)
         .with_context(|| format!("unknown scenario {scenario:?}: diabetes, wine or housing"))?;
+    let ctx = forge_bench::context(Mode::Standard, data_dir)?.with_policy(good.measure_policy());
 
     println!("== 1. A real domain shift");
     println!("   {}", good.description());
@@ -83,8 +83,8 @@ pub fn run(
     println!("   (the gate itself cost {})", co2(&gated));
 
     println!("\n== 3. Training on the target: from scratch vs from the source model");
-    let scratch = trial.run(forge_bench::SCRATCH, &ctx)?;
-    let warm = trial.run(forge_bench::WARM_START, &ctx)?;
+    let scratch = trial.run(ClassicalStrategy::ScratchSgd.name(), &ctx)?;
+    let warm = trial.run(ClassicalStrategy::WarmStartSgd.name(), &ctx)?;
     let reg_t = trial.run("regularized", &ctx)?;
     let target = trial.run("target-only", &ctx)?;
     println!(
@@ -125,7 +125,7 @@ pub fn run(
         );
         let bad = good.reversed("reversed-source")?;
         let mut bt = bad.trial(seed, &ctx)?;
-        let warm_bad = bt.run(forge_bench::WARM_START, &ctx)?;
+        let warm_bad = bt.run(ClassicalStrategy::WarmStartSgd.name(), &ctx)?;
         let reg_bad = bt.run("regularized", &ctx)?;
         let tgt = bt.run("target-only", &ctx)?;
         let gated_bad = bt.run("gated", &ctx)?;

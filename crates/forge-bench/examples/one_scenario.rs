@@ -10,9 +10,8 @@ fn main() -> anyhow::Result<()> {
     let name = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "housing".to_string());
-    let registry = forge_bench::classical::registry()?;
-    let ctx =
-        forge_bench::classical::context(forge_bench::Mode::Quick, forge_bench::default_data_dir())?;
+    let registry = forge_bench::registry()?;
+    let ctx = forge_bench::context(forge_bench::Mode::Quick, forge_bench::default_data_dir())?;
     let plan = forge_bench::RunPlan {
         mode: forge_bench::Mode::Quick,
         seeds: vec![0, 1],
@@ -23,7 +22,9 @@ fn main() -> anyhow::Result<()> {
         "{}",
         forge_bench::report::headline_table(&results).to_text()
     );
-    println!("{}", forge_bench::report::method_table(&results).to_text());
+    for t in forge_bench::report::method_tables(&results) {
+        println!("{}", t.to_text());
+    }
     println!(
         "{}",
         forge_bench::report::convergence_table(&results).to_text()

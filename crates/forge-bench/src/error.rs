@@ -23,6 +23,49 @@ pub enum BenchError {
     /// An error from forge-carbon (energy tracking).
     #[error(transparent)]
     Carbon(#[from] forge_carbon::CarbonError),
+    /// An error from forge-models (loading, tokenising or training a transformer).
+    #[error(transparent)]
+    Model(#[from] forge_models::ModelError),
+    /// An error from forge-lora (injecting, saving or loading an adapter).
+    #[error(transparent)]
+    Lora(#[from] forge_lora::LoraError),
+    /// A training run of a scenario failed or diverged.
+    #[error("training {strategy:?} in scenario {scenario:?} failed: {reason}")]
+    Training {
+        /// The scenario.
+        scenario: String,
+        /// The strategy.
+        strategy: String,
+        /// What went wrong (e.g. `loss is NaN at step 12`).
+        reason: String,
+    },
+    /// A scenario was asked for but a resource it needs (a model, a data set) is missing.
+    #[error("scenario {scenario:?} {reason}")]
+    MissingResource {
+        /// The scenario.
+        scenario: String,
+        /// What is missing and what to set, e.g. `needs a transformer model (--model / FORGE_MODEL)`.
+        reason: String,
+    },
+    /// A transformer model could not be found or fetched.
+    #[error("model {model:?}: {reason}")]
+    ModelNotFound {
+        /// The model asked for (a folder or a Hub id).
+        model: String,
+        /// Why, and what to set instead.
+        reason: String,
+    },
+    /// A results file (read or about to be written) holds a value no run can produce: a
+    /// non-finite or absurd number, or an empty section.
+    #[error("results{}: field {field} {reason}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    InvalidResults {
+        /// The file, when reading one.
+        path: Option<PathBuf>,
+        /// The field, as a path (e.g. `aggregates[3].co2_kg.mean`).
+        field: String,
+        /// What is wrong with it, with the value.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -39,15 +82,15 @@ pub enum BenchError {
         /// The underlying error.
         source: serde_json::Error,
     },
-    /// A results file had a schema version this build cannot read.
-    #[error("{path}: schema_version {found} is not supported (this build reads {supported})")]
+    /// A results file had a schema version this build cannot read (or none at all).
+    #[error("{path}: {}", match found { Some(v) => format!("schema_version {v} is not supported (this build reads {supported})"), None => format!("no schema_version field: not a Forge results file (this build reads {supported})") })]
     SchemaVersion {
         /// The file involved.
         path: PathBuf,
-        /// The version found in the file.
-        found: u32,
-        /// The version this build reads.
-        supported: u32,
+        /// The version found in the file, if it had one.
+        found: Option<u32>,
+        /// The versions this build reads, e.g. `1, 2`.
+        supported: String,
     },
     /// A scenario name that is not in the registry.
     #[error("unknown scenario {name:?}; known scenarios: {known}")]

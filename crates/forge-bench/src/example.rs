@@ -9,6 +9,13 @@ use crate::schema::{Measurement, Metric, StrategyKind};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Toy;
 
+impl Toy {
+    /// Name of its baseline strategy.
+    pub const BASELINE: &'static str = "toy-scratch";
+    /// Name of its (headline) transfer strategy.
+    pub const TRANSFER: &'static str = "toy-transfer";
+}
+
 struct ToyTrial {
     seed: u64,
 }
@@ -25,22 +32,12 @@ impl Scenario for Toy {
     }
     fn strategies(&self) -> Vec<StrategySpec> {
         vec![
-            StrategySpec::new(
-                crate::SCRATCH,
-                StrategyKind::Baseline,
-                false,
-                "from scratch",
-            ),
-            StrategySpec::new(
-                crate::WARM_START,
-                StrategyKind::Transfer,
-                true,
-                "warm start",
-            ),
+            StrategySpec::new(Toy::BASELINE, StrategyKind::Baseline, false, "from scratch"),
+            StrategySpec::new(Toy::TRANSFER, StrategyKind::Transfer, true, "warm start"),
         ]
     }
     fn headline_strategy(&self) -> &str {
-        crate::WARM_START
+        Toy::TRANSFER
     }
     fn trial(&self, seed: u64, _ctx: &RunContext) -> Result<Box<dyn Trial>> {
         Ok(Box::new(ToyTrial { seed }))
@@ -50,8 +47,8 @@ impl Scenario for Toy {
 impl Trial for ToyTrial {
     fn run(&mut self, strategy: &str, ctx: &RunContext) -> Result<StrategyOutcome> {
         let (steps, quality) = match strategy {
-            crate::SCRATCH => (100u64, 0.80),
-            crate::WARM_START => (10u64, 0.79 + 0.001 * self.seed as f64),
+            Toy::BASELINE => (100u64, 0.80),
+            Toy::TRANSFER => (10u64, 0.79 + 0.001 * self.seed as f64),
             other => {
                 return Err(BenchError::UnknownStrategy {
                     scenario: "toy".into(),
@@ -75,6 +72,7 @@ impl Trial for ToyTrial {
             epochs: Some(steps as u32 / 10),
             training,
             note: None,
+            config: [("steps".to_string(), (steps as i64).into())].into(),
         })
     }
     fn source_cost(&self) -> Option<Measurement> {

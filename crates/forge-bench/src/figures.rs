@@ -79,11 +79,18 @@ pub fn render_png(
     crate::io::write_atomic(path, &png_bytes)
 }
 
-fn kind_color(kind: StrategyKind, strategy: &str) -> RGBColor {
+/// Whether `strategy` is `scenario`'s headline transfer (from the results' summaries).
+fn is_headline(r: &ResultsFile, scenario: &str, strategy: &str) -> bool {
+    r.scenarios
+        .iter()
+        .any(|s| s.scenario == scenario && s.transfer == strategy)
+}
+
+fn kind_color(kind: StrategyKind, headline: bool) -> RGBColor {
     match kind {
         StrategyKind::Baseline => RGBColor(110, 110, 110),
         StrategyKind::Reference => RGBColor(70, 130, 200),
-        StrategyKind::Transfer if strategy == crate::WARM_START => RGBColor(20, 140, 60),
+        StrategyKind::Transfer if headline => RGBColor(20, 140, 60),
         StrategyKind::Transfer => RGBColor(100, 190, 120),
     }
 }
@@ -96,13 +103,59 @@ fn verdict_color(v: &str) -> RGBColor {
     }
 }
 
-/// A log-axis range covering the positive values: from a floor of max / 10^4 (values below it,
-/// e.g. the ~0 cost of applying a model as is, are drawn at the floor) to the maximum.
+/// No axis extends beyond this magnitude, and values past it are drawn at it. plotters' key-point
+/// search never ends on an infinite range; only a corrupt results file has such values (the
+/// readers refuse them, but the figures do not rely on that).
+const AXIS_LIMIT: f64 = 1e15;
+/// The smallest upper end of a log axis.
+const LOG_FLOOR: f64 = 1e-12;
+
+/// `v` made drawable: NaN -> 0, then clamped to +-[`AXIS_LIMIT`].
+fn fin(v: f64) -> f64 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(-AXIS_LIMIT, AXIS_LIMIT)
+    }
+}
+
+/// A log-axis range covering the positive finite values: from a floor of max / 10^4 (values
+/// below it, e.g. the ~0 cost of applying a model as is, are drawn at the floor) to the
+/// maximum, within [[`LOG_FLOOR`], [`AXIS_LIMIT`]].
 fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let v: Vec<f64> = values.filter(|x| x.is_finite() && *x > 0.0).collect();
-    let hi = v.iter().cloned().fold(0.0, f64::max).max(1e-12);
+    let v: Vec<f64> = values
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .map(|x| x.min(AXIS_LIMIT))
+        .collect();
+    let hi = v.iter().cloned().fold(0.0, f64::max).max(LOG_FLOOR);
     let lo = v.iter().cloned().fold(hi, f64::min).max(hi * 1e-4) / 2.0;
     (lo, hi)
+}
+
+/// A finite linear range with a positive span: `(lo, hi)` clamped to +-[`AXIS_LIMIT`]; an
+/// empty, non-finite or zero-width range becomes a unit range around its finite end (or 0..1).
+fn sane_range(lo: f64, hi: f64) -> (f64, f64) {
+    let (lo, hi) = match (lo.is_finite(), hi.is_finite()) {
+        (true, true) => (fin(lo), fin(hi)),
+        (true, false) => (fin(lo), fin(lo) + 1.0),
+        (false, true) => (fin(hi) - 1.0, fin(hi)),
+        (false, false) => (0.0, 1.0),
+    };
+    if hi > lo {
+        (lo, hi)
+    } else {
+        let pad = (lo.abs() * 1e-3).max(0.5);
+        (fin(lo - pad), fin(lo + pad))
+    }
+}
+
+/// The padded range of the finite values (`pad_frac` of the span, at least `min_pad`).
+fn linear_range(values: impl Iterator<Item = f64>, pad_frac: f64, min_pad: f64) -> (f64, f64) {
+    let v: Vec<f64> = values.filter(|x| x.is_finite()).map(fin).collect();
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * pad_frac).max(min_pad);
+    sane_range(lo - pad, hi + pad)
 }
 
 /// Compact tick label: plain decimals in [0.01, 1000), otherwise `1e-3` style.
@@ -175,22 +228,24 @@ fn panels<'a>(root: &Area<'a>, text: &str, n: usize, figure: &str) -> Result<Vec
 /// [`BenchError::Plot`] / [`BenchError::Io`].
 pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
     let fig = "co2_per_strategy";
+    let scen = with_aggregates(r);
     let (f, unit) = aggregate_co2_unit(r);
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
             &format!(
-                "CO2 per training, by strategy (mean ± std over {} seed(s))\nLog scale. Label = CO2 change vs the from-scratch SGD baseline. Grey: baseline, blue: reference (no transfer), green: transfer; dark green: warm-start SGD.",
+                "CO2 per training, by strategy (mean ± std over {} seed(s))\nLog scale. Label = CO2 change vs the scenario's baseline. Grey: baseline, blue: reference (no transfer), green: transfer; dark green: the scenario's headline transfer.",
                 r.run.seeds.len()
             ),
-            r.run.scenarios.len(),
+            scen.len(),
             fig,
         )?;
-        for (area, sc) in areas.iter().zip(&r.run.scenarios) {
+        for (area, &sc) in areas.iter().zip(&scen) {
             let aggs: Vec<_> = r.aggregates.iter().filter(|a| &a.scenario == sc).collect();
             let n = aggs.len() as i32;
             let (xlo, xhi) = log_range(aggs.iter().map(|a| a.co2_kg.mean * f));
             let xmax = xhi * 15.0;
+            let n = n.max(1);
             let mut chart = ChartBuilder::on(area)
                 .caption(sc, (FONT, 46).into_font().style(FontStyle::Bold))
                 .margin(25)
@@ -218,8 +273,8 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
                 .map_err(plot_err(fig))?;
             for (i, a) in aggs.iter().enumerate() {
                 let i = i as i32;
-                let v = (a.co2_kg.mean * f).max(xlo);
-                let color = kind_color(a.kind, &a.strategy);
+                let v = fin(a.co2_kg.mean * f).clamp(xlo, xmax);
+                let color = kind_color(a.kind, is_headline(r, sc, &a.strategy));
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
                         [
@@ -229,7 +284,7 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
                         color.filled(),
                     )))
                     .map_err(plot_err(fig))?;
-                let s = a.co2_kg.std * f;
+                let s = fin(a.co2_kg.std * f).clamp(0.0, xmax);
                 chart
                     .draw_series(std::iter::once(PathElement::new(
                         vec![
@@ -242,12 +297,12 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
                 let label = if a.kind == StrategyKind::Baseline {
                     "baseline".to_string()
                 } else {
-                    format!("{:+.0}%", -a.co2_reduction_pct.mean)
+                    format!("{:+.0}%", -fin(a.co2_reduction_pct.mean))
                 };
                 chart
                     .draw_series(std::iter::once(Text::new(
                         label,
-                        ((v + s) * 1.15, SegmentValue::CenterOf(i)),
+                        (((v + s) * 1.15).min(xmax), SegmentValue::CenterOf(i)),
                         TextStyle::from((FONT, 32).into_font())
                             .pos(Pos::new(HPos::Left, VPos::Center)),
                     )))
@@ -264,28 +319,24 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
 /// [`BenchError::Plot`] / [`BenchError::Io`].
 pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
     let fig = "quality_vs_co2";
+    let scen = with_aggregates(r);
     let (f, unit) = aggregate_co2_unit(r);
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
-            "Quality vs CO2 per training (mean ± std over seeds)\nUp and to the left is better. Grey: from-scratch SGD baseline, blue: reference (no transfer), green: transfer; dark green: warm-start SGD.",
-            r.run.scenarios.len(),
+            "Quality vs CO2 per training (mean ± std over seeds)\nUp and to the left is better. Grey: the scenario's baseline, blue: reference (no transfer), green: transfer; dark green: the headline transfer.",
+            scen.len(),
             fig,
         )?;
-        for (area, sc) in areas.iter().zip(&r.run.scenarios) {
+        for (area, &sc) in areas.iter().zip(&scen) {
             let aggs: Vec<_> = r.aggregates.iter().filter(|a| &a.scenario == sc).collect();
             let (xlo, xhi) = log_range(aggs.iter().map(|a| a.co2_kg.mean * f));
+            let xhi = xhi * 3.0;
             let xs: Vec<f64> = aggs
                 .iter()
-                .map(|a| (a.co2_kg.mean * f).max(xlo * 1.5))
+                .map(|a| fin(a.co2_kg.mean * f).clamp(xlo * 1.5, xhi))
                 .collect();
-            let xhi = xhi * 3.0;
-            let qs: Vec<f64> = aggs.iter().map(|a| a.quality.mean).collect();
-            let mut ylo = qs.iter().cloned().fold(f64::INFINITY, f64::min);
-            let mut yhi = qs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let pad = ((yhi - ylo) * 0.15).max(0.02);
-            ylo -= pad;
-            yhi += pad;
+            let (ylo, yhi) = linear_range(aggs.iter().map(|a| a.quality.mean), 0.15, 0.02);
             let metric = aggs.first().map(|a| a.metric.short()).unwrap_or("quality");
             let mut chart = ChartBuilder::on(area)
                 .caption(sc, (FONT, 46).into_font().style(FontStyle::Bold))
@@ -307,11 +358,12 @@ pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
                 .draw()
                 .map_err(plot_err(fig))?;
             for (a, &x) in aggs.iter().zip(&xs) {
-                let c = kind_color(a.kind, &a.strategy);
-                let q = a.quality.mean;
+                let c = kind_color(a.kind, is_headline(r, sc, &a.strategy));
+                let q = fin(a.quality.mean);
+                let sd = fin(a.quality.std).abs();
                 chart
                     .draw_series(std::iter::once(PathElement::new(
-                        vec![(x, q - a.quality.std), (x, q + a.quality.std)],
+                        vec![(x, fin(q - sd)), (x, fin(q + sd))],
                         c.stroke_width(3),
                     )))
                     .map_err(plot_err(fig))?;
@@ -332,6 +384,15 @@ pub fn quality_vs_co2(r: &ResultsFile, path: &Path) -> Result<()> {
     })
 }
 
+/// The scenarios of the run that have aggregates (the others are skipped by [`write_all`]).
+fn with_aggregates(r: &ResultsFile) -> Vec<&String> {
+    r.run
+        .scenarios
+        .iter()
+        .filter(|sc| r.aggregates.iter().any(|a| &a.scenario == *sc))
+        .collect()
+}
+
 /// Mean (over seeds) of curves of possibly different lengths, padding each with its last value.
 fn mean_curve(curves: &[&Vec<f64>]) -> Vec<f64> {
     let len = curves.iter().map(|c| c.len()).max().unwrap_or(0);
@@ -346,8 +407,9 @@ fn mean_curve(curves: &[&Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
-/// Convergence curves: held-out quality vs epoch for from-scratch and warm-started SGD, one
-/// panel per scenario, with the scratch final quality as a dashed line.
+/// Convergence curves: held-out quality vs epoch of each scenario's baseline and headline
+/// transfer (named, and worded, by the scenario), one panel per scenario, with the baseline's
+/// final quality as a dashed line.
 ///
 /// # Errors
 /// [`BenchError::Plot`] / [`BenchError::Io`].
@@ -362,7 +424,7 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
-            "Convergence: held-out quality vs SGD epochs (mean over seeds)\nSame SGD, same data and batch order; from zero weights (grey) vs warm-started from the source model (green).",
+            "Convergence: held-out quality vs training epochs (mean over seeds)\nEach scenario's baseline (grey) vs its headline transfer (green); dashed: the baseline's final quality.",
             scen.len(),
             fig,
         )?;
@@ -376,29 +438,49 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                     .collect();
                 mean_curve(&cs)
             };
-            let scratch = get(crate::SCRATCH);
-            let warm = get(crate::WARM_START);
+            let sum = r.scenarios.iter().find(|s| &&s.scenario == sc);
+            let scratch = get(sum.map(|s| s.baseline.as_str()).unwrap_or(""));
+            let warm = get(sum.map(|s| s.transfer.as_str()).unwrap_or(""));
+            let word = |w: Option<&str>, name: Option<&str>, default: &str| -> String {
+                w.filter(|w| !w.is_empty())
+                    .or(name.filter(|n| !n.is_empty()))
+                    .unwrap_or(default)
+                    .to_string()
+            };
+            let base_label = word(
+                sum.map(|s| s.wording.baseline.as_str()),
+                sum.map(|s| s.baseline.as_str()),
+                "baseline",
+            );
+            let transfer_label = word(
+                sum.map(|s| s.wording.transfer.as_str()),
+                sum.map(|s| s.transfer.as_str()),
+                "transfer",
+            );
+            let x_desc = word(sum.map(|s| s.wording.curve_x.as_str()), None, "epochs");
             let metric = r
                 .convergence
                 .iter()
                 .find(|c| &&c.scenario == sc)
                 .map(|c| c.metric.short())
                 .unwrap_or("quality");
-            let fin = scratch.last().copied().unwrap_or(0.0);
+            let last = fin(scratch.last().copied().unwrap_or(0.0));
             let all: Vec<f64> = scratch
                 .iter()
                 .chain(&warm)
                 .copied()
                 .filter(|v| v.is_finite())
+                .map(fin)
                 .collect();
             // Zoom on the interesting range: initial values can be very negative (R2 of a zero model).
-            let yhi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.03;
-            let ylo = all
-                .iter()
-                .cloned()
-                .fold(f64::INFINITY, f64::min)
-                .max(fin - 0.5)
-                - 0.03;
+            let (ylo, yhi) = sane_range(
+                all.iter()
+                    .cloned()
+                    .fold(f64::INFINITY, f64::min)
+                    .max(last - 0.5)
+                    - 0.03,
+                all.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.03,
+            );
             let n = scratch.len().max(warm.len()).max(2) - 1;
             let mut chart = ChartBuilder::on(area)
                 .caption(sc.as_str(), (FONT, 46).into_font().style(FontStyle::Bold))
@@ -411,7 +493,7 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 .configure_mesh()
                 .x_labels(6)
                 .y_labels(5)
-                .x_desc("epoch")
+                .x_desc(x_desc.as_str())
                 .y_desc(format!("{metric} (held-out target)"))
                 .x_label_formatter(&|x| format!("{x:.0}"))
                 .y_label_formatter(&|y| format!("{y:.2}"))
@@ -419,7 +501,7 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 .axis_desc_style((FONT, 36))
                 .draw()
                 .map_err(plot_err(fig))?;
-            let clip = |v: f64| v.max(ylo);
+            let clip = |v: f64| fin(v).clamp(ylo, yhi);
             let grey = RGBColor(110, 110, 110);
             let green = RGBColor(20, 140, 60);
             chart
@@ -431,7 +513,7 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                     grey.stroke_width(5),
                 ))
                 .map_err(plot_err(fig))?
-                .label("from scratch")
+                .label(base_label.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 22, y)], grey.stroke_width(5))
                 });
@@ -441,19 +523,19 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                     green.stroke_width(5),
                 ))
                 .map_err(plot_err(fig))?
-                .label("warm start (transfer)")
+                .label(transfer_label.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 22, y)], green.stroke_width(5))
                 });
             chart
                 .draw_series(DashedLineSeries::new(
-                    vec![(0.0, fin), (n as f64, fin)],
+                    vec![(0.0, clip(last)), (n as f64, clip(last))],
                     14,
                     10,
                     BLACK.stroke_width(2),
                 ))
                 .map_err(plot_err(fig))?
-                .label("scratch final quality")
+                .label("baseline final quality")
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 22, y)], BLACK.stroke_width(2))
                 });
@@ -515,24 +597,19 @@ pub fn gate_statistics(r: &ResultsFile, path: &Path) -> Result<()> {
                 let verdict = majority(gs.iter().map(|g| g.verdict.as_str()));
                 vals.push((sc.clone(), mean_std(&v), verdict));
             }
-            let lo = vals
+            let ends = vals
                 .iter()
-                .map(|v| v.1.mean - v.1.std)
+                .flat_map(|v| [v.1.mean - v.1.std, v.1.mean + v.1.std])
                 .chain(thr)
-                .fold(0.0, f64::min);
-            let hi = vals
-                .iter()
-                .map(|v| v.1.mean + v.1.std)
-                .chain(thr)
-                .fold(0.0, f64::max);
-            let pad = ((hi - lo) * 0.1).max(1e-3);
-            let n = vals.len() as i32;
+                .chain([0.0]);
+            let (lo, hi) = linear_range(ends, 0.1, 1e-3);
+            let n = (vals.len() as i32).max(1);
             let mut chart = ChartBuilder::on(area)
                 .caption(name.as_str(), (FONT, 46).into_font().style(FontStyle::Bold))
                 .margin(25)
                 .x_label_area_size(90)
                 .y_label_area_size(330)
-                .build_cartesian_2d((lo - pad)..(hi + pad), (0..n - 1).into_segmented())
+                .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())
                 .map_err(plot_err(fig))?;
             chart
                 .configure_mesh()
@@ -558,7 +635,7 @@ pub fn gate_statistics(r: &ResultsFile, path: &Path) -> Result<()> {
                     .draw_series(std::iter::once(Rectangle::new(
                         [
                             (0.0, SegmentValue::Exact(i)),
-                            (m.mean, SegmentValue::Exact(i + 1)),
+                            (fin(m.mean).clamp(lo, hi), SegmentValue::Exact(i + 1)),
                         ],
                         verdict_color(verdict).filled(),
                     )))
@@ -566,14 +643,15 @@ pub fn gate_statistics(r: &ResultsFile, path: &Path) -> Result<()> {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
                         vec![
-                            (m.mean - m.std, SegmentValue::CenterOf(i)),
-                            (m.mean + m.std, SegmentValue::CenterOf(i)),
+                            (fin(m.mean - m.std).clamp(lo, hi), SegmentValue::CenterOf(i)),
+                            (fin(m.mean + m.std).clamp(lo, hi), SegmentValue::CenterOf(i)),
                         ],
                         BLACK.stroke_width(3),
                     )))
                     .map_err(plot_err(fig))?;
             }
-            if let Some(t) = thr {
+            if let Some(t) = thr.filter(|t| t.is_finite()) {
+                let t = t.clamp(lo, hi);
                 chart
                     .draw_series(DashedLineSeries::new(
                         vec![(t, SegmentValue::Exact(0)), (t, SegmentValue::Last)],
@@ -588,28 +666,49 @@ pub fn gate_statistics(r: &ResultsFile, path: &Path) -> Result<()> {
     })
 }
 
-/// Writes every figure into `dir` and returns the paths written. A figure whose data is absent
-/// (e.g. no gate decisions) is skipped.
+/// What [`write_all`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    /// The PNGs written.
+    pub written: Vec<PathBuf>,
+    /// What was left out and why (e.g. a scenario with no aggregates).
+    pub notes: Vec<String>,
+}
+
+/// Writes every figure into `dir`. A figure whose data is absent (e.g. no gate decisions) is
+/// skipped, and so is a scenario with no aggregates, with a note.
 ///
 /// # Errors
 /// [`BenchError::Plot`] / [`BenchError::Io`].
-pub fn write_all(r: &ResultsFile, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+pub fn write_all(r: &ResultsFile, dir: &Path) -> Result<Figures> {
+    let mut out = Figures::default();
+    for sc in &r.run.scenarios {
+        if !r.aggregates.iter().any(|a| &a.scenario == sc) {
+            out.notes.push(format!(
+                "scenario {sc:?} has no aggregates in the results: left out of the figures"
+            ));
+        }
+    }
+    if r.aggregates.is_empty() {
+        out.notes
+            .push("no aggregates at all: no CO2 or quality figure".to_string());
+        return Ok(out);
+    }
     let p = dir.join("co2_per_strategy.png");
     co2_per_strategy(r, &p)?;
-    out.push(p);
+    out.written.push(p);
     let p = dir.join("quality_vs_co2.png");
     quality_vs_co2(r, &p)?;
-    out.push(p);
+    out.written.push(p);
     if !r.convergence.is_empty() {
         let p = dir.join("convergence.png");
         convergence(r, &p)?;
-        out.push(p);
+        out.written.push(p);
     }
     if r.gate.iter().any(|g| !g.statistics.is_empty()) {
         let p = dir.join("gate.png");
         gate_statistics(r, &p)?;
-        out.push(p);
+        out.written.push(p);
     }
     Ok(out)
 }

@@ -4,9 +4,9 @@
 //!
 //! ```json
 //! {
-//!   "quality_floors": { "housing": { "warm-start-sgd": 0.55 } },
-//!   "co2_reduction_floors_pct": { "housing": { "warm-start-sgd": 20.0 } },
-//!   "step_reduction_floors_pct": { "housing": { "warm-start-sgd": 50.0 } },
+//!   "quality_floors": { "housing": { "regularized": 0.55 } },
+//!   "co2_reduction_floors_pct": { "housing": { "regularized": 20.0 } },
+//!   "step_reduction_floors_pct": { "housing": { "adapter": 50.0 } },
 //!   "gate_verdicts": { "negative-housing": ["block"] }
 //! }
 //! ```

@@ -5,15 +5,19 @@
 //! is a thin command line over this crate; this crate never prints.
 //!
 //! - [`scenario`]: the [`Scenario`] / [`Trial`] traits and the [`Registry`]. A scenario names its
-//!   strategies (exactly one from-scratch baseline), builds per-seed state, and measures the
-//!   training of each strategy with [`RunContext::measure`]. Transformer scenarios plug in the
-//!   same way as the classical ones.
+//!   strategies (exactly one baseline, one headline transfer), its words for them
+//!   ([`schema::Wording`]), how its trainings are measured ([`schema::MeasurePolicy`]) and what
+//!   it needs (a model, text data); it builds per-seed state and measures the training of each
+//!   strategy with [`RunContext::measure`].
+//! - [`catalog`]: [`registry()`] of every shipped scenario (the one place a new scenario is
+//!   registered), the production [`context()`], and model / text-data resolution.
 //! - [`runner`]: scenarios x seeds x strategies -> [`ResultsFile`], with savings against the
 //!   baseline of the same seed and mean ± std aggregates.
 //! - [`schema`]: the JSON results schema ([`SCHEMA_VERSION`]), documented in `docs/results-schema.md`.
 //! - [`classical`]: the tabular scenarios on real data (housing, wine, titanic, cancer,
 //!   diabetes, and a negative-transfer scenario the safety gate must block).
-//! - [`report`], [`figures`], [`gates`]: tables, PNGs, and threshold checks.
+//! - [`report`], [`figures`], [`gates`]: tables, PNGs, and threshold checks; [`validate`]
+//!   rejects non-finite, absurd or empty results before they are written or read.
 //! - [`carbon`]: the production [`Meter`] on forge-carbon's tracker.
 //!
 //! ```
@@ -31,13 +35,7 @@
 //!     }
 //!     fn settings(&self) -> CarbonSettings { CarbonSettings::default() }
 //! }
-//! let ctx = RunContext {
-//!     mode: Mode::Quick,
-//!     data_dir: forge_bench::default_data_dir(),
-//!     min_measure_s: 0.0,
-//!     max_repeats: 1,
-//!     meter: Box::new(Fixed),
-//! };
+//! let ctx = RunContext::new(Mode::Quick, std::sync::Arc::new(Fixed));
 //! let mut registry = Registry::new();
 //! registry.register(Box::new(forge_bench::example::Toy))?;
 //! let plan = runner::RunPlan { mode: Mode::Quick, seeds: vec![0, 1], scenarios: None };
@@ -50,6 +48,7 @@
 #![deny(missing_docs)]
 
 pub mod carbon;
+pub mod catalog;
 pub mod classical;
 mod error;
 pub mod example;
@@ -62,16 +61,13 @@ pub mod runner;
 pub mod scenario;
 pub mod schema;
 pub mod stats;
+pub mod validate;
 
+pub use catalog::{context, registry};
 pub use error::{BenchError, Result};
 pub use runner::{run, RunPlan};
 pub use scenario::{Meter, Mode, Registry, RunContext, Scenario, StrategySpec, Trial};
 pub use schema::{ResultsFile, SCHEMA_VERSION};
-
-/// Name of the from-scratch SGD baseline strategy (shared by scenarios with a convergence view).
-pub const SCRATCH: &str = "scratch-sgd";
-/// Name of the warm-started SGD transfer strategy (the headline transfer of the classical scenarios).
-pub const WARM_START: &str = "warm-start-sgd";
 
 /// The folder with the tabular CSVs: `$FORGE_DATA_DIR` if set, else the repository's `datasets/`
 /// (forge-data's [`datasets_dir`](forge_data::datasets_dir)).

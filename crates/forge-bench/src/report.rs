@@ -1,9 +1,18 @@
 //! Tables (plain text for the terminal, Markdown for the README) built from a [`ResultsFile`].
+//!
+//! Everything here is scenario-agnostic: the words for a scenario's baseline, transfer and
+//! protocol come from its [`Wording`](crate::schema::Wording) in the results file, and what the
+//! transfer gate judged from the gate records. The default tables fit in [`TERMINAL_WIDTH`]
+//! columns; the `*_details` tables carry every column for `--verbose`.
 
 use crate::error::{BenchError, Result};
-use crate::schema::{Aggregate, MeanStd, ResultsFile, StrategyKind};
+use crate::schema::{Aggregate, MeanStd, MeasurePolicy, ResultsFile, StrategyKind};
+use std::collections::BTreeMap;
 
-/// A simple table: headers and rows of cells.
+/// The terminal width the default tables and notes are laid out for.
+pub const TERMINAL_WIDTH: usize = 100;
+
+/// A simple table: headers, rows of cells, and notes printed under it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
     /// Title printed above the table.
@@ -12,10 +21,33 @@ pub struct Table {
     pub headers: Vec<String>,
     /// Rows.
     pub rows: Vec<Vec<String>>,
+    /// Footnotes printed under the table (each wrapped to [`TERMINAL_WIDTH`] in text).
+    pub notes: Vec<String>,
+}
+
+/// Greedy word wrap of `text` to lines of at most `width` characters (a word longer than
+/// `width` gets a line of its own); continuation lines are indented by `indent` spaces.
+pub fn wrap(text: &str, width: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let len = line.chars().count();
+        if !line.trim().is_empty() && len + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = " ".repeat(indent);
+        } else if len > 0 && !line.trim().is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out
 }
 
 impl Table {
-    /// Renders aligned plain text (first column left-aligned, the others right-aligned).
+    /// Renders aligned plain text (first column left-aligned, the others right-aligned), the
+    /// title and notes wrapped to [`TERMINAL_WIDTH`].
     pub fn to_text(&self) -> String {
         let ncol = self.headers.len();
         let mut w: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
@@ -39,7 +71,7 @@ impl Table {
             }
             s.trim_end().to_string()
         };
-        let mut out = format!("{}\n", self.title);
+        let mut out = format!("{}\n", wrap(&self.title, TERMINAL_WIDTH, 2));
         out.push_str(&fmt_row(&self.headers));
         out.push('\n');
         let total: usize = w.iter().sum::<usize>() + 2 * ncol.saturating_sub(1);
@@ -49,10 +81,15 @@ impl Table {
             out.push_str(&fmt_row(r));
             out.push('\n');
         }
+        for n in &self.notes {
+            out.push_str(&wrap(n, TERMINAL_WIDTH, 2));
+            out.push('\n');
+        }
         out
     }
 
-    /// Renders a GitHub-flavoured Markdown table (with the title in bold above it).
+    /// Renders a GitHub-flavoured Markdown table (with the title in bold above it and the
+    /// notes as a paragraph under it).
     pub fn to_markdown(&self) -> String {
         let mut out = format!("**{}**\n\n", self.title);
         out.push_str(&format!("| {} |\n", self.headers.join(" | ")));
@@ -62,6 +99,11 @@ impl Table {
         out.push_str(&format!("|{}|\n", aligns.join("|")));
         for r in &self.rows {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+            out.push_str(&self.notes.join(" "));
+            out.push('\n');
         }
         out
     }
@@ -102,8 +144,69 @@ fn signed(m: MeanStd) -> String {
     format!("{:+.3} ± {:.3}", m.mean, m.std)
 }
 
-/// The headline table in the seed's shape: scenario, baseline CO2, transfer CO2, reduction,
-/// performance impact (plus the reduction with the source cost included, and the gate verdict).
+/// A parameter count in few characters: `12`, `12.3k`, `1.23M`, `4.56G`.
+pub fn count(n: f64) -> String {
+    let a = n.abs();
+    if a < 1e4 {
+        format!("{n:.0}")
+    } else if a < 1e6 {
+        format!("{:.1}k", n / 1e3)
+    } else if a < 1e9 {
+        format!("{:.2}M", n / 1e6)
+    } else {
+        format!("{:.2}G", n / 1e9)
+    }
+}
+
+/// A duration in few characters: `850 µs`, `12.3 ms`, `4.56 s`, `2.1 min`, `1.5 h`.
+pub fn duration(s: f64) -> String {
+    if !s.is_finite() {
+        format!("{s}")
+    } else if s < 1e-3 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.1} ms", s * 1e3)
+    } else if s < 120.0 {
+        format!("{s:.2} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+fn role(k: StrategyKind) -> &'static str {
+    match k {
+        StrategyKind::Baseline => "baseline",
+        StrategyKind::Reference => "reference",
+        StrategyKind::Transfer => "transfer",
+    }
+}
+
+/// A short verdict for narrow tables (`transfer_with_caution` -> `caution`).
+pub fn short_verdict(v: &str) -> &str {
+    match v {
+        "transfer_with_caution" => "caution",
+        other => other,
+    }
+}
+
+/// `items` grouped by a key, groups in first-seen order: (key, items).
+fn group_by<T, K: PartialEq + Clone>(items: impl IntoIterator<Item = (K, T)>) -> Vec<(K, Vec<T>)> {
+    let mut out: Vec<(K, Vec<T>)> = Vec::new();
+    for (k, t) in items {
+        match out.iter_mut().find(|(g, _)| *g == k) {
+            Some(g) => g.1.push(t),
+            None => out.push((k, vec![t])),
+        }
+    }
+    out
+}
+
+/// The headline table, one row per scenario: baseline CO2, headline-transfer CO2, the reduction
+/// with and without the source cost, fewer gradient steps, the quality change and the transfer
+/// gate's majority verdict. The notes say, per scenario, which strategies are compared and
+/// what the gate judged (which need not be the row's transfer).
 pub fn headline_table(r: &ResultsFile) -> Table {
     let max = r
         .scenarios
@@ -118,7 +221,7 @@ pub fn headline_table(r: &ResultsFile) -> Table {
             vec![
                 s.scenario.clone(),
                 format!("{:.3}", s.baseline_co2_kg.mean * f),
-                format!("{:.3} ({})", s.transfer_co2_kg.mean * f, s.transfer),
+                format!("{:.3}", s.transfer_co2_kg.mean * f),
                 format!("{:.1}%", s.co2_reduction_pct.mean),
                 format!("{:.1}%", s.co2_reduction_with_source_pct.mean),
                 r.aggregates
@@ -133,45 +236,145 @@ pub fn headline_table(r: &ResultsFile) -> Table {
                     s.transfer_quality.mean,
                     s.quality_delta.mean
                 ),
-                s.gate_verdict.clone().unwrap_or_else(|| "-".into()),
+                s.gate_verdict
+                    .as_deref()
+                    .map(short_verdict)
+                    .unwrap_or("-")
+                    .to_string(),
             ]
         })
         .collect();
+    let mut notes = Vec::new();
+    let pairs = group_by(r.scenarios.iter().map(|s| {
+        let label = |name: &str, words: &str| {
+            if words.is_empty() || words == name {
+                name.to_string()
+            } else {
+                format!("{name} ({words})")
+            }
+        };
+        (
+            format!(
+                "baseline {}, transfer {}",
+                label(&s.baseline, &s.wording.baseline),
+                label(&s.transfer, &s.wording.transfer)
+            ),
+            s.scenario.clone(),
+        )
+    }));
+    for (pair, scen) in pairs {
+        notes.push(format!("{}: {pair}.", scen.join(", ")));
+    }
+    notes.push(
+        "Saved = CO2 reduction of the transfer vs the baseline (negative = more CO2); +source = \
+         the same with the source model's training charged to this task; Steps = fewer \
+         gradient steps."
+            .into(),
+    );
+    let subjects = group_by(r.scenarios.iter().filter_map(|s| {
+        s.gate_verdict.as_ref()?;
+        Some((
+            s.gate_subject
+                .clone()
+                .unwrap_or_else(|| "(not recorded)".into()),
+            s.scenario.clone(),
+        ))
+    }));
+    for (subject, scen) in subjects {
+        notes.push(format!(
+            "Gate ({}): forge-safety's verdict on {subject}; it judges that transfer, not the \
+             row's ({} seed(s), majority; caution = transfer_with_caution).",
+            scen.join(", "),
+            r.run.seeds.len()
+        ));
+    }
     Table {
         title: format!(
-            "Carbon savings of transfer vs training from scratch (CO2 per training in {unit}; mean over {} seed(s); negative reduction = more CO2)",
+            "Transfer vs baseline: CO2 per training in {unit} (mean over {} seed(s))",
             r.run.seeds.len()
         ),
-        headers: vec![
-            "Scenario".into(),
-            format!("Baseline CO2 [{unit}]"),
-            format!("Transfer CO2 [{unit}]"),
-            "Reduction".into(),
-            "Reduction incl. source".into(),
-            "Fewer grad steps".into(),
-            "Performance impact".into(),
-            "Gate".into(),
-        ],
+        headers: [
+            "Scenario", "Baseline", "Transfer", "Saved", "+source", "Steps", "Quality", "Gate",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         rows,
+        notes,
     }
 }
 
-/// The per-method table: every scenario x strategy with quality, cost and saving (mean ± std).
+/// One compact table per scenario (every strategy: role, quality mean ± std, change vs the
+/// baseline, trainable parameters, gradient steps, wall time, CO2 and its change).
+pub fn method_tables(r: &ResultsFile) -> Vec<Table> {
+    let (f, unit) = aggregate_co2_unit(r);
+    let mut out = Vec::new();
+    for sc in &r.run.scenarios {
+        let aggs: Vec<&Aggregate> = r.aggregates.iter().filter(|a| &a.scenario == sc).collect();
+        let Some(first) = aggs.first() else {
+            continue;
+        };
+        let desc = r
+            .scenarios
+            .iter()
+            .find(|s| &s.scenario == sc)
+            .map(|s| s.description.clone())
+            .unwrap_or_default();
+        let rows = aggs
+            .iter()
+            .map(|a| {
+                vec![
+                    a.strategy.clone(),
+                    role(a.kind).to_string(),
+                    ms(a.quality, 1.0, 3),
+                    format!("{:+.3}", a.quality_delta.mean),
+                    count(a.trainable_params),
+                    count(a.gradient_steps.mean),
+                    duration(a.wall_time_s.mean),
+                    format!("{:.3}", a.co2_kg.mean * f),
+                    if a.kind == StrategyKind::Baseline {
+                        "-".into()
+                    } else {
+                        format!("{:+.0}%", -a.co2_reduction_pct.mean)
+                    },
+                ]
+            })
+            .collect();
+        out.push(Table {
+            title: if desc.is_empty() {
+                sc.clone()
+            } else {
+                format!("{sc}: {desc}")
+            },
+            headers: vec![
+                "Strategy".into(),
+                "Role".into(),
+                format!("Quality ({})", first.metric.short()),
+                "Δ".into(),
+                "Params".into(),
+                "Steps".into(),
+                "Wall".into(),
+                format!("CO2 [{unit}]"),
+                "Change".into(),
+            ],
+            rows,
+            notes: Vec::new(),
+        });
+    }
+    out
+}
+
+/// The per-method table with every column, all scenarios in one table (wide: `--verbose`).
 pub fn method_table(r: &ResultsFile) -> Table {
     let (f, unit) = aggregate_co2_unit(r);
     let rows = r
         .aggregates
         .iter()
         .map(|a: &Aggregate| {
-            let kind = match a.kind {
-                StrategyKind::Baseline => "baseline",
-                StrategyKind::Reference => "reference",
-                StrategyKind::Transfer => "transfer",
-            };
             vec![
                 a.scenario.clone(),
                 a.strategy.clone(),
-                kind.to_string(),
+                role(a.kind).to_string(),
                 format!("{} {}", a.metric.short(), ms(a.quality, 1.0, 3)),
                 signed(a.quality_delta),
                 format!("{:.0}", a.trainable_params),
@@ -187,7 +390,7 @@ pub fn method_table(r: &ResultsFile) -> Table {
         })
         .collect();
     Table {
-        title: "Per-method results (mean ± std over seeds; CO2 change vs the from-scratch baseline, source cost excluded)".into(),
+        title: "Per-method results (mean ± std over seeds; CO2 change vs the scenario's baseline, source cost excluded)".into(),
         headers: [
             "Scenario", "Strategy", "Role", "Quality", "Δ vs baseline", "Params", "Grad steps",
             "Wall [ms]",
@@ -197,10 +400,13 @@ pub fn method_table(r: &ResultsFile) -> Table {
         .chain([format!("CO2 [{unit}]"), "CO2 change".into()])
         .collect(),
         rows,
+        notes: Vec::new(),
     }
 }
 
-/// The convergence table: "transfer reaches scratch quality in K epochs vs M".
+/// The convergence table: epochs the baseline needs to come within the tolerance of its own
+/// final quality, and epochs the headline transfer needs to reach that quality. The notes say
+/// which strategies and what an epoch is, per scenario.
 pub fn convergence_table(r: &ResultsFile) -> Table {
     let mut rows = Vec::new();
     for sc in &r.run.scenarios {
@@ -225,31 +431,134 @@ pub fn convergence_table(r: &ResultsFile) -> Table {
             }
             s
         };
-        let fin = crate::stats::mean_std(&sums.iter().map(|c| c.scratch_final).collect::<Vec<_>>());
+        let fin =
+            crate::stats::mean_std(&sums.iter().map(|c| c.baseline_final).collect::<Vec<_>>());
         rows.push(vec![
             sc.clone(),
             format!("{:.3}", fin.mean),
-            fmt(sums.iter().map(|c| c.scratch_epochs).collect()),
+            fmt(sums.iter().map(|c| c.baseline_epochs).collect()),
             fmt(sums.iter().map(|c| c.transfer_epochs).collect()),
         ]);
     }
+    let with_rows: Vec<&String> = rows.iter().map(|r| &r[0]).collect();
+    let notes = group_by(
+        r.scenarios
+            .iter()
+            .filter(|s| with_rows.contains(&&s.scenario))
+            .map(|s| {
+                let w = &s.wording;
+                let or = |a: &str, b: &str| {
+                    if a.is_empty() {
+                        b.to_string()
+                    } else {
+                        a.to_string()
+                    }
+                };
+                (
+                    format!(
+                        "epochs are {}; baseline {}, transfer {}",
+                        or(&w.curve_x, "epochs"),
+                        or(&w.baseline, &s.baseline),
+                        or(&w.transfer, &s.transfer)
+                    ),
+                    s.scenario.clone(),
+                )
+            }),
+    )
+    .into_iter()
+    .map(|(text, scen)| format!("{}: {text}.", scen.join(", ")))
+    .collect();
     Table {
         title: format!(
-            "Convergence: epochs of SGD to come within {} of the scratch model's final quality (mean over seeds)",
+            "Convergence: epochs to come within {} of the baseline's final quality (mean over seeds)",
             crate::runner::CONVERGENCE_TOLERANCE
         ),
         headers: vec![
             "Scenario".into(),
-            "Scratch final quality".into(),
-            "Scratch epochs".into(),
-            "Warm-start epochs".into(),
+            "Baseline final quality".into(),
+            "Baseline epochs".into(),
+            "Transfer epochs".into(),
         ],
         rows,
+        notes,
     }
 }
 
-/// The transfer gate's decisions per scenario and seed.
+/// The transfer gate per scenario: verdicts over seeds, how often the judged transfer actually
+/// hurt, and which statistics were past their thresholds. Per-seed values:
+/// [`gate_details_table`].
 pub fn gate_table(r: &ResultsFile) -> Table {
+    let per = group_by(r.gate.iter().map(|g| (g.scenario.clone(), g)));
+    let rows: Vec<Vec<String>> = per
+        .iter()
+        .map(|(sc, gs)| {
+            let verdicts = group_by(gs.iter().map(|g| (short_verdict(&g.verdict), ())))
+                .into_iter()
+                .map(|(v, n)| format!("{v} {}", n.len()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let known: Vec<bool> = gs.iter().filter_map(|g| g.transfer_hurt).collect();
+            let hurt = if known.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{}/{}", known.iter().filter(|h| **h).count(), known.len())
+            };
+            let flagged = flagged_names(gs);
+            let total: BTreeMap<&str, ()> = gs
+                .iter()
+                .flat_map(|g| g.statistics.iter().map(|s| (s.name.as_str(), ())))
+                .collect();
+            let flagged = format!("{} of {}", flagged.len(), total.len());
+            vec![sc.clone(), verdicts, hurt, flagged]
+        })
+        .collect();
+    let flagged_notes = group_by(per.iter().map(|(sc, gs)| (flagged_names(gs), sc.clone())))
+        .into_iter()
+        .filter(|(names, _)| !names.is_empty())
+        .map(|(names, scen)| format!("Flagged in {}: {}.", scen.join(", "), names.join(", ")));
+    let notes = group_by(
+        r.gate
+            .iter()
+            .filter(|g| !g.subject.is_empty())
+            .map(|g| (g.subject.clone(), g.scenario.clone())),
+    )
+    .into_iter()
+    .map(|(subject, mut scen)| {
+        scen.dedup();
+        format!("Judged ({}): {subject}.", scen.join(", "))
+    })
+    .chain(flagged_notes)
+    .chain(std::iter::once(
+        "Hurt = seeds where the judged transfer scored worse than its no-transfer baseline on \
+         the held-out test set. Values per seed: --verbose or the JSON."
+            .to_string(),
+    ))
+    .collect();
+    Table {
+        title: "Transfer gate (verdicts over seeds; statistics past their thresholds)".into(),
+        headers: vec![
+            "Scenario".into(),
+            "Verdicts".into(),
+            "Hurt".into(),
+            "Flagged".into(),
+        ],
+        rows,
+        notes,
+    }
+}
+
+/// The statistics past their thresholds in any of `gs`, sorted by name.
+fn flagged_names(gs: &[&crate::schema::GateRecord]) -> Vec<String> {
+    let names: std::collections::BTreeSet<&str> = gs
+        .iter()
+        .flat_map(|g| g.statistics.iter().filter(|s| s.flagged))
+        .map(|s| s.name.as_str())
+        .collect();
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// The transfer gate's decisions per scenario and seed with every statistic (wide: `--verbose`).
+pub fn gate_details_table(r: &ResultsFile) -> Table {
     let rows = r
         .gate
         .iter()
@@ -280,7 +589,7 @@ pub fn gate_table(r: &ResultsFile) -> Table {
         })
         .collect();
     Table {
-        title: "Transfer gate (! = statistic past its threshold)".into(),
+        title: "Transfer gate per seed (! = statistic past its threshold)".into(),
         headers: vec![
             "Scenario".into(),
             "Seed".into(),
@@ -289,6 +598,7 @@ pub fn gate_table(r: &ResultsFile) -> Table {
             "Statistics".into(),
         ],
         rows,
+        notes: Vec::new(),
     }
 }
 
@@ -322,6 +632,40 @@ pub fn carbon_note_for(c: &crate::schema::CarbonSettings) -> String {
     )
 }
 
+/// The notes printed after the tables, each one paragraph: each scenario group's protocol (in
+/// its own words), how trainings were measured, the scenarios skipped and why, and the carbon
+/// note.
+pub fn footer(r: &ResultsFile) -> Vec<String> {
+    let mut out = Vec::new();
+    for (protocol, scen) in group_by(
+        r.scenarios
+            .iter()
+            .filter(|s| !s.wording.protocol.is_empty())
+            .map(|s| (s.wording.protocol.clone(), s.scenario.clone())),
+    ) {
+        out.push(format!("{}: {protocol}", scen.join(", ")));
+    }
+    let repeat: Vec<&str> = r
+        .scenarios
+        .iter()
+        .filter(|s| s.measure_policy == MeasurePolicy::Repeat)
+        .map(|s| s.scenario.as_str())
+        .collect();
+    if !repeat.is_empty() && r.run.min_measure_s > 0.0 {
+        out.push(format!(
+            "Measurement: trainings of {} are repeated inside one window of >= {} s and \
+             reported per training; every other training is measured once.",
+            repeat.join(", "),
+            r.run.min_measure_s
+        ));
+    }
+    for s in &r.run.skipped {
+        out.push(format!("Skipped {}: {}.", s.scenario, s.reason));
+    }
+    out.push(carbon_note(r));
+    out
+}
+
 /// The generated README section (Markdown, without the markers).
 pub fn readme_section(r: &ResultsFile, command: &str) -> String {
     let mut s = String::new();
@@ -337,15 +681,18 @@ pub fn readme_section(r: &ResultsFile, command: &str) -> String {
         s.push_str(&conv.to_markdown());
         s.push('\n');
     }
-    s.push_str(&format!(
-        "*How CO2 was obtained:* {}\n\n*Baseline:* the same mini-batch SGD, started from zero and run to \
-         convergence on the same target training data; the headline transfer warm-starts that SGD from \
-         the source model and stops with the same rule. \"Reduction incl. source\" charges the whole \
-         cost of training the source model to this one task (worst case); the plain reduction treats \
-         it as a shared, already-paid cost. Per-method numbers: `cargo xtask demo`; schema: \
-         `docs/results-schema.md`.\n",
-        carbon_note(r)
-    ));
+    let mut foot = footer(r);
+    if let Some(carbon) = foot.pop() {
+        s.push_str(&format!("*How CO2 was obtained:* {carbon}\n\n"));
+    }
+    for f in foot {
+        s.push_str(&format!("{f}\n\n"));
+    }
+    s.push_str(
+        "\"+source\" charges the whole cost of training the source model to this one task (worst \
+         case); the plain reduction treats it as a shared, already-paid cost. Per-method numbers: \
+         `cargo xtask demo`; schema: `docs/results-schema.md`.\n",
+    );
     s
 }
 
@@ -413,7 +760,26 @@ mod tests {
             title: "T".into(),
             headers: vec!["a".into(), "bb".into()],
             rows: vec![vec!["xyz".into(), "1".into()]],
+            ..Default::default()
         };
         assert_eq!(t.to_text(), "T\na    bb\n-------\nxyz   1\n");
+    }
+
+    #[test]
+    fn wrap_breaks_at_the_width_and_indents() {
+        let w = wrap("aaa bbb ccc ddd", 7, 2);
+        assert_eq!(w, "aaa bbb\n  ccc\n  ddd");
+        assert!(wrap(&"word ".repeat(100), 100, 2)
+            .lines()
+            .all(|l| l.chars().count() <= 100));
+        assert_eq!(wrap("short", 100, 2), "short");
+    }
+
+    #[test]
+    fn compact_numbers() {
+        assert_eq!(count(12.0), "12");
+        assert_eq!(count(66_955_010.0), "66.96M");
+        assert_eq!(duration(0.0123), "12.3 ms");
+        assert_eq!(duration(300.0), "5.0 min");
     }
 }

@@ -1,7 +1,7 @@
 //! The multi-seed runner: scenarios x seeds x strategies -> a [`ResultsFile`].
 
 use crate::error::{BenchError, Result};
-use crate::scenario::{Mode, Registry, RunContext, Scenario};
+use crate::scenario::{Mode, Registry, RunContext, Scenario, StrategyOutcome};
 use crate::schema::{
     Aggregate, ConvergenceCurve, ConvergenceSummary, MachineInfo, MeanStd, ResultsFile, RunInfo,
     RunRecord, ScenarioSummary, SourceCost, StrategyKind, SCHEMA_VERSION,
@@ -68,7 +68,8 @@ pub fn run(
         return Err(BenchError::config("seeds", "at least one seed is required"));
     }
     let t0 = Instant::now();
-    let scenarios = registry.select(plan.scenarios.as_deref(), plan.mode)?;
+    let selection = registry.select(plan.scenarios.as_deref(), plan.mode, ctx)?;
+    let scenarios = selection.run;
     let total: usize = scenarios
         .iter()
         .map(|s| s.strategies().len())
@@ -81,6 +82,8 @@ pub fn run(
     let mut convergence = Vec::new();
     let mut gate = Vec::new();
     for sc in &scenarios {
+        // Each scenario measures its trainings its own way (repeat short fits, or once).
+        let ctx = &ctx.with_policy(sc.measure_policy());
         for &seed in &plan.seeds {
             observer.trial(sc.name(), seed);
             let mut trial = sc.trial(seed, ctx)?;
@@ -95,14 +98,7 @@ pub fn run(
             let mut seed_records = Vec::new();
             for spec in sc.strategies() {
                 let out = trial.run(&spec.name, ctx)?;
-                if !out.quality.is_finite() {
-                    return Err(BenchError::NonFinite {
-                        what: "quality".into(),
-                        value: out.quality,
-                        scenario: sc.name().into(),
-                        strategy: spec.name.clone(),
-                    });
-                }
+                check_outcome(&out, sc.name(), &spec.name)?;
                 let src_co2 = match (&source, spec.uses_source) {
                     (Some(m), true) => m.co2_kg,
                     _ => 0.0,
@@ -125,6 +121,7 @@ pub fn run(
                     step_reduction_pct: 0.0,
                     quality_delta: 0.0,
                     note: out.note,
+                    config: out.config,
                 });
                 observer.strategy_done(sc.name(), seed, &spec.name);
             }
@@ -140,7 +137,7 @@ pub fn run(
 
     let aggregates = aggregate(&records);
     let summaries = summarize(&scenarios, &aggregates, &gate);
-    let convergence_summaries = summarize_convergence(&convergence);
+    let convergence_summaries = summarize_convergence(&convergence, &summaries);
     Ok(ResultsFile {
         schema_version: SCHEMA_VERSION,
         generator: format!("forge-bench {}", env!("CARGO_PKG_VERSION")),
@@ -154,6 +151,7 @@ pub fn run(
             scenarios: scenarios.iter().map(|s| s.name().to_string()).collect(),
             min_measure_s: ctx.min_measure_s,
             total_wall_s: t0.elapsed().as_secs_f64(),
+            skipped: selection.skipped,
         },
         machine: MachineInfo::detect(),
         carbon: ctx.meter.settings(),
@@ -165,6 +163,39 @@ pub fn run(
         convergence_summaries,
         gate,
     })
+}
+
+/// Rejects a strategy outcome with a non-finite quality, metric or measurement, naming it.
+fn check_outcome(out: &StrategyOutcome, scenario: &str, strategy: &str) -> Result<()> {
+    let m = &out.training;
+    let fields = [
+        ("quality", out.quality),
+        ("training.wall_time_s", m.wall_time_s),
+        ("training.cpu_kwh", m.cpu_kwh),
+        ("training.ram_kwh", m.ram_kwh),
+        ("training.gpu_kwh", m.gpu_kwh),
+        ("training.total_kwh", m.total_kwh),
+        ("training.co2_kg", m.co2_kg),
+    ];
+    let extra = out
+        .extra_metrics
+        .iter()
+        .map(|(k, &v)| (format!("extra_metrics.{k}"), v));
+    for (what, value) in fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(extra)
+    {
+        if !value.is_finite() {
+            return Err(BenchError::NonFinite {
+                what,
+                value,
+                scenario: scenario.into(),
+                strategy: strategy.into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Percentage reduction of `x` relative to `base` (positive = `x` is smaller). 0 if `base` is 0.
@@ -260,6 +291,10 @@ fn summarize(
                 .into_iter()
                 .max_by_key(|(_, c)| *c)
                 .map(|(v, _)| v.to_string());
+            let gate_subject = gate
+                .iter()
+                .find(|g| g.scenario == sc.name() && !g.subject.is_empty())
+                .map(|g| g.subject.clone());
             Some(ScenarioSummary {
                 scenario: sc.name().to_string(),
                 description: sc.description().to_string(),
@@ -274,6 +309,9 @@ fn summarize(
                 transfer_quality: tr.quality,
                 quality_delta: tr.quality_delta,
                 gate_verdict,
+                gate_subject,
+                wording: sc.wording(),
+                measure_policy: sc.measure_policy(),
             })
         })
         .collect()
@@ -287,26 +325,41 @@ pub fn epochs_to_reach(curve: &[f64], target: f64, tol: f64) -> Option<u32> {
         .map(|e| e as u32)
 }
 
-/// Pairs the `scratch-sgd` and `warm-start-sgd` curves of each scenario x seed.
-pub fn summarize_convergence(curves: &[ConvergenceCurve]) -> Vec<ConvergenceSummary> {
+/// Compares, per scenario and seed, the convergence curve of the scenario's baseline with that
+/// of its headline transfer (both named by the scenario's [`ScenarioSummary`]): epochs for the
+/// baseline to come within [`CONVERGENCE_TOLERANCE`] of its own final quality, and for the
+/// transfer to reach that same quality.
+pub fn summarize_convergence(
+    curves: &[ConvergenceCurve],
+    summaries: &[ScenarioSummary],
+) -> Vec<ConvergenceSummary> {
     let mut out = Vec::new();
-    for s in curves.iter().filter(|c| c.strategy == crate::SCRATCH) {
-        let Some(t) = curves.iter().find(|c| {
-            c.scenario == s.scenario && c.seed == s.seed && c.strategy == crate::WARM_START
-        }) else {
-            continue;
+    for sum in summaries {
+        let of = |strategy: &str| -> Vec<&ConvergenceCurve> {
+            curves
+                .iter()
+                .filter(|c| c.scenario == sum.scenario && c.strategy == strategy)
+                .collect()
         };
-        let Some(&fin) = s.quality.last() else {
-            continue;
-        };
-        out.push(ConvergenceSummary {
-            scenario: s.scenario.clone(),
-            seed: s.seed,
-            scratch_final: fin,
-            scratch_epochs: epochs_to_reach(&s.quality, fin, CONVERGENCE_TOLERANCE),
-            transfer_epochs: epochs_to_reach(&t.quality, fin, CONVERGENCE_TOLERANCE),
-            tolerance: CONVERGENCE_TOLERANCE,
-        });
+        let transfers = of(&sum.transfer);
+        for b in of(&sum.baseline) {
+            let Some(t) = transfers.iter().find(|t| t.seed == b.seed) else {
+                continue;
+            };
+            let Some(&fin) = b.quality.last() else {
+                continue;
+            };
+            out.push(ConvergenceSummary {
+                scenario: sum.scenario.clone(),
+                seed: b.seed,
+                baseline: sum.baseline.clone(),
+                transfer: sum.transfer.clone(),
+                baseline_final: fin,
+                baseline_epochs: epochs_to_reach(&b.quality, fin, CONVERGENCE_TOLERANCE),
+                transfer_epochs: epochs_to_reach(&t.quality, fin, CONVERGENCE_TOLERANCE),
+                tolerance: CONVERGENCE_TOLERANCE,
+            });
+        }
     }
     out
 }

@@ -9,10 +9,13 @@
 
 use crate::error::{BenchError, Result};
 use crate::schema::{
-    CarbonSettings, ConvergenceCurve, GateRecord, Measurement, Metric, StrategyKind,
+    CarbonSettings, Config, ConvergenceCurve, GateRecord, MeasurePolicy, Measurement, Metric,
+    SkippedScenario, StrategyKind, Wording,
 };
+use candle_core::Device;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How big a run is.
@@ -70,19 +73,37 @@ pub trait Meter: Send + Sync {
     fn settings(&self) -> CarbonSettings;
 }
 
-/// Everything a trial needs besides its own state.
+/// Upper bound on repetitions inside one measurement window (see [`RunContext::measure`]).
+pub const DEFAULT_MAX_REPEATS: u32 = 200;
+
+/// Everything a trial needs besides its own state. Cheap to clone (the meter is shared).
+///
+/// The runner hands each scenario a copy whose [`policy`](RunContext::policy) is the scenario's
+/// own [`Scenario::measure_policy`].
+#[derive(Clone)]
 pub struct RunContext {
     /// Run size.
     pub mode: Mode,
     /// Folder with the tabular CSVs.
     pub data_dir: PathBuf,
-    /// Short fits are repeated until one measurement window lasts at least this long; every
-    /// reported number is per single fit. 0 disables the repetition (for long trainings).
+    /// Folder with the text classification sets (SST-2, AG News), if one was given or found.
+    pub text_data_dir: Option<PathBuf>,
+    /// The resolved local folder of the transformer model (config.json, model.safetensors,
+    /// tokenizer.json), if one was given or found.
+    pub model_dir: Option<PathBuf>,
+    /// How the model was asked for (a Hub id or a path), for the tables and the `config` map.
+    pub model_id: Option<String>,
+    /// The device tensors are placed on.
+    pub device: Device,
+    /// How [`RunContext::measure`] measures (set per scenario by the runner).
+    pub policy: MeasurePolicy,
+    /// With [`MeasurePolicy::Repeat`], short fits are repeated until one measurement window
+    /// lasts at least this long; every reported number is per single fit. 0 disables it.
     pub min_measure_s: f64,
     /// Upper bound on repetitions per window.
     pub max_repeats: u32,
     /// The energy meter.
-    pub meter: Box<dyn Meter>,
+    pub meter: Arc<dyn Meter>,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -90,30 +111,61 @@ impl std::fmt::Debug for RunContext {
         f.debug_struct("RunContext")
             .field("mode", &self.mode)
             .field("data_dir", &self.data_dir)
+            .field("text_data_dir", &self.text_data_dir)
+            .field("model_dir", &self.model_dir)
+            .field("device", &self.device)
+            .field("policy", &self.policy)
             .field("min_measure_s", &self.min_measure_s)
             .finish_non_exhaustive()
     }
 }
 
 impl RunContext {
+    /// A context for `mode` with `meter`: the tabular data in [`crate::default_data_dir`], no
+    /// model or text data, CPU, [`MeasurePolicy::Once`], the mode's default window and
+    /// [`DEFAULT_MAX_REPEATS`].
+    pub fn new(mode: Mode, meter: Arc<dyn Meter>) -> Self {
+        Self {
+            mode,
+            data_dir: crate::default_data_dir(),
+            text_data_dir: None,
+            model_dir: None,
+            model_id: None,
+            device: Device::Cpu,
+            policy: MeasurePolicy::Once,
+            min_measure_s: mode.default_min_measure_s(),
+            max_repeats: DEFAULT_MAX_REPEATS,
+            meter,
+        }
+    }
+
+    /// A copy measuring with `policy`.
+    pub fn with_policy(&self, policy: MeasurePolicy) -> Self {
+        Self {
+            policy,
+            ..self.clone()
+        }
+    }
+
     /// Measures `f` (a training) and returns its last output with the per-execution cost.
     ///
-    /// If `min_measure_s > 0`, `f` is first run once unmeasured to time it (this also warms the
-    /// caches), then run `r = clamp(ceil(min_measure_s / t1), 1, max_repeats)` times inside one
-    /// window, and the window's wall time, energy and CO2 are divided by `r`. Millisecond fits
-    /// are otherwise below the resolution of process CPU-time counters.
+    /// With [`MeasurePolicy::Once`] (or `min_measure_s == 0`), `f` runs exactly once inside the
+    /// window. With [`MeasurePolicy::Repeat`], `f` is first run once unmeasured to time it (this
+    /// also warms the caches), then run `r = clamp(ceil(min_measure_s / t1), 1, max_repeats)`
+    /// times inside one window, and the window's wall time, energy and CO2 are divided by `r`.
+    /// Millisecond fits are otherwise below the resolution of process CPU-time counters.
     ///
     /// # Errors
     /// Whatever `f` or the meter returns.
     pub fn measure<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<(T, Measurement)> {
-        let mut repeats = 1u32;
-        if self.min_measure_s > 0.0 {
-            let t0 = Instant::now();
-            f()?;
-            let t1 = t0.elapsed().as_secs_f64().max(1e-7);
-            let r = (self.min_measure_s / t1).ceil();
-            repeats = r.clamp(1.0, f64::from(self.max_repeats.max(1))) as u32;
+        if self.policy == MeasurePolicy::Once || self.min_measure_s <= 0.0 {
+            return self.measure_once(f);
         }
+        let t0 = Instant::now();
+        f()?;
+        let t1 = t0.elapsed().as_secs_f64().max(1e-7);
+        let r = (self.min_measure_s / t1).ceil();
+        let repeats = r.clamp(1.0, f64::from(self.max_repeats.max(1))) as u32;
         let mut out = None;
         let mut window = self.meter.measure(&mut || {
             for _ in 0..repeats {
@@ -132,11 +184,9 @@ impl RunContext {
         let out = out.ok_or_else(|| BenchError::config("measure", "closure produced no output"))?;
         Ok((out, window))
     }
-}
 
-impl RunContext {
-    /// Measures `f` exactly once (no calibration run, no repetition): for work that is long
-    /// enough to measure on its own, or that must not run twice (e.g. a randomised gate).
+    /// Measures `f` exactly once (no calibration run, no repetition), whatever the policy: for
+    /// work that must not run twice (e.g. a randomised gate).
     ///
     /// # Errors
     /// Whatever `f` or the meter returns.
@@ -153,6 +203,32 @@ impl RunContext {
             out.ok_or_else(|| BenchError::config("measure_once", "closure produced no output"))?;
         Ok((out, Measurement { repeats: 1, ..m }))
     }
+
+    /// The missing resources among `req`, as a reason with what to set, or `None` if all are
+    /// there.
+    pub fn missing(&self, req: Requirements) -> Option<String> {
+        let mut miss = Vec::new();
+        if req.model && self.model_dir.is_none() {
+            miss.push("a transformer model (--model / FORGE_MODEL: a local folder or a Hub id)");
+        }
+        if req.text_data && self.text_data_dir.is_none() {
+            miss.push("the text data sets (--text-data-dir / FORGE_TEXT_DATA_DIR)");
+        }
+        if miss.is_empty() {
+            None
+        } else {
+            Some(format!("needs {}", miss.join(" and ")))
+        }
+    }
+}
+
+/// External resources a scenario needs besides the shipped tabular data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// A transformer model folder ([`RunContext::model_dir`]).
+    pub model: bool,
+    /// The text data sets ([`RunContext::text_data_dir`]).
+    pub text_data: bool,
 }
 
 /// A strategy a scenario offers.
@@ -197,6 +273,8 @@ pub struct StrategyOutcome {
     pub training: Measurement,
     /// Optional note.
     pub note: Option<String>,
+    /// What was trained and how (model id, rank, lr, ...), copied into the record.
+    pub config: Config,
 }
 
 /// The per-seed state of a scenario.
@@ -220,7 +298,8 @@ pub trait Trial {
         Ok(Vec::new())
     }
 
-    /// The transfer gate's decision for this seed, if the scenario runs it.
+    /// The transfer gate's decision for this seed, if the scenario runs it. The record's
+    /// `subject` says what the gate judged.
     ///
     /// # Errors
     /// Gate errors.
@@ -244,6 +323,35 @@ pub trait Scenario: Send + Sync {
     /// Whether the scenario is part of the quick demo.
     fn in_quick(&self) -> bool {
         true
+    }
+    /// How its trainings are measured. The default, [`MeasurePolicy::Once`], suits anything
+    /// that trains for more than a fraction of a second.
+    fn measure_policy(&self) -> MeasurePolicy {
+        MeasurePolicy::Once
+    }
+    /// Resources it needs besides the tabular data (a model, text data). Scenarios whose
+    /// resources are missing are skipped from the default selection, with the reason.
+    fn requires(&self) -> Requirements {
+        Requirements::default()
+    }
+    /// Its words for the baseline, the headline transfer and the protocol. The default is
+    /// built from the strategies' names and descriptions.
+    fn wording(&self) -> Wording {
+        let specs = self.strategies();
+        let base = specs.iter().find(|s| s.kind == StrategyKind::Baseline);
+        let head = specs.iter().find(|s| s.name == self.headline_strategy());
+        let (bn, bd) = base
+            .map(|s| (s.name.clone(), s.description.clone()))
+            .unwrap_or_default();
+        let (tn, td) = head
+            .map(|s| (s.name.clone(), s.description.clone()))
+            .unwrap_or_default();
+        Wording {
+            protocol: format!("Baseline {bn}: {bd}. Transfer {tn}: {td}."),
+            baseline: bn,
+            transfer: tn,
+            curve_x: "epochs".into(),
+        }
     }
     /// Builds the per-seed state (loads data, trains and measures the source model).
     ///
@@ -321,27 +429,80 @@ impl Registry {
     }
 
     /// Resolves a selection: `None` = every scenario (for [`Mode::Quick`], those with
-    /// [`Scenario::in_quick`]).
+    /// [`Scenario::in_quick`]) whose [`Scenario::requires`] are met by `ctx`; the others are
+    /// returned as skipped, with the reason. Scenarios named explicitly must have their
+    /// resources.
     ///
     /// # Errors
-    /// [`BenchError::UnknownScenario`].
-    pub fn select(&self, names: Option<&[String]>, mode: Mode) -> Result<Vec<&dyn Scenario>> {
+    /// [`BenchError::UnknownScenario`]; [`BenchError::MissingResource`] for a named scenario
+    /// whose resources are missing.
+    pub fn select(
+        &self,
+        names: Option<&[String]>,
+        mode: Mode,
+        ctx: &RunContext,
+    ) -> Result<Selection<'_>> {
+        let mut sel = Selection::default();
         match names {
-            None => Ok(self
-                .scenarios
-                .iter()
-                .filter(|s| mode != Mode::Quick || s.in_quick())
-                .map(|b| b.as_ref())
-                .collect()),
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    self.get(n).ok_or_else(|| BenchError::UnknownScenario {
+            None => {
+                for s in self.scenarios.iter().map(|b| b.as_ref()) {
+                    if mode == Mode::Quick && !s.in_quick() {
+                        continue;
+                    }
+                    match ctx.missing(s.requires()) {
+                        None => sel.run.push(s),
+                        Some(reason) => sel.skipped.push(SkippedScenario {
+                            scenario: s.name().to_string(),
+                            reason,
+                        }),
+                    }
+                }
+            }
+            Some(names) => {
+                for n in names {
+                    let s = self.get(n).ok_or_else(|| BenchError::UnknownScenario {
                         name: n.clone(),
                         known: self.names().join(", "),
-                    })
-                })
-                .collect(),
+                    })?;
+                    if let Some(reason) = ctx.missing(s.requires()) {
+                        return Err(BenchError::MissingResource {
+                            scenario: n.clone(),
+                            reason,
+                        });
+                    }
+                    sel.run.push(s);
+                }
+            }
         }
+        Ok(sel)
+    }
+
+    /// Whether any scenario of the default selection of `mode` needs `what`.
+    pub fn any_requires(&self, mode: Mode, what: impl Fn(Requirements) -> bool) -> bool {
+        self.scenarios
+            .iter()
+            .filter(|s| mode != Mode::Quick || s.in_quick())
+            .any(|s| what(s.requires()))
+    }
+}
+
+/// The scenarios a plan runs, and those left out.
+#[derive(Default)]
+pub struct Selection<'a> {
+    /// To run, in registry order (or the order asked for).
+    pub run: Vec<&'a dyn Scenario>,
+    /// Left out of the default selection for missing resources.
+    pub skipped: Vec<SkippedScenario>,
+}
+
+impl std::fmt::Debug for Selection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Selection")
+            .field(
+                "run",
+                &self.run.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field("skipped", &self.skipped)
+            .finish()
     }
 }

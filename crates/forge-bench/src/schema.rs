@@ -3,13 +3,114 @@
 //! One [`RunRecord`] per scenario x strategy x seed, [`Aggregate`]s (mean +- std over seeds) per
 //! scenario x strategy, one [`ScenarioSummary`] per scenario (the headline table), convergence
 //! curves, and the transfer gate's decisions. The field-by-field description lives in
-//! `docs/results-schema.md`; bump [`SCHEMA_VERSION`] on any breaking change.
+//! `docs/results-schema.md`; bump [`SCHEMA_VERSION`] on any change, and keep reading the older
+//! versions listed in [`READABLE_SCHEMA_VERSIONS`] (new fields carry `#[serde(default)]`, renamed
+//! ones a `#[serde(alias)]`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The version of the results schema written by this build.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// - 1: the first version.
+/// - 2: adds `config` per record, `wording` and `measure_policy` per scenario summary, `subject`
+///   per gate decision, `skipped` per run, and names the convergence summary's fields after the
+///   scenario's baseline (`baseline_final`, `baseline_epochs`; version 1's `scratch_*` still read).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Schema versions this build reads (older files get defaults for the fields added since).
+pub const READABLE_SCHEMA_VERSIONS: [u32; 2] = [1, 2];
+
+/// One value of a record's `config` map (model id, rank, learning rate, ...).
+///
+/// Serialised untagged: a JSON string, integer, number or boolean. Floats are kept as `f64`
+/// (not `serde_json::Value`, which would turn NaN into `null` silently), so results validation
+/// can name a non-finite configuration value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    /// A boolean flag.
+    Bool(bool),
+    /// An integer (rank, batch size, epochs).
+    Int(i64),
+    /// A real number (learning rate, penalty).
+    Float(f64),
+    /// Text (model id, target modules).
+    Str(String),
+}
+
+impl From<&str> for ConfigValue {
+    fn from(v: &str) -> Self {
+        ConfigValue::Str(v.to_string())
+    }
+}
+impl From<String> for ConfigValue {
+    fn from(v: String) -> Self {
+        ConfigValue::Str(v)
+    }
+}
+impl From<f64> for ConfigValue {
+    fn from(v: f64) -> Self {
+        ConfigValue::Float(v)
+    }
+}
+impl From<i64> for ConfigValue {
+    fn from(v: i64) -> Self {
+        ConfigValue::Int(v)
+    }
+}
+impl From<usize> for ConfigValue {
+    fn from(v: usize) -> Self {
+        ConfigValue::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+impl From<bool> for ConfigValue {
+    fn from(v: bool) -> Self {
+        ConfigValue::Bool(v)
+    }
+}
+
+impl std::fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigValue::Bool(v) => write!(f, "{v}"),
+            ConfigValue::Int(v) => write!(f, "{v}"),
+            ConfigValue::Float(v) => write!(f, "{v}"),
+            ConfigValue::Str(v) => f.write_str(v),
+        }
+    }
+}
+
+/// A record's configuration: what was trained and how (`model`, `rank`, `lr`, `epochs`, ...).
+pub type Config = BTreeMap<String, ConfigValue>;
+
+/// How a scenario's trainings are measured (see `RunContext::measure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasurePolicy {
+    /// Run once unmeasured to time it, then repeat inside one window of at least the run's
+    /// `min_measure_s` and divide: for millisecond fits below the counters' resolution.
+    Repeat,
+    /// Measure exactly one execution: for trainings long enough to measure on their own (and
+    /// that must not run twice).
+    #[default]
+    Once,
+}
+
+/// The words a scenario uses for its own baseline and transfer, so that tables, figures and
+/// footers never speak of one scenario's method in generic code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Wording {
+    /// Short label of the baseline (e.g. `SGD from scratch`, `full fine-tuning`).
+    pub baseline: String,
+    /// Short label of the headline transfer (e.g. `warm-start SGD`, `LoRA r8`).
+    pub transfer: String,
+    /// What the convergence curves' x axis counts (e.g. `SGD epochs`, `training epochs`).
+    pub curve_x: String,
+    /// One or two sentences on the protocol: what the baseline is and how the transfer is
+    /// compared with it (printed under the tables and in the README).
+    pub protocol: String,
+}
 
 /// Which quality metric a scenario reports (higher is better for both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +203,9 @@ pub struct RunRecord {
     pub quality_delta: f64,
     /// Free-form note (e.g. "gate: block -> fell back to target-only").
     pub note: Option<String>,
+    /// What was trained and how: model id, rank, learning rate, epochs, ... (empty in version 1).
+    #[serde(default)]
+    pub config: Config,
 }
 
 /// Mean and sample standard deviation over seeds.
@@ -179,6 +283,16 @@ pub struct ScenarioSummary {
     pub quality_delta: MeanStd,
     /// The most common gate verdict over seeds, if the scenario ran the gate.
     pub gate_verdict: Option<String>,
+    /// What the gate judged (e.g. `regularized transfer (lam = 10) vs target-only ridge`), which
+    /// need not be the headline transfer.
+    #[serde(default)]
+    pub gate_subject: Option<String>,
+    /// The scenario's own words for its baseline, transfer and protocol.
+    #[serde(default)]
+    pub wording: Wording,
+    /// How its trainings were measured.
+    #[serde(default)]
+    pub measure_policy: MeasurePolicy,
 }
 
 /// Quality per epoch of one iterative strategy (the convergence view).
@@ -196,18 +310,26 @@ pub struct ConvergenceCurve {
     pub quality: Vec<f64>,
 }
 
-/// Summary of a scratch-vs-transfer convergence comparison for one seed.
+/// Summary of a baseline-vs-headline-transfer convergence comparison for one seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConvergenceSummary {
     /// Scenario name.
     pub scenario: String,
     /// Seed.
     pub seed: u64,
-    /// Final quality of the scratch run.
-    pub scratch_final: f64,
-    /// Epochs the scratch run needed to come within the tolerance of its own final quality.
-    pub scratch_epochs: Option<u32>,
-    /// Epochs the transfer run needed to come within the tolerance of the scratch final quality.
+    /// The baseline strategy whose curve is the reference (version 1: always `scratch-sgd`).
+    #[serde(default)]
+    pub baseline: String,
+    /// The headline transfer strategy compared with it.
+    #[serde(default)]
+    pub transfer: String,
+    /// Final quality of the baseline run.
+    #[serde(alias = "scratch_final")]
+    pub baseline_final: f64,
+    /// Epochs the baseline run needed to come within the tolerance of its own final quality.
+    #[serde(alias = "scratch_epochs")]
+    pub baseline_epochs: Option<u32>,
+    /// Epochs the transfer run needed to come within the tolerance of the baseline's final quality.
     pub transfer_epochs: Option<u32>,
     /// The tolerance used (absolute, in metric units).
     pub tolerance: f64,
@@ -242,6 +364,9 @@ pub struct GateRecord {
     /// Whether transfer actually hurt: the transfer the gate validated scored worse than
     /// target-only on the held-out test set by more than `HURT_MARGIN` (0.01 R2 or log-loss).
     pub transfer_hurt: Option<bool>,
+    /// What the gate judged, in words (empty in version 1 files).
+    #[serde(default)]
+    pub subject: String,
 }
 
 /// The machine the results come from.
@@ -287,6 +412,18 @@ pub struct RunInfo {
     pub min_measure_s: f64,
     /// Total wall time of the run, seconds.
     pub total_wall_s: f64,
+    /// Scenarios of the default selection that were not run, and why (e.g. no model).
+    #[serde(default)]
+    pub skipped: Vec<SkippedScenario>,
+}
+
+/// A scenario left out of a run, with the reason and what to set to run it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SkippedScenario {
+    /// Scenario name.
+    pub scenario: String,
+    /// Why (e.g. `no model: set FORGE_MODEL or --model`).
+    pub reason: String,
 }
 
 /// A complete results file.

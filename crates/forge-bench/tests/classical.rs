@@ -1,8 +1,9 @@
 //! The classical scenarios on the shipped real data (one seed, quick mode, fake meter).
 
+use forge_bench::classical::ClassicalStrategy;
+use forge_bench::runner;
 use forge_bench::scenario::{Meter, Mode, RunContext};
 use forge_bench::schema::{CarbonSettings, Measurement, StrategyKind};
-use forge_bench::{classical, runner};
 
 struct FakeMeter;
 impl Meter for FakeMeter {
@@ -26,9 +27,16 @@ impl Meter for FakeMeter {
     }
 }
 
+fn fake_ctx() -> RunContext {
+    let mut c = RunContext::new(Mode::Quick, std::sync::Arc::new(FakeMeter));
+    c.min_measure_s = 0.0;
+    c.max_repeats = 1;
+    c
+}
+
 #[test]
 fn warm_start_saves_steps_and_the_gate_blocks_the_reversed_source() {
-    let reg = classical::registry().unwrap();
+    let reg = forge_bench::registry().unwrap();
     assert_eq!(
         reg.names(),
         [
@@ -40,13 +48,7 @@ fn warm_start_saves_steps_and_the_gate_blocks_the_reversed_source() {
             "harmful-source"
         ]
     );
-    let ctx = RunContext {
-        mode: Mode::Quick,
-        data_dir: forge_bench::default_data_dir(),
-        min_measure_s: 0.0,
-        max_repeats: 1,
-        meter: Box::new(FakeMeter),
-    };
+    let ctx = fake_ctx();
     let plan = runner::RunPlan {
         mode: Mode::Quick,
         seeds: vec![0],
@@ -68,8 +70,8 @@ fn warm_start_saves_steps_and_the_gate_blocks_the_reversed_source() {
             .count(),
         2
     );
-    let scratch = get("housing", forge_bench::SCRATCH);
-    let warm = get("housing", forge_bench::WARM_START);
+    let scratch = get("housing", ClassicalStrategy::ScratchSgd.name());
+    let warm = get("housing", ClassicalStrategy::WarmStartSgd.name());
     // Same SGD, same stopping rule: the source initialisation needs far fewer steps and is
     // at least as good on the held-out south (R2).
     assert!(
@@ -87,7 +89,7 @@ fn warm_start_saves_steps_and_the_gate_blocks_the_reversed_source() {
     assert_eq!(get("housing", "source-only").gradient_steps, 0);
     // The reversed source hurts the warm start and the gate blocks it; the gated strategy falls
     // back to the target-only fit (same quality).
-    let bad_warm = get("harmful-source", forge_bench::WARM_START);
+    let bad_warm = get("harmful-source", ClassicalStrategy::WarmStartSgd.name());
     assert!(bad_warm.quality < get("harmful-source", "target-only").quality);
     let g = r
         .gate
@@ -111,14 +113,14 @@ fn warm_start_saves_steps_and_the_gate_blocks_the_reversed_source() {
         .iter()
         .find(|c| c.scenario == "housing")
         .unwrap();
-    assert!(s.transfer_epochs.unwrap() < s.scratch_epochs.unwrap());
+    assert!(s.transfer_epochs.unwrap() < s.baseline_epochs.unwrap());
 }
 
 #[test]
 fn unknown_scenario_is_a_typed_error() {
-    let reg = classical::registry().unwrap();
+    let reg = forge_bench::registry().unwrap();
     let err = reg
-        .select(Some(&["nope".to_string()]), Mode::Quick)
+        .select(Some(&["nope".to_string()]), Mode::Quick, &fake_ctx())
         .err()
         .unwrap();
     assert!(

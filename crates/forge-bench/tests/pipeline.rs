@@ -1,6 +1,7 @@
 //! End-to-end tests of the runner, schema round trip, regression gate and figures on the toy
 //! scenario and on a synthetic multi-scenario results file (no datasets, deterministic meter).
 
+use forge_bench::example::Toy;
 use forge_bench::gates::{check, Thresholds};
 use forge_bench::scenario::{Meter, Mode, Registry, RunContext};
 use forge_bench::schema::*;
@@ -38,13 +39,10 @@ impl Meter for FakeMeter {
 }
 
 fn ctx() -> RunContext {
-    RunContext {
-        mode: Mode::Quick,
-        data_dir: forge_bench::default_data_dir(),
-        min_measure_s: 0.0,
-        max_repeats: 1,
-        meter: Box::new(FakeMeter),
-    }
+    let mut c = RunContext::new(Mode::Quick, std::sync::Arc::new(FakeMeter));
+    c.min_measure_s = 0.0;
+    c.max_repeats = 1;
+    c
 }
 
 fn toy_results() -> ResultsFile {
@@ -67,7 +65,7 @@ fn runner_computes_savings_against_the_same_seed_baseline() {
     let warm = r
         .aggregates
         .iter()
-        .find(|a| a.strategy == forge_bench::WARM_START)
+        .find(|a| a.strategy == Toy::TRANSFER)
         .unwrap();
     assert!((warm.co2_reduction_pct.mean - 90.0).abs() < 1e-9);
     assert!((warm.step_reduction_pct.mean - 90.0).abs() < 1e-9);
@@ -78,13 +76,13 @@ fn runner_computes_savings_against_the_same_seed_baseline() {
     let rec = r
         .records
         .iter()
-        .find(|x| x.strategy == forge_bench::WARM_START)
+        .find(|x| x.strategy == Toy::TRANSFER)
         .unwrap();
     assert!((rec.co2_kg_with_source - (5e-6 + 1e-8)).abs() < 1e-15);
     let s = &r.scenarios[0];
     assert_eq!(
         (s.baseline.as_str(), s.transfer.as_str()),
-        (forge_bench::SCRATCH, forge_bench::WARM_START)
+        (Toy::BASELINE, Toy::TRANSFER)
     );
     assert!(report::headline_table(&r).to_text().contains("90.0%"));
 }
@@ -113,7 +111,10 @@ fn results_round_trip_through_an_atomic_write() {
     assert!(
         matches!(
             err,
-            forge_bench::BenchError::SchemaVersion { found: 99, .. }
+            forge_bench::BenchError::SchemaVersion {
+                found: Some(99),
+                ..
+            }
         ),
         "{err}"
     );
@@ -131,11 +132,11 @@ fn gate_passes_then_fails_when_a_threshold_is_broken() {
     t.quality_floors
         .entry("toy".into())
         .or_default()
-        .insert(forge_bench::WARM_START.into(), 0.78);
+        .insert(Toy::TRANSFER.into(), 0.78);
     t.co2_reduction_floors_pct
         .entry("toy".into())
         .or_default()
-        .insert(forge_bench::WARM_START.into(), 80.0);
+        .insert(Toy::TRANSFER.into(), 80.0);
     let rep = check(&r, &t);
     assert!(rep.passed(), "{:?}", rep.violations);
     assert_eq!(rep.checked, 2);
@@ -144,12 +145,12 @@ fn gate_passes_then_fails_when_a_threshold_is_broken() {
     t.quality_floors
         .get_mut("toy")
         .unwrap()
-        .insert(forge_bench::WARM_START.into(), 0.80);
+        .insert(Toy::TRANSFER.into(), 0.80);
     let rep = check(&r, &t);
     assert!(!rep.passed());
     let msg = rep.violations[0].to_string();
     assert!(
-        msg.contains("toy / warm-start-sgd") && msg.contains("below the floor 0.8"),
+        msg.contains("toy / toy-transfer") && msg.contains("below the floor 0.8"),
         "{msg}"
     );
 
@@ -158,7 +159,7 @@ fn gate_passes_then_fails_when_a_threshold_is_broken() {
     t2.co2_reduction_floors_pct
         .entry("toy".into())
         .or_default()
-        .insert(forge_bench::WARM_START.into(), 95.0);
+        .insert(Toy::TRANSFER.into(), 95.0);
     assert!(!check(&r, &t2).passed());
 
     // A threshold for a strategy that vanished from the results is a violation.
@@ -198,10 +199,10 @@ pub fn synthetic() -> ResultsFile {
         "negative-housing",
     ];
     let strat = [
-        (forge_bench::SCRATCH, StrategyKind::Baseline),
+        ("scratch-sgd", StrategyKind::Baseline),
         ("target-only", StrategyKind::Reference),
         ("source-only", StrategyKind::Reference),
-        (forge_bench::WARM_START, StrategyKind::Transfer),
+        ("warm-start-sgd", StrategyKind::Transfer),
         ("regularized", StrategyKind::Transfer),
         ("bayesian", StrategyKind::Transfer),
         ("cov-shift", StrategyKind::Transfer),
@@ -243,9 +244,10 @@ pub fn synthetic() -> ResultsFile {
                     step_reduction_pct: 0.0,
                     quality_delta: 0.0,
                     note: None,
+                    config: Config::new(),
                 });
             }
-            for (st, speed) in [(forge_bench::SCRATCH, 8.0), (forge_bench::WARM_START, 1.5)] {
+            for (st, speed) in [("scratch-sgd", 8.0), ("warm-start-sgd", 1.5)] {
                 r.convergence.push(ConvergenceCurve {
                     scenario: sc.to_string(),
                     strategy: st.into(),
@@ -295,6 +297,7 @@ pub fn synthetic() -> ResultsFile {
                 ],
                 reasons: vec![],
                 transfer_hurt: Some(block),
+                subject: "regularized transfer vs target-only".into(),
             });
         }
     }
@@ -321,7 +324,17 @@ pub fn synthetic() -> ResultsFile {
         }
     }
     r.aggregates = runner::aggregate(&r.records);
-    r.convergence_summaries = runner::summarize_convergence(&r.convergence);
+    let template = r.scenarios[0].clone();
+    r.scenarios = scen
+        .iter()
+        .map(|sc| ScenarioSummary {
+            scenario: sc.to_string(),
+            baseline: "scratch-sgd".into(),
+            transfer: "warm-start-sgd".into(),
+            ..template.clone()
+        })
+        .collect();
+    r.convergence_summaries = runner::summarize_convergence(&r.convergence, &r.scenarios);
     r.gate = gate;
     r
 }
@@ -333,7 +346,7 @@ fn figures_are_300_dpi_pngs() {
         Some(d) => std::path::PathBuf::from(d),
         None => tempfile::tempdir().unwrap().keep(),
     };
-    let written = figures::write_all(&r, &dir).unwrap();
+    let written = figures::write_all(&r, &dir).unwrap().written;
     assert_eq!(written.len(), 4);
     for p in &written {
         let phys = figures::read_phys(p).unwrap().expect("pHYs chunk");
@@ -356,7 +369,7 @@ fn committed_reference_results_pass_the_committed_gate() {
     t2.quality_floors
         .get_mut("housing")
         .unwrap()
-        .insert(forge_bench::WARM_START.into(), 0.99);
+        .insert("warm-start-sgd".into(), 0.99);
     let rep = check(&r, &t2);
     assert_eq!(rep.violations.len(), 1);
     assert_eq!(rep.violations[0].scenario, "housing");

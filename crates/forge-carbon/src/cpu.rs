@@ -1,19 +1,21 @@
-//! CPU power from TDP when RAPL is absent: the load x TDP estimate, attributed to this process.
+//! CPU power from TDP when RAPL is absent: the process-tree estimate (below) and the TDP sources.
+//! The machine-mode estimate (CodeCarbon 3.x's `TDP x (0.1 + 0.9 load^3)`) is in
+//! [`crate::tracker::machine_load_factor`].
 //!
 //! # Attribution model
 //!
 //! Let `W_t` be the full-load power of ONE logical CPU (hardware thread): the package TDP divided by
 //! the package's hardware threads (from the built-in [`TDP_TABLE`], keyed by the /proc/cpuinfo model
 //! name), or `tdp_w / n` when the configuration gives `tdp_w` for all `n` logical CPUs visible to the
-//! OS. The visible CPUs draw at most `n x W_t`. This process uses the fraction
-//! `share = cpu_time / (wall x n)` of that capacity (`cpu_time` = this process's user + system time,
-//! all threads, from `CLOCK_PROCESS_CPUTIME_ID`). Its power and energy are
+//! OS. The visible CPUs draw at most `n x W_t`. This process tree uses the fraction
+//! `share = cpu_time / (wall x n)` of that capacity (`cpu_time` = user + system time of this
+//! process, all threads, `CLOCK_PROCESS_CPUTIME_ID`, plus its descendants). Its power and energy are
 //!
 //! ```text
 //! P_cpu = n x W_t x share = W_t x cpu_time / wall        E_cpu = W_t x cpu_time
 //! ```
 //!
-//! so the energy depends only on this process's CPU time: a second busy process on another core
+//! so the energy depends only on this process tree's CPU time: a busy process outside the tree
 //! adds its own CPU time to its own account, never to ours, and a 3 ms workload gets 3 ms worth of
 //! energy. Idle/static power of the package is not attributed (a marginal, process-level model, as
 //! CodeCarbon's `tracking_mode="process"`); TDP is a thermal design figure, so for a fully loaded
@@ -21,14 +23,23 @@
 //! (Lannelongue, Grealey & Inouye 2021, Adv. Sci. 8:2100707: power = cores x per-core TDP x usage)
 //! at hardware-thread granularity.
 //!
-//! # TDP table
+//! # Where the TDP comes from ([`CpuPowerModel::resolve`])
 //!
-//! Values are manufacturer TDP (Intel ARK "TDP"/"Processor Base Power"; AMD product pages "Default
-//! TDP") and hardware threads per package. Matching: the longest table key that occurs in the model
-//! name followed by a non-alphanumeric character or the end (so "Ryzen 5 3600" does not match
-//! "Ryzen 5 3600X"). Virtual machines often hide the model ("Intel(R) Xeon(R) Processor"); then the
-//! CPU family/model numbers select a representative part of that microarchitecture
-//! ([`MICROARCH_TABLE`]). Otherwise [`DEFAULT_W_PER_THREAD`] applies.
+//! 1. `tdp_w` in the configuration (CodeCarbon's `force_cpu_power`), spread over the visible
+//!    logical CPUs;
+//! 2. CodeCarbon 3.3.2's CPU power table (`data/codecarbon/cpu_power.csv`, ~4,900 parts, MIT),
+//!    matched with CodeCarbon's three steps ([`match_codecarbon`]: exact name, cleaned name,
+//!    unique word-set match) and spread over the part's threads ([`TDP_TABLE`] when it knows the
+//!    part, else /proc/cpuinfo `siblings`);
+//! 3. Forge's own [`TDP_TABLE`] (manufacturer TDP and hardware threads per package, Intel ARK /
+//!    AMD product pages), matched by the longest key followed by a non-alphanumeric character or
+//!    the end (so "Ryzen 5 3600" does not match "Ryzen 5 3600X");
+//! 4. the CPU family/model numbers (virtual machines often hide the model name, e.g. "Intel(R)
+//!    Xeon(R) Processor" or "AMD EPYC"): a representative part of that microarchitecture
+//!    ([`MICROARCH_TABLE`]);
+//! 5. [`DEFAULT_W_PER_THREAD`], CodeCarbon's 4 W per thread.
+//!
+//! The source used is recorded ([`TdpSource`], `Emissions::tdp_source`).
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! NVML power sampled on the tracker's background thread and integrated with the trapezoidal rule.
 //!
 //! The logic is written against the [`GpuBackend`] trait so that it is testable without a GPU;
-//! [`nvml::NvmlBackend`] (feature `nvml`) is the real backend. Every visible GPU is tracked.
+//! `nvml::NvmlBackend` (feature `nvml`) is the real backend. Every visible GPU is tracked.
 //!
 //! ```text
 //! counter:  E_i = counter_i(stop) - counter_i(start)                      [mJ]

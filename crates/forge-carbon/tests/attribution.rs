@@ -1,15 +1,17 @@
-//! The TDP estimate counts only this process's CPU time.
+//! The TDP estimate counts only this process tree's CPU time.
 
 mod common;
 
 use common::{FakeProbe, EPYC_CPUINFO};
+use forge_carbon::{CarbonConfig, CarbonTracker, EnergyMethod, TrackingMode};
 #[cfg(unix)]
-use forge_carbon::SystemProbe;
-use forge_carbon::{CarbonConfig, CarbonTracker, EnergyMethod, ProcessProbe, TrackingMode};
+use forge_carbon::{ProcessProbe, SystemProbe};
 
 /// Process CPU time includes every thread of the test binary: the real-CPU tests run one at a time.
+#[cfg(unix)]
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+#[cfg(unix)]
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -166,9 +168,9 @@ fn real_child_processes_are_part_of_the_process_tree() {
     let mut t = CarbonTracker::new(no_rapl()).unwrap();
     let children0 = rusage(libc::RUSAGE_CHILDREN);
     t.start().unwrap();
-    // A child busy for ~0.3 s of CPU, waited for before stop (counted via RUSAGE_CHILDREN) ...
+    // A child busy for up to 1 s, waited for before stop (counted via RUSAGE_CHILDREN) ...
     let status = std::process::Command::new("timeout")
-        .args(["0.3", "sh", "-c", "while :; do :; done"])
+        .args(["1", "sh", "-c", "while :; do :; done"])
         .status()
         .expect("spawn a busy child");
     assert!(!status.success()); // killed by timeout
@@ -185,13 +187,30 @@ fn real_child_processes_are_part_of_the_process_tree() {
         .args(["-c", "while :; do :; done"])
         .spawn()
         .unwrap();
+    let ticks = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .ok()
+            .and_then(|s| forge_carbon::process::parse_stat_cpu_ticks(&s))
+            .unwrap_or(0)
+    };
     t.start().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let c0 = ticks();
+    // Wait until the child has used 0.2 s of CPU, however busy the machine is (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ticks() < c0 + 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let live = t.stop().unwrap();
+    let child_s = (ticks() - c0) as f64 / 100.0;
     child.kill().unwrap();
     child.wait().unwrap();
-    // Only the live child was busy: its /proc ticks (10 ms) make the tree's CPU time.
-    assert!(live.process_cpu_s > 0.05, "{}", live.process_cpu_s);
+    // The live child's /proc ticks (10 ms) are part of the tree's CPU time.
+    assert!(child_s >= 0.2, "the child must have run: {child_s}");
+    assert!(
+        live.process_cpu_s >= child_s - 0.03,
+        "{} < child {child_s}",
+        live.process_cpu_s
+    );
 }
 
 #[cfg(unix)]

@@ -253,8 +253,27 @@ fn legacy_json_arrays_are_still_read() {
     let d = tempfile::tempdir().unwrap();
     let e = record("a");
     let p = d.path().join("emissions.json");
-    std::fs::write(&p, serde_json::to_string(&vec![&e, &e]).unwrap()).unwrap();
-    assert_eq!(read_json(&p).unwrap().len(), 2);
+    // A record as forge-carbon 0.1 wrote it: without the fields added since.
+    let mut old = serde_json::to_value(&e).unwrap();
+    for k in [
+        "cloud_provider",
+        "cloud_region",
+        "intensity_detail",
+        "wue_l_per_kwh",
+        "water_consumed_l",
+        "cpu_utilization_percent",
+        "gpu_utilization_percent",
+        "ram_utilization_percent",
+        "ram_used_gb",
+        "components",
+    ] {
+        old.as_object_mut().unwrap().remove(k).unwrap();
+    }
+    std::fs::write(&p, serde_json::to_string(&vec![&old, &old]).unwrap()).unwrap();
+    let back = read_json(&p).unwrap();
+    assert_eq!(back.len(), 2);
+    assert_eq!(back[0].run_id, e.run_id);
+    assert_eq!(back[0].water_consumed_l, None);
     let l = d.path().join("x.jsonl");
     append_json(&l, &e).unwrap();
     append_json(&l, &e).unwrap();

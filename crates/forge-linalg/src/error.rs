@@ -43,6 +43,40 @@ pub enum LinalgError {
         /// Why it is invalid, with the value.
         reason: String,
     },
+    /// A file could not be read, written, synced or renamed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or folder involved.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file is not valid (e.g. a truncated or corrupt safetensors file).
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, with the offending values.
+        reason: String,
+    },
+    /// A tensor name is not in a file.
+    #[error("tensor {name:?} not found in {path}")]
+    TensorNotFound {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The missing name.
+        name: String,
+    },
+    /// A tensor's dtype is not one Forge computes with (F32, F16, BF16).
+    #[error("tensor {name:?} in {path} has dtype {dtype}; only F32, F16 and BF16 are supported")]
+    UnsupportedDtype {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The tensor.
+        name: String,
+        /// The dtype found.
+        dtype: String,
+    },
 }
 
 /// Result alias of forge-linalg.

@@ -8,6 +8,7 @@
 //! - [`dense`]: Cholesky factor/solve, SPD inverse, symmetric eigendecomposition and thin SVD
 //!   through the pure-Rust [faer](https://docs.rs/faer) crate — no system BLAS/LAPACK.
 //! - [`check`]: input validation that returns typed errors naming the bad argument.
+//! - [`io`]: the one atomic writer and the memory-mapped, streaming safetensors reader/writer.
 //! - [`rng`]: seeded, portable randomness; [`device`]: CUDA > Metal > CPU selection.
 //!
 //! ```
@@ -25,6 +26,7 @@ pub mod check;
 pub mod dense;
 pub mod device;
 mod error;
+pub mod io;
 pub mod ops;
 pub mod rng;
 

@@ -1,120 +1,162 @@
 //! BERT (Devlin et al. 2019) with Hugging Face weight names and semantics; also MiniLM
 //! checkpoints (e.g. sentence-transformers/all-MiniLM-L6-v2).
 
+use crate::builder::{Named, ParamBuilder, VisitModules};
 use crate::config::{Activation, BertConfig};
 use crate::layers::{
-    activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm, Source,
+    activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm,
 };
-use crate::{ModelError, Result, SequenceClassifier, TextEncoder};
+use crate::{ModelError, Result, SequenceClassifier, TextEncoder, Weights};
 use candle_core::{DType, Device, Tensor};
-use forge_lora::{LoraLinear, LoraModel, ModuleMut};
+use forge_lora::{DeepClone, LoraLinear, LoraModel, ModuleMut};
 
 /// One BERT block: self-attention (`attention.self.{query,key,value}`), `attention.output`
 /// (dense + LayerNorm), `intermediate.dense` + activation, `output` (dense + LayerNorm).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct BertBlock {
-    /// Query projection.
-    pub query: LoraLinear,
-    /// Key projection.
-    pub key: LoraLinear,
-    /// Value projection.
-    pub value: LoraLinear,
-    /// Attention output projection.
-    pub attention_output: LoraLinear,
-    /// Norm after attention.
-    pub attention_norm: LayerNorm,
-    /// Feed-forward expansion.
-    pub intermediate: LoraLinear,
-    /// Feed-forward contraction.
-    pub output: LoraLinear,
-    /// Norm after the feed-forward block.
-    pub output_norm: LayerNorm,
+    /// Query projection (`attention.self.query`).
+    pub query: Named<LoraLinear>,
+    /// Key projection (`attention.self.key`).
+    pub key: Named<LoraLinear>,
+    /// Value projection (`attention.self.value`).
+    pub value: Named<LoraLinear>,
+    /// Attention output projection (`attention.output.dense`).
+    pub attention_output: Named<LoraLinear>,
+    /// Norm after attention (`attention.output.LayerNorm`).
+    pub attention_norm: Named<LayerNorm>,
+    /// Feed-forward expansion (`intermediate.dense`).
+    pub intermediate: Named<LoraLinear>,
+    /// Feed-forward contraction (`output.dense`).
+    pub output: Named<LoraLinear>,
+    /// Norm after the feed-forward block (`output.LayerNorm`).
+    pub output_norm: Named<LayerNorm>,
+}
+
+impl BertBlock {
+    /// Build block `encoder.layer.{i}` under `vb` (that path already applied).
+    fn build(c: &BertConfig, vb: &ParamBuilder<'_>) -> Result<Self> {
+        let (h, eps) = (c.hidden_size, c.layer_norm_eps);
+        let att = vb.pp("attention");
+        let (sa, ao) = (att.pp("self"), att.pp("output"));
+        Ok(Self {
+            query: sa.pp("query").linear(h, h)?,
+            key: sa.pp("key").linear(h, h)?,
+            value: sa.pp("value").linear(h, h)?,
+            attention_output: ao.pp("dense").linear(h, h)?,
+            attention_norm: ao.pp("LayerNorm").layer_norm(h, eps)?,
+            intermediate: vb
+                .pp("intermediate")
+                .pp("dense")
+                .linear(h, c.intermediate_size)?,
+            output: vb.pp("output").pp("dense").linear(c.intermediate_size, h)?,
+            output_norm: vb.pp("output").pp("LayerNorm").layer_norm(h, eps)?,
+        })
+    }
+}
+
+impl VisitModules for BertBlock {
+    fn visit_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
+        let Self {
+            query,
+            key,
+            value,
+            attention_output,
+            attention_norm,
+            intermediate,
+            output,
+            output_norm,
+        } = self;
+        query.visit_modules(out);
+        key.visit_modules(out);
+        value.visit_modules(out);
+        attention_output.visit_modules(out);
+        attention_norm.visit_modules(out);
+        intermediate.visit_modules(out);
+        output.visit_modules(out);
+        output_norm.visit_modules(out);
+    }
+}
+
+impl DeepClone for BertBlock {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(Self {
+            query: self.query.try_clone_deep()?,
+            key: self.key.try_clone_deep()?,
+            value: self.value.try_clone_deep()?,
+            attention_output: self.attention_output.try_clone_deep()?,
+            attention_norm: self.attention_norm.try_clone_deep()?,
+            intermediate: self.intermediate.try_clone_deep()?,
+            output: self.output.try_clone_deep()?,
+            output_norm: self.output_norm.try_clone_deep()?,
+        })
+    }
 }
 
 /// The BERT encoder (`BertModel`), optionally with its pooler (`tanh(dense(h_[CLS]))`).
-#[derive(Clone, Debug)]
+///
+/// Not `Clone` (a clone would share parameter storage): [`DeepClone::try_clone_deep`] makes an
+/// independent copy.
+#[derive(Debug)]
 pub struct BertModel {
     /// The config.
     pub config: BertConfig,
-    prefix: String,
     /// Token embeddings.
-    pub word_embeddings: Embedding,
+    pub word_embeddings: Named<Embedding>,
     /// Position embeddings.
-    pub position_embeddings: Embedding,
+    pub position_embeddings: Named<Embedding>,
     /// Segment embeddings.
-    pub token_type_embeddings: Embedding,
+    pub token_type_embeddings: Named<Embedding>,
     /// Embedding norm.
-    pub embeddings_norm: LayerNorm,
+    pub embeddings_norm: Named<LayerNorm>,
     /// Transformer blocks.
     pub layers: Vec<BertBlock>,
-    /// The pooler dense layer, when present.
-    pub pooler: Option<LoraLinear>,
+    /// The pooler dense layer (`pooler.dense`), when present.
+    pub pooler: Option<Named<LoraLinear>>,
     training: bool,
 }
 
+/// Where BERT's own tensors live in a checkpoint (after the `bert.` prefix): an unused tensor
+/// under these is an error, not a warning.
+const ROOTS: &[&str] = &["embeddings.", "encoder.", "pooler."];
+
 impl BertModel {
-    pub(crate) fn build(
+    /// Build under `vb` (the `bert` path inside a classifier, the root alone), with the pooler
+    /// when `with_pooler` (optional in a checkpoint unless `pooler_required`).
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] for an invalid config; loading errors naming the tensor.
+    pub fn build(
         config: &BertConfig,
-        prefix: &str,
+        vb: &ParamBuilder<'_>,
         with_pooler: bool,
         pooler_required: bool,
-        src: &mut Source<'_>,
     ) -> Result<Self> {
         config.validate()?;
         let c = config;
-        let n = |rest: &str| -> Vec<String> {
-            let mut v = vec![format!("{prefix}{rest}")];
-            for alt in ["", "bert."] {
-                let s = format!("{alt}{rest}");
-                if !v.contains(&s) {
-                    v.push(s);
-                }
-            }
-            v
-        };
         let h = c.hidden_size;
-        let eps = c.layer_norm_eps;
-        let word_embeddings = src.embedding(
-            &n("embeddings.word_embeddings"),
-            c.vocab_size,
-            h,
-            c.pad_token_id,
-        )?;
-        let position_embeddings = src.embedding(
-            &n("embeddings.position_embeddings"),
-            c.max_position_embeddings,
-            h,
-            None,
-        )?;
-        let token_type_embeddings = src.embedding(
-            &n("embeddings.token_type_embeddings"),
-            c.type_vocab_size,
-            h,
-            None,
-        )?;
-        let embeddings_norm = src.norm(&n("embeddings.LayerNorm"), h, eps)?;
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
-        for i in 0..c.num_hidden_layers {
-            let l = |rest: &str| n(&format!("encoder.layer.{i}.{rest}"));
-            layers.push(BertBlock {
-                query: src.linear(&l("attention.self.query"), h, h, true)?,
-                key: src.linear(&l("attention.self.key"), h, h, true)?,
-                value: src.linear(&l("attention.self.value"), h, h, true)?,
-                attention_output: src.linear(&l("attention.output.dense"), h, h, true)?,
-                attention_norm: src.norm(&l("attention.output.LayerNorm"), h, eps)?,
-                intermediate: src.linear(&l("intermediate.dense"), h, c.intermediate_size, true)?,
-                output: src.linear(&l("output.dense"), c.intermediate_size, h, true)?,
-                output_norm: src.norm(&l("output.LayerNorm"), h, eps)?,
-            });
-        }
+        let emb = vb.pp("embeddings");
+        let word_embeddings =
+            emb.pp("word_embeddings")
+                .embedding(c.vocab_size, h, c.pad_token_id)?;
+        let position_embeddings =
+            emb.pp("position_embeddings")
+                .embedding(c.max_position_embeddings, h, None)?;
+        let token_type_embeddings =
+            emb.pp("token_type_embeddings")
+                .embedding(c.type_vocab_size, h, None)?;
+        let embeddings_norm = emb.pp("LayerNorm").layer_norm(h, c.layer_norm_eps)?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| BertBlock::build(c, &vb.pp("encoder").pp("layer").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
         let pooler = if with_pooler {
-            Some(src.linear(&n("pooler.dense"), h, h, pooler_required)?)
+            let p = vb.pp("pooler").pp("dense");
+            let p = if pooler_required { p } else { p.optional() };
+            Some(p.linear(h, h)?)
         } else {
             None
         };
         Ok(Self {
             config: c.clone(),
-            prefix: prefix.to_string(),
             word_embeddings,
             position_embeddings,
             token_type_embeddings,
@@ -130,36 +172,24 @@ impl BertModel {
     /// # Errors
     /// [`ModelError::Config`] for an invalid config.
     pub fn new_random(config: &BertConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source {
-            weights: None,
-            rng: forge_linalg::seeded_rng(seed),
-            std: config.initializer_range,
-            device: device.clone(),
-        };
-        Self::build(config, "", true, false, &mut src)
+        let vb = ParamBuilder::random(seed, config.initializer_range, device);
+        Self::build(config, &vb, true, false)
     }
 
     /// Load a bare encoder (`BertModel`, e.g. MiniLM; module paths without prefix). Checkpoint
     /// names with or without a `bert.` prefix are accepted; the pooler is loaded when present.
     ///
     /// # Errors
-    /// [`ModelError::MissingTensor`] / [`ModelError::ShapeMismatch`] naming the tensor.
-    pub fn from_weights(
-        config: &BertConfig,
-        weights: &crate::Weights,
-        device: &Device,
-    ) -> Result<Self> {
-        let has_pooler = weights
-            .names()
-            .iter()
-            .any(|n| n.ends_with("pooler.dense.weight"));
-        let mut src = Source {
-            weights: Some(weights),
-            rng: forge_linalg::seeded_rng(0),
-            std: config.initializer_range,
-            device: device.clone(),
-        };
-        Self::build(config, "", has_pooler, true, &mut src)
+    /// [`ModelError::MissingTensor`] / [`ModelError::ShapeMismatch`] / [`ModelError::BadDType`] /
+    /// [`ModelError::NonFinite`] naming the tensor; [`ModelError::UnexpectedTensors`] when the
+    /// checkpoint has encoder tensors the config has no place for (e.g. more layers).
+    pub fn from_weights(config: &BertConfig, weights: &Weights, device: &Device) -> Result<Self> {
+        let vb = ParamBuilder::from_weights(weights, 0, config.initializer_range, device)
+            .with_checkpoint_prefix("bert");
+        let has_pooler = vb.pp("pooler").pp("dense").contains("weight");
+        let m = Self::build(config, &vb, has_pooler, true)?;
+        vb.finish(ROOTS)?;
+        Ok(m)
     }
 
     /// Last hidden states (token types all 0).
@@ -270,60 +300,41 @@ impl BertModel {
     pub fn is_training(&self) -> bool {
         self.training
     }
+}
 
-    pub(crate) fn push_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
-        let p = self.prefix.clone();
-        out.push((
-            format!("{p}embeddings.word_embeddings"),
-            ModuleMut::Params(vec![("weight", &mut self.word_embeddings.weight)]),
-        ));
-        out.push((
-            format!("{p}embeddings.position_embeddings"),
-            ModuleMut::Params(vec![("weight", &mut self.position_embeddings.weight)]),
-        ));
-        out.push((
-            format!("{p}embeddings.token_type_embeddings"),
-            ModuleMut::Params(vec![("weight", &mut self.token_type_embeddings.weight)]),
-        ));
-        out.push((
-            format!("{p}embeddings.LayerNorm"),
-            ModuleMut::Params(self.embeddings_norm.params_mut()),
-        ));
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let b = format!("{p}encoder.layer.{i}.");
-            out.push((
-                format!("{b}attention.self.query"),
-                ModuleMut::Linear(&mut l.query),
-            ));
-            out.push((
-                format!("{b}attention.self.key"),
-                ModuleMut::Linear(&mut l.key),
-            ));
-            out.push((
-                format!("{b}attention.self.value"),
-                ModuleMut::Linear(&mut l.value),
-            ));
-            out.push((
-                format!("{b}attention.output.dense"),
-                ModuleMut::Linear(&mut l.attention_output),
-            ));
-            out.push((
-                format!("{b}attention.output.LayerNorm"),
-                ModuleMut::Params(l.attention_norm.params_mut()),
-            ));
-            out.push((
-                format!("{b}intermediate.dense"),
-                ModuleMut::Linear(&mut l.intermediate),
-            ));
-            out.push((format!("{b}output.dense"), ModuleMut::Linear(&mut l.output)));
-            out.push((
-                format!("{b}output.LayerNorm"),
-                ModuleMut::Params(l.output_norm.params_mut()),
-            ));
-        }
-        if let Some(pl) = self.pooler.as_mut() {
-            out.push((format!("{p}pooler.dense"), ModuleMut::Linear(pl)));
-        }
+impl VisitModules for BertModel {
+    fn visit_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
+        let Self {
+            config: _,
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_norm,
+            layers,
+            pooler,
+            training: _,
+        } = self;
+        word_embeddings.visit_modules(out);
+        position_embeddings.visit_modules(out);
+        token_type_embeddings.visit_modules(out);
+        embeddings_norm.visit_modules(out);
+        layers.visit_modules(out);
+        pooler.visit_modules(out);
+    }
+}
+
+impl DeepClone for BertModel {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(Self {
+            config: self.config.clone(),
+            word_embeddings: self.word_embeddings.try_clone_deep()?,
+            position_embeddings: self.position_embeddings.try_clone_deep()?,
+            token_type_embeddings: self.token_type_embeddings.try_clone_deep()?,
+            embeddings_norm: self.embeddings_norm.try_clone_deep()?,
+            layers: self.layers.try_clone_deep()?,
+            pooler: self.pooler.try_clone_deep()?,
+            training: self.training,
+        })
     }
 }
 
@@ -333,7 +344,7 @@ impl LoraModel for BertModel {
     }
     fn named_modules_mut(&mut self) -> Vec<(String, ModuleMut<'_>)> {
         let mut v = Vec::new();
-        self.push_modules(&mut v);
+        self.visit_modules(&mut v);
         v
     }
 }
@@ -348,24 +359,29 @@ impl TextEncoder for BertModel {
 }
 
 /// `BertForSequenceClassification`: pooler (`tanh(dense(h_[CLS]))`) -> dropout -> `classifier`.
-#[derive(Clone, Debug)]
+///
+/// Not `Clone` (a clone would share parameter storage): [`DeepClone::try_clone_deep`] makes an
+/// independent copy.
+#[derive(Debug)]
 pub struct BertForSequenceClassification {
     /// The encoder with pooler (paths under `bert.`).
     pub bert: BertModel,
-    /// Output layer `[num_labels, hidden]`.
-    pub classifier: LoraLinear,
+    /// Output layer `[num_labels, hidden]` (`classifier`).
+    pub classifier: Named<LoraLinear>,
     training: bool,
 }
 
 impl BertForSequenceClassification {
-    pub(crate) fn build(config: &BertConfig, src: &mut Source<'_>) -> Result<Self> {
-        let bert = BertModel::build(config, "bert.", true, false, src)?;
-        let classifier = src.linear(
-            &["classifier".to_string()],
-            config.hidden_size,
-            config.num_labels(),
-            false,
-        )?;
+    /// Build under the root of `vb`; pooler and classifier are optional in a checkpoint.
+    ///
+    /// # Errors
+    /// As [`BertModel::build`].
+    pub fn build(config: &BertConfig, vb: &ParamBuilder<'_>) -> Result<Self> {
+        let bert = BertModel::build(config, &vb.pp("bert"), true, false)?;
+        let classifier = vb
+            .optional()
+            .pp("classifier")
+            .linear(config.hidden_size, config.num_labels())?;
         Ok(Self {
             bert,
             classifier,
@@ -378,32 +394,49 @@ impl BertForSequenceClassification {
     /// # Errors
     /// [`ModelError::Config`] for an invalid config.
     pub fn new_random(config: &BertConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source {
-            weights: None,
-            rng: forge_linalg::seeded_rng(seed),
-            std: config.initializer_range,
-            device: device.clone(),
-        };
-        Self::build(config, &mut src)
+        Self::build(
+            config,
+            &ParamBuilder::random(seed, config.initializer_range, device),
+        )
     }
 
     /// Load from a checkpoint; a missing pooler or classifier is newly initialised with `seed`.
     ///
     /// # Errors
-    /// [`ModelError::MissingTensor`] / [`ModelError::ShapeMismatch`] naming the tensor.
+    /// As [`BertModel::from_weights`].
     pub fn from_weights(
         config: &BertConfig,
-        weights: &crate::Weights,
+        weights: &Weights,
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let mut src = Source {
-            weights: Some(weights),
-            rng: forge_linalg::seeded_rng(seed),
-            std: config.initializer_range,
-            device: device.clone(),
-        };
-        Self::build(config, &mut src)
+        let vb = ParamBuilder::from_weights(weights, seed, config.initializer_range, device)
+            .with_checkpoint_prefix("bert");
+        let m = Self::build(config, &vb)?;
+        vb.finish(ROOTS)?;
+        Ok(m)
+    }
+}
+
+impl VisitModules for BertForSequenceClassification {
+    fn visit_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
+        let Self {
+            bert,
+            classifier,
+            training: _,
+        } = self;
+        bert.visit_modules(out);
+        classifier.visit_modules(out);
+    }
+}
+
+impl DeepClone for BertForSequenceClassification {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(Self {
+            bert: self.bert.try_clone_deep()?,
+            classifier: self.classifier.try_clone_deep()?,
+            training: self.training,
+        })
     }
 }
 
@@ -413,8 +446,7 @@ impl LoraModel for BertForSequenceClassification {
     }
     fn named_modules_mut(&mut self) -> Vec<(String, ModuleMut<'_>)> {
         let mut v = Vec::new();
-        self.bert.push_modules(&mut v);
-        v.push(("classifier".into(), ModuleMut::Linear(&mut self.classifier)));
+        self.visit_modules(&mut v);
         v
     }
 }
@@ -442,5 +474,22 @@ impl SequenceClassifier for BertForSequenceClassification {
     }
     fn encoder(&self) -> &dyn TextEncoder {
         &self.bert
+    }
+}
+
+impl crate::SavePretrained for BertModel {
+    fn hf_config(&self) -> Result<serde_json::Value> {
+        crate::checkpoint::hf_config_json(&self.config, "bert", "BertModel", None)
+    }
+}
+
+impl crate::SavePretrained for BertForSequenceClassification {
+    fn hf_config(&self) -> Result<serde_json::Value> {
+        crate::checkpoint::hf_config_json(
+            &self.bert.config,
+            "bert",
+            "BertForSequenceClassification",
+            Some(self.num_labels()),
+        )
     }
 }

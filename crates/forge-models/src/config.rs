@@ -156,7 +156,7 @@ impl DistilBertConfig {
             ("hidden_dim", self.hidden_dim),
             ("max_position_embeddings", self.max_position_embeddings),
         ])?;
-        if self.dim % self.n_heads != 0 {
+        if !self.dim.is_multiple_of(self.n_heads) {
             return Err(ModelError::Config {
                 field: "n_heads",
                 reason: format!(
@@ -263,7 +263,7 @@ impl BertConfig {
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
         ])?;
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(ModelError::Config {
                 field: "num_attention_heads",
                 reason: format!(

@@ -1,107 +1,142 @@
 //! DistilBERT (Sanh et al. 2019) with Hugging Face weight names and semantics.
 
+use crate::builder::{Named, ParamBuilder, VisitModules};
 use crate::config::{Activation, DistilBertConfig};
 use crate::layers::{
-    activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm, Source,
+    activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm,
 };
-use crate::{Result, SequenceClassifier, TextEncoder};
+use crate::{Result, SequenceClassifier, TextEncoder, Weights};
 use candle_core::{Device, Tensor};
-use forge_lora::{LoraLinear, LoraModel, ModuleMut};
+use forge_lora::{DeepClone, LoraLinear, LoraModel, ModuleMut};
 
 /// One transformer block: post-norm self-attention and GELU feed-forward.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct DistilBertBlock {
-    /// Query projection.
-    pub q_lin: LoraLinear,
-    /// Key projection.
-    pub k_lin: LoraLinear,
-    /// Value projection.
-    pub v_lin: LoraLinear,
-    /// Attention output projection.
-    pub out_lin: LoraLinear,
-    /// Norm after attention.
-    pub sa_layer_norm: LayerNorm,
-    /// Feed-forward expansion.
-    pub lin1: LoraLinear,
-    /// Feed-forward contraction.
-    pub lin2: LoraLinear,
-    /// Norm after the feed-forward block.
-    pub output_layer_norm: LayerNorm,
+    /// Query projection (`attention.q_lin`).
+    pub q_lin: Named<LoraLinear>,
+    /// Key projection (`attention.k_lin`).
+    pub k_lin: Named<LoraLinear>,
+    /// Value projection (`attention.v_lin`).
+    pub v_lin: Named<LoraLinear>,
+    /// Attention output projection (`attention.out_lin`).
+    pub out_lin: Named<LoraLinear>,
+    /// Norm after attention (`sa_layer_norm`).
+    pub sa_layer_norm: Named<LayerNorm>,
+    /// Feed-forward expansion (`ffn.lin1`).
+    pub lin1: Named<LoraLinear>,
+    /// Feed-forward contraction (`ffn.lin2`).
+    pub lin2: Named<LoraLinear>,
+    /// Norm after the feed-forward block (`output_layer_norm`).
+    pub output_layer_norm: Named<LayerNorm>,
+}
+
+impl DistilBertBlock {
+    /// Build block `transformer.layer.{i}` under `vb` (that path already applied).
+    fn build(c: &DistilBertConfig, vb: &ParamBuilder<'_>) -> Result<Self> {
+        let (d, h) = (c.dim, c.hidden_dim);
+        let att = vb.pp("attention");
+        Ok(Self {
+            q_lin: att.pp("q_lin").linear(d, d)?,
+            k_lin: att.pp("k_lin").linear(d, d)?,
+            v_lin: att.pp("v_lin").linear(d, d)?,
+            out_lin: att.pp("out_lin").linear(d, d)?,
+            sa_layer_norm: vb.pp("sa_layer_norm").layer_norm(d, EPS)?,
+            lin1: vb.pp("ffn").pp("lin1").linear(d, h)?,
+            lin2: vb.pp("ffn").pp("lin2").linear(h, d)?,
+            output_layer_norm: vb.pp("output_layer_norm").layer_norm(d, EPS)?,
+        })
+    }
+}
+
+impl VisitModules for DistilBertBlock {
+    fn visit_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
+        let Self {
+            q_lin,
+            k_lin,
+            v_lin,
+            out_lin,
+            sa_layer_norm,
+            lin1,
+            lin2,
+            output_layer_norm,
+        } = self;
+        q_lin.visit_modules(out);
+        k_lin.visit_modules(out);
+        v_lin.visit_modules(out);
+        out_lin.visit_modules(out);
+        sa_layer_norm.visit_modules(out);
+        lin1.visit_modules(out);
+        lin2.visit_modules(out);
+        output_layer_norm.visit_modules(out);
+    }
+}
+
+impl DeepClone for DistilBertBlock {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(Self {
+            q_lin: self.q_lin.try_clone_deep()?,
+            k_lin: self.k_lin.try_clone_deep()?,
+            v_lin: self.v_lin.try_clone_deep()?,
+            out_lin: self.out_lin.try_clone_deep()?,
+            sa_layer_norm: self.sa_layer_norm.try_clone_deep()?,
+            lin1: self.lin1.try_clone_deep()?,
+            lin2: self.lin2.try_clone_deep()?,
+            output_layer_norm: self.output_layer_norm.try_clone_deep()?,
+        })
+    }
 }
 
 /// The DistilBERT encoder (`DistilBertModel`).
 ///
-/// Module paths are Hugging Face's, under `prefix` (`"distilbert."` inside a classifier, `""` alone):
+/// Module paths are Hugging Face's, under the builder's path (`distilbert` inside a classifier, the root alone):
 /// `embeddings.{word_embeddings,position_embeddings,LayerNorm}`,
 /// `transformer.layer.{i}.attention.{q_lin,k_lin,v_lin,out_lin}`, `...sa_layer_norm`,
 /// `...ffn.{lin1,lin2}`, `...output_layer_norm`.
-#[derive(Clone, Debug)]
+///
+/// Not `Clone` (a clone would share parameter storage): [`DeepClone::try_clone_deep`] makes an
+/// independent copy.
+#[derive(Debug)]
 pub struct DistilBertModel {
     /// The config.
     pub config: DistilBertConfig,
-    prefix: String,
     /// Token embeddings.
-    pub word_embeddings: Embedding,
+    pub word_embeddings: Named<Embedding>,
     /// Learned position embeddings.
-    pub position_embeddings: Embedding,
+    pub position_embeddings: Named<Embedding>,
     /// Embedding norm.
-    pub embeddings_norm: LayerNorm,
+    pub embeddings_norm: Named<LayerNorm>,
     /// Transformer blocks.
     pub layers: Vec<DistilBertBlock>,
     training: bool,
 }
 
+/// Where DistilBERT's own tensors live in a checkpoint (after the `distilbert.` prefix): an
+/// unused tensor under these is an error, not a warning.
+const ROOTS: &[&str] = &["embeddings.", "transformer."];
+
 const EPS: f64 = 1e-12;
 
 impl DistilBertModel {
-    pub(crate) fn build(
-        config: &DistilBertConfig,
-        prefix: &str,
-        src: &mut Source<'_>,
-    ) -> Result<Self> {
+    /// Build under `vb` (the `distilbert` path inside a classifier, the root alone).
+    ///
+    /// # Errors
+    /// [`crate::ModelError::Config`] for an invalid config; loading errors naming the tensor.
+    pub fn build(config: &DistilBertConfig, vb: &ParamBuilder<'_>) -> Result<Self> {
         config.validate()?;
         let c = config;
-        // checkpoint name candidates: with the model prefix, or without it (a bare DistilBertModel)
-        let n = |rest: &str| -> Vec<String> {
-            let mut v = vec![format!("{prefix}{rest}")];
-            for alt in ["", "distilbert."] {
-                let s = format!("{alt}{rest}");
-                if !v.contains(&s) {
-                    v.push(s);
-                }
-            }
-            v
-        };
-        let word_embeddings = src.embedding(
-            &n("embeddings.word_embeddings"),
-            c.vocab_size,
-            c.dim,
-            c.pad_token_id,
-        )?;
-        let position_embeddings = src.embedding(
-            &n("embeddings.position_embeddings"),
-            c.max_position_embeddings,
-            c.dim,
-            None,
-        )?;
-        let embeddings_norm = src.norm(&n("embeddings.LayerNorm"), c.dim, EPS)?;
-        let mut layers = Vec::with_capacity(c.n_layers);
-        for i in 0..c.n_layers {
-            let l = |rest: &str| n(&format!("transformer.layer.{i}.{rest}"));
-            layers.push(DistilBertBlock {
-                q_lin: src.linear(&l("attention.q_lin"), c.dim, c.dim, true)?,
-                k_lin: src.linear(&l("attention.k_lin"), c.dim, c.dim, true)?,
-                v_lin: src.linear(&l("attention.v_lin"), c.dim, c.dim, true)?,
-                out_lin: src.linear(&l("attention.out_lin"), c.dim, c.dim, true)?,
-                sa_layer_norm: src.norm(&l("sa_layer_norm"), c.dim, EPS)?,
-                lin1: src.linear(&l("ffn.lin1"), c.dim, c.hidden_dim, true)?,
-                lin2: src.linear(&l("ffn.lin2"), c.hidden_dim, c.dim, true)?,
-                output_layer_norm: src.norm(&l("output_layer_norm"), c.dim, EPS)?,
-            });
-        }
+        let emb = vb.pp("embeddings");
+        let word_embeddings =
+            emb.pp("word_embeddings")
+                .embedding(c.vocab_size, c.dim, c.pad_token_id)?;
+        let position_embeddings =
+            emb.pp("position_embeddings")
+                .embedding(c.max_position_embeddings, c.dim, None)?;
+        let embeddings_norm = emb.pp("LayerNorm").layer_norm(c.dim, EPS)?;
+        let layers = (0..c.n_layers)
+            .map(|i| DistilBertBlock::build(c, &vb.pp("transformer").pp("layer").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config: c.clone(),
-            prefix: prefix.to_string(),
             word_embeddings,
             position_embeddings,
             embeddings_norm,
@@ -115,13 +150,30 @@ impl DistilBertModel {
     /// # Errors
     /// [`crate::ModelError::Config`] for an invalid config.
     pub fn new_random(config: &DistilBertConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source {
-            weights: None,
-            rng: forge_linalg::seeded_rng(seed),
-            std: config.initializer_range,
-            device: device.clone(),
-        };
-        Self::build(config, "", &mut src)
+        Self::build(
+            config,
+            &ParamBuilder::random(seed, config.initializer_range, device),
+        )
+    }
+
+    /// Load a bare encoder; checkpoint names with or without the `distilbert.` prefix are
+    /// accepted, a classification head in the checkpoint is ignored.
+    ///
+    /// # Errors
+    /// [`crate::ModelError::MissingTensor`] / [`crate::ModelError::ShapeMismatch`] /
+    /// [`crate::ModelError::BadDType`] / [`crate::ModelError::NonFinite`] naming the tensor;
+    /// [`crate::ModelError::UnexpectedTensors`] when the checkpoint has encoder tensors the config
+    /// has no place for (e.g. more layers).
+    pub fn from_weights(
+        config: &DistilBertConfig,
+        weights: &Weights,
+        device: &Device,
+    ) -> Result<Self> {
+        let vb = ParamBuilder::from_weights(weights, 0, config.initializer_range, device)
+            .with_checkpoint_prefix("distilbert");
+        let m = Self::build(config, &vb)?;
+        vb.finish(ROOTS)?;
+        Ok(m)
     }
 
     /// Last hidden states.
@@ -179,50 +231,35 @@ impl DistilBertModel {
     pub fn is_training(&self) -> bool {
         self.training
     }
+}
 
-    pub(crate) fn push_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
-        let p = self.prefix.clone();
-        out.push((
-            format!("{p}embeddings.word_embeddings"),
-            ModuleMut::Params(vec![("weight", &mut self.word_embeddings.weight)]),
-        ));
-        out.push((
-            format!("{p}embeddings.position_embeddings"),
-            ModuleMut::Params(vec![("weight", &mut self.position_embeddings.weight)]),
-        ));
-        out.push((
-            format!("{p}embeddings.LayerNorm"),
-            ModuleMut::Params(self.embeddings_norm.params_mut()),
-        ));
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let b = format!("{p}transformer.layer.{i}.");
-            out.push((
-                format!("{b}attention.q_lin"),
-                ModuleMut::Linear(&mut l.q_lin),
-            ));
-            out.push((
-                format!("{b}attention.k_lin"),
-                ModuleMut::Linear(&mut l.k_lin),
-            ));
-            out.push((
-                format!("{b}attention.v_lin"),
-                ModuleMut::Linear(&mut l.v_lin),
-            ));
-            out.push((
-                format!("{b}attention.out_lin"),
-                ModuleMut::Linear(&mut l.out_lin),
-            ));
-            out.push((
-                format!("{b}sa_layer_norm"),
-                ModuleMut::Params(l.sa_layer_norm.params_mut()),
-            ));
-            out.push((format!("{b}ffn.lin1"), ModuleMut::Linear(&mut l.lin1)));
-            out.push((format!("{b}ffn.lin2"), ModuleMut::Linear(&mut l.lin2)));
-            out.push((
-                format!("{b}output_layer_norm"),
-                ModuleMut::Params(l.output_layer_norm.params_mut()),
-            ));
-        }
+impl VisitModules for DistilBertModel {
+    fn visit_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
+        let Self {
+            config: _,
+            word_embeddings,
+            position_embeddings,
+            embeddings_norm,
+            layers,
+            training: _,
+        } = self;
+        word_embeddings.visit_modules(out);
+        position_embeddings.visit_modules(out);
+        embeddings_norm.visit_modules(out);
+        layers.visit_modules(out);
+    }
+}
+
+impl DeepClone for DistilBertModel {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(Self {
+            config: self.config.clone(),
+            word_embeddings: self.word_embeddings.try_clone_deep()?,
+            position_embeddings: self.position_embeddings.try_clone_deep()?,
+            embeddings_norm: self.embeddings_norm.try_clone_deep()?,
+            layers: self.layers.try_clone_deep()?,
+            training: self.training,
+        })
     }
 }
 
@@ -232,7 +269,7 @@ impl LoraModel for DistilBertModel {
     }
     fn named_modules_mut(&mut self) -> Vec<(String, ModuleMut<'_>)> {
         let mut v = Vec::new();
-        self.push_modules(&mut v);
+        self.visit_modules(&mut v);
         v
     }
 }
@@ -248,27 +285,34 @@ impl TextEncoder for DistilBertModel {
 
 /// `DistilBertForSequenceClassification`: first-token hidden state -> `pre_classifier` -> ReLU ->
 /// dropout(`seq_classif_dropout`) -> `classifier`.
-#[derive(Clone, Debug)]
+///
+/// Not `Clone` (a clone would share parameter storage): [`DeepClone::try_clone_deep`] makes an
+/// independent copy.
+#[derive(Debug)]
 pub struct DistilBertForSequenceClassification {
     /// The encoder (paths under `distilbert.`).
     pub distilbert: DistilBertModel,
-    /// Dense layer on the first token.
-    pub pre_classifier: LoraLinear,
-    /// Output layer `[num_labels, dim]`.
-    pub classifier: LoraLinear,
+    /// Dense layer on the first token (`pre_classifier`).
+    pub pre_classifier: Named<LoraLinear>,
+    /// Output layer `[num_labels, dim]` (`classifier`).
+    pub classifier: Named<LoraLinear>,
     training: bool,
 }
 
 impl DistilBertForSequenceClassification {
-    pub(crate) fn build(config: &DistilBertConfig, src: &mut Source<'_>) -> Result<Self> {
-        let distilbert = DistilBertModel::build(config, "distilbert.", src)?;
+    /// Build under the root of `vb`; the head (`pre_classifier`, `classifier`) is optional in a
+    /// checkpoint.
+    ///
+    /// # Errors
+    /// As [`DistilBertModel::build`].
+    pub fn build(config: &DistilBertConfig, vb: &ParamBuilder<'_>) -> Result<Self> {
+        let distilbert = DistilBertModel::build(config, &vb.pp("distilbert"))?;
         let d = config.dim;
-        let pre_classifier = src.linear(&["pre_classifier".to_string()], d, d, false)?;
-        let classifier = src.linear(&["classifier".to_string()], d, config.num_labels(), false)?;
+        let head = vb.optional();
         Ok(Self {
             distilbert,
-            pre_classifier,
-            classifier,
+            pre_classifier: head.pp("pre_classifier").linear(d, d)?,
+            classifier: head.pp("classifier").linear(d, config.num_labels())?,
             training: false,
         })
     }
@@ -279,33 +323,54 @@ impl DistilBertForSequenceClassification {
     /// # Errors
     /// [`crate::ModelError::Config`] for an invalid config.
     pub fn new_random(config: &DistilBertConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut src = Source {
-            weights: None,
-            rng: forge_linalg::seeded_rng(seed),
-            std: config.initializer_range,
-            device: device.clone(),
-        };
-        Self::build(config, &mut src)
+        Self::build(
+            config,
+            &ParamBuilder::random(seed, config.initializer_range, device),
+        )
     }
 
     /// Load from a checkpoint; a missing head (`pre_classifier`, `classifier`) is newly
-    /// initialised with `seed`, as Hugging Face does.
+    /// initialised with `seed`, as Hugging Face does. Encoder names with or without the
+    /// `distilbert.` prefix are accepted.
     ///
     /// # Errors
-    /// [`crate::ModelError::MissingTensor`] / [`crate::ModelError::ShapeMismatch`] naming the tensor.
+    /// As [`DistilBertModel::from_weights`].
     pub fn from_weights(
         config: &DistilBertConfig,
-        weights: &crate::Weights,
+        weights: &Weights,
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let mut src = Source {
-            weights: Some(weights),
-            rng: forge_linalg::seeded_rng(seed),
-            std: config.initializer_range,
-            device: device.clone(),
-        };
-        Self::build(config, &mut src)
+        let vb = ParamBuilder::from_weights(weights, seed, config.initializer_range, device)
+            .with_checkpoint_prefix("distilbert");
+        let m = Self::build(config, &vb)?;
+        vb.finish(ROOTS)?;
+        Ok(m)
+    }
+}
+
+impl VisitModules for DistilBertForSequenceClassification {
+    fn visit_modules<'a>(&'a mut self, out: &mut Vec<(String, ModuleMut<'a>)>) {
+        let Self {
+            distilbert,
+            pre_classifier,
+            classifier,
+            training: _,
+        } = self;
+        distilbert.visit_modules(out);
+        pre_classifier.visit_modules(out);
+        classifier.visit_modules(out);
+    }
+}
+
+impl DeepClone for DistilBertForSequenceClassification {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(Self {
+            distilbert: self.distilbert.try_clone_deep()?,
+            pre_classifier: self.pre_classifier.try_clone_deep()?,
+            classifier: self.classifier.try_clone_deep()?,
+            training: self.training,
+        })
     }
 }
 
@@ -315,12 +380,7 @@ impl LoraModel for DistilBertForSequenceClassification {
     }
     fn named_modules_mut(&mut self) -> Vec<(String, ModuleMut<'_>)> {
         let mut v = Vec::new();
-        self.distilbert.push_modules(&mut v);
-        v.push((
-            "pre_classifier".into(),
-            ModuleMut::Linear(&mut self.pre_classifier),
-        ));
-        v.push(("classifier".into(), ModuleMut::Linear(&mut self.classifier)));
+        self.visit_modules(&mut v);
         v
     }
 }
@@ -353,5 +413,22 @@ impl SequenceClassifier for DistilBertForSequenceClassification {
     }
     fn encoder(&self) -> &dyn TextEncoder {
         &self.distilbert
+    }
+}
+
+impl crate::SavePretrained for DistilBertModel {
+    fn hf_config(&self) -> Result<serde_json::Value> {
+        crate::checkpoint::hf_config_json(&self.config, "distilbert", "DistilBertModel", None)
+    }
+}
+
+impl crate::SavePretrained for DistilBertForSequenceClassification {
+    fn hf_config(&self) -> Result<serde_json::Value> {
+        crate::checkpoint::hf_config_json(
+            &self.distilbert.config,
+            "distilbert",
+            "DistilBertForSequenceClassification",
+            Some(self.num_labels()),
+        )
     }
 }

@@ -57,6 +57,45 @@ pub enum ModelError {
         /// The shape in the file.
         got: Vec<usize>,
     },
+    /// A checkpoint tensor has a dtype that cannot hold weights (integer or boolean); it is
+    /// rejected, never cast.
+    #[error("tensor {tensor:?} in {path:?} has dtype {dtype}, expected a floating-point type (f32, f16, bf16, f64)")]
+    BadDType {
+        /// The tensor name.
+        tensor: String,
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The dtype found, e.g. `"i64"`.
+        dtype: String,
+    },
+    /// A checkpoint tensor holds NaN or infinity.
+    #[error("tensor {tensor:?} in {path:?} holds {count} non-finite value(s) (NaN or infinity)")]
+    NonFinite {
+        /// The tensor name.
+        tensor: String,
+        /// The checkpoint file (empty for tensors passed in memory).
+        path: PathBuf,
+        /// How many entries are NaN or infinite.
+        count: usize,
+    },
+    /// A checkpoint holds tensors the model has no place for.
+    #[error("{} tensor(s) of {path:?} are not used: {}{}; {reason}", tensors.len(), preview(tensors), if tensors.len() > PREVIEW { ", ..." } else { "" })]
+    UnexpectedTensors {
+        /// The unused names, sorted.
+        tensors: Vec<String>,
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Why this is an error.
+        reason: String,
+    },
+    /// A state dict does not have exactly the model's parameter names.
+    #[error("state dict does not match the model: missing {} [{}{}], unexpected {} [{}{}]", missing.len(), preview(missing), if missing.len() > PREVIEW { ", ..." } else { "" }, unexpected.len(), preview(unexpected), if unexpected.len() > PREVIEW { ", ..." } else { "" })]
+    StateDictMismatch {
+        /// Model parameters absent from the state dict, sorted.
+        missing: Vec<String>,
+        /// State dict keys that are not model parameters, sorted.
+        unexpected: Vec<String>,
+    },
     /// A config field is invalid or unsupported.
     #[error("invalid model config field {field}: {reason}")]
     Config {
@@ -76,6 +115,20 @@ pub enum ModelError {
         /// What went wrong.
         reason: String,
     },
+    /// A training hyperparameter is invalid.
+    #[error("invalid training config field {field}: {reason}")]
+    TrainConfig {
+        /// The `TrainConfig` field.
+        field: &'static str,
+        /// Why, with the value.
+        reason: String,
+    },
+    /// Training diverged: a loss, penalty or gradient is NaN or infinite.
+    #[error("training diverged: non-finite {what}; lower the learning rate or clip gradients")]
+    Diverged {
+        /// What was non-finite, with the step.
+        what: String,
+    },
     /// A model input is invalid (shape, dtype, token id out of range).
     #[error("invalid input {what}: {reason}")]
     InvalidInput {
@@ -90,6 +143,18 @@ impl From<forge_lora::LoraError> for ModelError {
     fn from(e: forge_lora::LoraError) -> Self {
         ModelError::Lora(Box::new(e))
     }
+}
+
+/// How many names an error message shows.
+const PREVIEW: usize = 5;
+
+fn preview(names: &[String]) -> String {
+    names
+        .iter()
+        .take(PREVIEW)
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Result alias of forge-models.

@@ -5,12 +5,12 @@
 
 use crate::config::Activation;
 use crate::{ModelError, Result};
-use candle_core::{DType, Device, Tensor, D};
-use forge_lora::{LoraLinear, Param};
+use candle_core::{DType, Tensor, D};
+use forge_lora::{DeepClone, LoraLinear, Param};
 
 /// Layer normalisation (Ba et al. 2016): `y = (x - mean) / sqrt(var + eps) * weight + bias`
 /// over the last dimension, with the biased variance (as PyTorch).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct LayerNorm {
     /// Scale, `[dim]`.
     pub weight: Param,
@@ -45,7 +45,7 @@ impl LayerNorm {
 
 /// A lookup table `[num, dim]`. As PyTorch's `nn.Embedding(padding_idx=...)`, the row of the
 /// padding id receives no gradient.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Embedding {
     /// The table, `[num, dim]`.
     pub weight: Param,
@@ -75,6 +75,25 @@ impl Embedding {
             e = (e.broadcast_mul(&keep)? + frozen.broadcast_mul(&is_pad)?)?;
         }
         e.reshape((b, s, dim))
+    }
+}
+
+impl DeepClone for LayerNorm {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(Self {
+            weight: self.weight.try_clone_deep()?,
+            bias: self.bias.try_clone_deep()?,
+            eps: self.eps,
+        })
+    }
+}
+
+impl DeepClone for Embedding {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(Self {
+            weight: self.weight.try_clone_deep()?,
+            padding_idx: self.padding_idx,
+        })
     }
 }
 
@@ -234,120 +253,10 @@ pub fn check_inputs(
     Ok((ids, mask))
 }
 
-/// Where the initial values of a model come from: a checkpoint (with random fallbacks for
-/// optional tensors such as a new classification head) or a seeded random initialisation with
-/// Hugging Face's scheme (normal(0, initializer_range) weights, zero biases, unit norms).
-pub(crate) struct Source<'a> {
-    pub(crate) weights: Option<&'a crate::weights::Weights>,
-    pub(crate) rng: forge_linalg::ForgeRng,
-    pub(crate) std: f64,
-    pub(crate) device: Device,
-}
-
-/// How to initialise a tensor absent from the checkpoint.
-#[derive(Clone, Copy)]
-pub(crate) enum Fill {
-    Normal,
-    Zeros,
-    Ones,
-}
-
-impl Source<'_> {
-    /// The tensor `names[0]` (or an alias) with `shape`; required tensors must be in the
-    /// checkpoint, optional ones are initialised when absent.
-    pub(crate) fn tensor(
-        &mut self,
-        names: &[String],
-        shape: &[usize],
-        fill: Fill,
-        required: bool,
-    ) -> Result<Tensor> {
-        if let Some(w) = self.weights {
-            if let Some(t) = w.find(names, shape)? {
-                return Ok(t);
-            }
-            if required {
-                return Err(ModelError::MissingTensor {
-                    tensor: names[0].clone(),
-                    path: w.path().to_path_buf(),
-                });
-            }
-            tracing::warn!(tensor = %names[0], "not in the checkpoint: newly initialised");
-        }
-        Ok(match fill {
-            Fill::Normal => {
-                (forge_linalg::rng::randn(shape, DType::F32, &self.device, &mut self.rng)?
-                    * self.std)?
-            }
-            Fill::Zeros => Tensor::zeros(shape, DType::F32, &self.device)?,
-            Fill::Ones => Tensor::ones(shape, DType::F32, &self.device)?,
-        })
-    }
-
-    pub(crate) fn linear(
-        &mut self,
-        names: &[String],
-        in_f: usize,
-        out_f: usize,
-        required: bool,
-    ) -> Result<LoraLinear> {
-        let w = self.tensor(
-            &suffixed(names, "weight"),
-            &[out_f, in_f],
-            Fill::Normal,
-            required,
-        )?;
-        let b = self.tensor(&suffixed(names, "bias"), &[out_f], Fill::Zeros, required)?;
-        Ok(LoraLinear::new(&w, Some(&b))?)
-    }
-
-    pub(crate) fn norm(&mut self, names: &[String], dim: usize, eps: f64) -> Result<LayerNorm> {
-        let w = self.tensor(&suffixed(names, "weight"), &[dim], Fill::Ones, true)?;
-        let b = self.tensor(&suffixed(names, "bias"), &[dim], Fill::Zeros, true)?;
-        Ok(LayerNorm {
-            weight: Param::new(&w, true)?,
-            bias: Param::new(&b, true)?,
-            eps,
-        })
-    }
-
-    pub(crate) fn embedding(
-        &mut self,
-        names: &[String],
-        num: usize,
-        dim: usize,
-        padding_idx: Option<u32>,
-    ) -> Result<Embedding> {
-        let mut w = self.tensor(&suffixed(names, "weight"), &[num, dim], Fill::Normal, true)?;
-        if let (Some(p), None) = (padding_idx.filter(|p| (*p as usize) < num), self.weights) {
-            // Hugging Face zeroes the padding row at init
-            let keep: Vec<f32> = (0..num)
-                .map(|i| if i == p as usize { 0.0 } else { 1.0 })
-                .collect();
-            let keep = Tensor::from_vec(keep, num, &self.device)?;
-            w = w.broadcast_mul(&keep.unsqueeze(1)?)?;
-        }
-        Ok(Embedding {
-            weight: Param::new(&w, true)?,
-            padding_idx,
-        })
-    }
-}
-
-/// `[prefix + name + "." + local]` for every candidate module name; old BERT checkpoints call
-/// layer-norm parameters `gamma` / `beta`.
-fn suffixed(names: &[String], local: &str) -> Vec<String> {
-    let mut v: Vec<String> = names.iter().map(|n| format!("{n}.{local}")).collect();
-    if names.iter().any(|n| n.ends_with("LayerNorm")) {
-        let alias = if local == "weight" { "gamma" } else { "beta" };
-        v.extend(names.iter().map(|n| format!("{n}.{alias}")));
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn layer_norm_matches_closed_form() {

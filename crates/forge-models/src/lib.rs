@@ -31,6 +31,8 @@
 #![deny(missing_docs)]
 
 pub mod bert;
+pub mod builder;
+pub mod checkpoint;
 pub mod config;
 pub mod distilbert;
 mod error;
@@ -42,6 +44,8 @@ pub mod train;
 mod weights;
 
 pub use bert::{BertForSequenceClassification, BertModel};
+pub use builder::{Named, ParamBuilder, VisitModules};
+pub use checkpoint::{SavePretrained, StateDict};
 pub use config::{Activation, BertConfig, DistilBertConfig, ModelConfig};
 pub use distilbert::{DistilBertForSequenceClassification, DistilBertModel};
 pub use error::{ModelError, Result};
@@ -49,6 +53,7 @@ pub use layers::mean_pool;
 pub use loading::{AnyClassifier, AnyEncoder, ModelFiles, DEFAULT_MODEL};
 pub use tokenize::{Encoded, TextTokenizer};
 pub use train::{cross_entropy_loss, train_step};
+pub use forge_lora::DeepClone;
 pub use weights::Weights;
 
 use candle_core::Tensor;

@@ -4,9 +4,10 @@
 use crate::bert::{BertForSequenceClassification, BertModel};
 use crate::config::ModelConfig;
 use crate::distilbert::{DistilBertForSequenceClassification, DistilBertModel};
+use crate::weights::{PYTORCH_BIN, PYTORCH_BIN_INDEX, SAFETENSORS, SAFETENSORS_INDEX};
 use crate::{ModelError, Result, SequenceClassifier, TextEncoder, Weights};
 use candle_core::{Device, Tensor};
-use forge_lora::{LoraModel, ModuleMut};
+use forge_lora::{DeepClone, LoraModel, ModuleMut};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,7 +24,9 @@ pub struct ModelFiles {
     pub dir: PathBuf,
     /// `config.json`.
     pub config: PathBuf,
-    /// `model.safetensors`.
+    /// The checkpoint: `model.safetensors`, else `model.safetensors.index.json` (sharded), else
+    /// `pytorch_model.bin` or `pytorch_model.bin.index.json` (PyTorch pickles), in the order
+    /// transformers prefers them. [`Weights::from_file`] reads any of them.
     pub weights: PathBuf,
     /// `tokenizer.json`, when present.
     pub tokenizer: Option<PathBuf>,
@@ -37,7 +40,8 @@ fn missing(path: &Path, hint: &str) -> ModelError {
 }
 
 impl ModelFiles {
-    /// A local folder with `config.json` + `model.safetensors` (+ `tokenizer.json`).
+    /// A local folder with `config.json` + a checkpoint (`model.safetensors`, a sharded
+    /// `model.safetensors.index.json`, or `pytorch_model.bin`) (+ `tokenizer.json`).
     ///
     /// # Errors
     /// [`ModelError::MissingFile`] naming the missing file.
@@ -52,15 +56,16 @@ impl ModelFiles {
         if !config.is_file() {
             return Err(missing(&config, ""));
         }
-        let weights = dir.join("model.safetensors");
-        if !weights.is_file() {
-            let hint = if dir.join("pytorch_model.bin").exists() {
-                " (only safetensors is supported: convert pytorch_model.bin with `save_pretrained(..., safe_serialization=True)`)"
-            } else {
-                ""
-            };
-            return Err(missing(&weights, hint));
-        }
+        let weights = [SAFETENSORS, SAFETENSORS_INDEX, PYTORCH_BIN, PYTORCH_BIN_INDEX]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                missing(
+                    &dir.join(SAFETENSORS),
+                    " (nor model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json)",
+                )
+            })?;
         let tok = dir.join("tokenizer.json");
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -156,9 +161,7 @@ impl ModelFiles {
         let config = repo
             .get("config.json")
             .map_err(|e| hub_err(e.to_string()))?;
-        let weights = repo
-            .get("model.safetensors")
-            .map_err(|e| hub_err(e.to_string()))?;
+        let weights = hub_weights(&repo).map_err(hub_err)?;
         let tokenizer = repo.get("tokenizer.json").ok();
         let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Self {
@@ -190,6 +193,33 @@ impl ModelFiles {
     }
 }
 
+/// Fetch the checkpoint of a Hub repository: `model.safetensors`, else the sharded index and
+/// every shard it names, else `pytorch_model.bin`. Returns the path to pass to
+/// [`Weights::from_file`].
+fn hub_weights(repo: &hf_hub::api::sync::ApiRepo) -> std::result::Result<PathBuf, String> {
+    if let Ok(p) = repo.get(SAFETENSORS) {
+        return Ok(p);
+    }
+    if let Ok(index) = repo.get(SAFETENSORS_INDEX) {
+        let text = std::fs::read_to_string(&index).map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let mut shards: Vec<&str> = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .map(|m| m.values().filter_map(|f| f.as_str()).collect())
+            .unwrap_or_default();
+        shards.sort_unstable();
+        shards.dedup();
+        for s in shards {
+            repo.get(s).map_err(|e| format!("shard {s}: {e}"))?;
+        }
+        return Ok(index);
+    }
+    repo.get(PYTORCH_BIN).map_err(|e| {
+        format!("no model.safetensors, model.safetensors.index.json or pytorch_model.bin: {e}")
+    })
+}
+
 /// TCP-connect to the endpoint's host within `timeout` (DNS failures return at once).
 fn probe(endpoint: &str, timeout: Duration) -> std::io::Result<()> {
     use std::net::{TcpStream, ToSocketAddrs};
@@ -213,7 +243,10 @@ fn probe(endpoint: &str, timeout: Duration) -> std::io::Result<()> {
 }
 
 /// A sequence classifier of any supported architecture (`AutoModelForSequenceClassification`).
-#[derive(Clone, Debug)]
+///
+/// Not `Clone` (a clone would share parameter storage): [`DeepClone::try_clone_deep`] makes an
+/// independent copy.
+#[derive(Debug)]
 pub enum AnyClassifier {
     /// DistilBERT.
     DistilBert(DistilBertForSequenceClassification),
@@ -278,6 +311,15 @@ impl AnyClassifier {
     }
 }
 
+impl DeepClone for AnyClassifier {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(match self {
+            Self::DistilBert(m) => Self::DistilBert(m.try_clone_deep()?),
+            Self::Bert(m) => Self::Bert(m.try_clone_deep()?),
+        })
+    }
+}
+
 impl LoraModel for AnyClassifier {
     fn architecture(&self) -> String {
         match self {
@@ -315,7 +357,12 @@ impl SequenceClassifier for AnyClassifier {
 }
 
 /// A bare encoder of any supported architecture (`AutoModel`), e.g. for embeddings.
-#[derive(Clone, Debug)]
+///
+/// Not `Clone`: see [`DeepClone::try_clone_deep`].
+// A model is built once and its tensors live on the heap; the few hundred bytes between the
+// variants' headers do not matter, and boxing would change the public variants.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 pub enum AnyEncoder {
     /// DistilBERT.
     DistilBert(DistilBertModel),
@@ -333,13 +380,7 @@ impl AnyEncoder {
         let w = Weights::from_file(&files.weights, device)?;
         Ok(match files.model_config()? {
             ModelConfig::DistilBert(c) => {
-                let mut src = crate::layers::Source {
-                    weights: Some(&w),
-                    rng: forge_linalg::seeded_rng(0),
-                    std: c.initializer_range,
-                    device: device.clone(),
-                };
-                Self::DistilBert(DistilBertModel::build(&c, "", &mut src)?)
+                Self::DistilBert(DistilBertModel::from_weights(&c, &w, device)?)
             }
             ModelConfig::Bert(c) => Self::Bert(BertModel::from_weights(&c, &w, device)?),
         })
@@ -373,6 +414,15 @@ impl TextEncoder for AnyEncoder {
     }
 }
 
+impl DeepClone for AnyEncoder {
+    fn try_clone_deep(&self) -> forge_lora::Result<Self> {
+        Ok(match self {
+            Self::DistilBert(m) => Self::DistilBert(m.try_clone_deep()?),
+            Self::Bert(m) => Self::Bert(m.try_clone_deep()?),
+        })
+    }
+}
+
 impl LoraModel for AnyEncoder {
     fn architecture(&self) -> String {
         match self {
@@ -384,6 +434,24 @@ impl LoraModel for AnyEncoder {
         match self {
             Self::DistilBert(m) => m.named_modules_mut(),
             Self::Bert(m) => m.named_modules_mut(),
+        }
+    }
+}
+
+impl crate::SavePretrained for AnyClassifier {
+    fn hf_config(&self) -> Result<serde_json::Value> {
+        match self {
+            Self::DistilBert(m) => m.hf_config(),
+            Self::Bert(m) => m.hf_config(),
+        }
+    }
+}
+
+impl crate::SavePretrained for AnyEncoder {
+    fn hf_config(&self) -> Result<serde_json::Value> {
+        match self {
+            Self::DistilBert(m) => m.hf_config(),
+            Self::Bert(m) => m.hf_config(),
         }
     }
 }

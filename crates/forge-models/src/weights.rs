@@ -1,84 +1,260 @@
-//! Reading Hugging Face checkpoints (`model.safetensors`) with name aliases and shape checks.
+//! Reading Hugging Face checkpoints: `model.safetensors` (memory-mapped), sharded
+//! `model.safetensors.index.json`, and PyTorch's `pytorch_model.bin` (pickle, via candle).
+//!
+//! Every tensor handed out is checked: a floating-point dtype (integer tensors are an error,
+//! never cast), no NaN or infinity, then converted to f32.
 
 use crate::{ModelError, Result};
+use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-/// The tensors of one safetensors checkpoint, converted to f32.
-#[derive(Debug)]
+/// File name of a single-file safetensors checkpoint.
+pub const SAFETENSORS: &str = "model.safetensors";
+/// File name of the index of a sharded safetensors checkpoint.
+pub const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
+/// File name of a PyTorch pickle checkpoint.
+pub const PYTORCH_BIN: &str = "pytorch_model.bin";
+/// File name of the index of a sharded PyTorch pickle checkpoint.
+pub const PYTORCH_BIN_INDEX: &str = "pytorch_model.bin.index.json";
+
+enum Store {
+    /// Memory-mapped safetensors (one file or shards): tensors are copied out one at a time.
+    Mmap(MmapedSafetensors),
+    /// Tensors in memory (PyTorch pickles, or built in code).
+    Memory(HashMap<String, Tensor>),
+}
+
+/// The tensors of one checkpoint: names, shapes and dtypes are known up front; values are read
+/// (and checked) one tensor at a time by [`Weights::get`].
 pub struct Weights {
-    tensors: HashMap<String, Tensor>,
+    store: Store,
+    /// name -> (shape, dtype)
+    index: HashMap<String, (Vec<usize>, DType)>,
     path: PathBuf,
+    device: Device,
+}
+
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Weights")
+            .field("path", &self.path)
+            .field("tensors", &self.index.len())
+            .finish()
+    }
+}
+
+fn io_or_missing(path: &Path, e: std::io::Error, hint: &str) -> ModelError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        ModelError::MissingFile {
+            path: path.to_path_buf(),
+            hint: hint.into(),
+        }
+    } else {
+        ModelError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
+fn corrupt(path: &Path, reason: impl std::fmt::Display) -> ModelError {
+    ModelError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 impl Weights {
-    /// Read a safetensors file.
+    /// Open a checkpoint by its file name: `*.safetensors` (memory-mapped), `*.index.json`
+    /// (sharded; the shards are read as their extension says), or anything else as a PyTorch
+    /// pickle (`pytorch_model.bin`, `*.pt`, `*.pth`).
     ///
     /// # Errors
-    /// [`ModelError::MissingFile`] when absent, [`ModelError::Io`] when unreadable,
-    /// [`ModelError::Corrupt`] when not valid safetensors.
+    /// [`ModelError::MissingFile`] when absent (a shard included), [`ModelError::Io`] when
+    /// unreadable, [`ModelError::Corrupt`] when not a valid file of its kind.
     pub fn from_file(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                ModelError::MissingFile {
-                    path: path.to_path_buf(),
-                    hint: " (expected a Hugging Face model.safetensors)".into(),
-                }
-            } else {
-                ModelError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
-            ModelError::Corrupt {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }
-        })?;
-        Ok(Self {
-            tensors,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// From tensors already in memory (`path` is only used in messages).
-    pub fn from_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Self {
-        Self {
-            tensors,
-            path: path.to_path_buf(),
+        std::fs::metadata(path)
+            .map_err(|e| io_or_missing(path, e, " (expected a Hugging Face model.safetensors)"))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".index.json") {
+            Self::from_index(path, device)
+        } else if name.ends_with(".safetensors") {
+            Self::mmap(&[path.to_path_buf()], path, device)
+        } else {
+            let tensors = read_pickle(path)?;
+            Ok(Self::from_tensors_on(tensors, path, device))
         }
     }
 
-    /// The checkpoint path.
+    fn mmap(files: &[PathBuf], shown: &Path, device: &Device) -> Result<Self> {
+        for f in files {
+            std::fs::metadata(f)
+                .map_err(|e| io_or_missing(f, e, " (a shard of the checkpoint)"))?;
+        }
+        // SAFETY: read-only maps. As for every memory-mapped reader, truncation of the file by
+        // another process while it is mapped is not defended against.
+        let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| corrupt(shown, e))?;
+        let mut index = HashMap::new();
+        for (name, view) in st.tensors() {
+            let dtype = DType::try_from(view.dtype()).map_err(|e| {
+                corrupt(
+                    shown,
+                    format!("tensor {name:?} has an unsupported dtype: {e}"),
+                )
+            })?;
+            index.insert(name, (view.shape().to_vec(), dtype));
+        }
+        Ok(Self {
+            store: Store::Mmap(st),
+            index,
+            path: shown.to_path_buf(),
+            device: device.clone(),
+        })
+    }
+
+    fn from_index(path: &Path, device: &Device) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| io_or_missing(path, e, ""))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(path, e))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| corrupt(path, "no \"weight_map\" object"))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut shards = BTreeSet::new();
+        for (k, f) in map {
+            let f = f
+                .as_str()
+                .ok_or_else(|| corrupt(path, format!("weight_map[{k:?}] is not a file name")))?;
+            if f.contains('/') || f.contains('\\') || f.starts_with('.') {
+                return Err(corrupt(
+                    path,
+                    format!("shard name {f:?} is not a plain file name"),
+                ));
+            }
+            shards.insert(dir.join(f));
+        }
+        if shards.is_empty() {
+            return Err(corrupt(path, "the weight_map is empty"));
+        }
+        let shards: Vec<PathBuf> = shards.into_iter().collect();
+        let w = if shards
+            .iter()
+            .all(|s| s.extension().is_some_and(|e| e == "safetensors"))
+        {
+            Self::mmap(&shards, path, device)?
+        } else {
+            let mut all = HashMap::new();
+            for s in &shards {
+                std::fs::metadata(s)
+                    .map_err(|e| io_or_missing(s, e, " (a shard of the checkpoint)"))?;
+                all.extend(read_pickle(s)?);
+            }
+            Self::from_tensors_on(all, path, device)
+        };
+        // the index and the shards must agree
+        for k in map.keys() {
+            if !w.contains(k) {
+                return Err(corrupt(
+                    path,
+                    format!("the index lists {k:?} but no shard holds it"),
+                ));
+            }
+        }
+        Ok(w)
+    }
+
+    /// From tensors already in memory (`path` is only used in messages); on the CPU.
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Self {
+        Self::from_tensors_on(tensors, path, &Device::Cpu)
+    }
+
+    fn from_tensors_on(tensors: HashMap<String, Tensor>, path: &Path, device: &Device) -> Self {
+        let index = tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), (t.dims().to_vec(), t.dtype())))
+            .collect();
+        Self {
+            store: Store::Memory(tensors),
+            index,
+            path: path.to_path_buf(),
+            device: device.clone(),
+        }
+    }
+
+    /// The checkpoint path (the index file for a sharded checkpoint).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Tensor names.
+    /// Tensor names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        self.tensors.keys().map(|s| s.as_str()).collect()
+        let mut v: Vec<&str> = self.index.keys().map(|s| s.as_str()).collect();
+        v.sort_unstable();
+        v
     }
 
-    /// The first of `names` present in the checkpoint, checked against `shape`, as f32.
+    /// Whether the checkpoint holds `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The shape of `name`, without reading it.
+    pub fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.index.get(name).map(|(d, _)| d.clone())
+    }
+
+    /// The stored dtype of `name`, without reading it.
+    pub fn dtype(&self, name: &str) -> Option<DType> {
+        self.index.get(name).map(|(_, t)| *t)
+    }
+
+    /// Read `name`, check it and convert it to f32 on the device.
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] naming the tensor.
-    pub fn find(&self, names: &[String], shape: &[usize]) -> Result<Option<Tensor>> {
-        for n in names {
-            if let Some(t) = self.tensors.get(n) {
-                if t.dims() != shape {
-                    return Err(ModelError::ShapeMismatch {
-                        tensor: n.clone(),
-                        expected: shape.to_vec(),
-                        got: t.dims().to_vec(),
-                    });
-                }
-                return Ok(Some(t.to_dtype(DType::F32)?));
-            }
+    /// [`ModelError::MissingTensor`] when absent; [`ModelError::BadDType`] for an integer or
+    /// boolean tensor (weights are never cast from integers); [`ModelError::NonFinite`] when it
+    /// holds NaN or infinity; [`ModelError::Corrupt`] when the bytes cannot be read.
+    pub fn get(&self, name: &str) -> Result<Tensor> {
+        let (_, dtype) = self
+            .index
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                tensor: name.to_string(),
+                path: self.path.clone(),
+            })?;
+        if !dtype.is_float() {
+            return Err(ModelError::BadDType {
+                tensor: name.to_string(),
+                path: self.path.clone(),
+                dtype: dtype.as_str().to_string(),
+            });
         }
-        Ok(None)
+        let t = match &self.store {
+            Store::Mmap(st) => st
+                .get(name)
+                .and_then(|v| v.load(&self.device))
+                .map_err(|e| corrupt(&self.path, format!("tensor {name:?}: {e}")))?,
+            Store::Memory(m) => m[name].to_device(&self.device)?,
+        };
+        let count = forge_lora::io::non_finite_count(&t)?;
+        if count > 0 {
+            return Err(ModelError::NonFinite {
+                tensor: name.to_string(),
+                path: self.path.clone(),
+                count,
+            });
+        }
+        Ok(t.to_dtype(DType::F32)?)
     }
+}
+
+/// Read every tensor of a PyTorch pickle (`torch.save` of a state dict, zip format).
+fn read_pickle(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let v = candle_core::pickle::read_all(path).map_err(|e| corrupt(path, e))?;
+    Ok(v.into_iter().collect())
 }

@@ -1,0 +1,734 @@
+//! The diagonal of the Fisher information matrix of a model's parameters, estimated three ways
+//! (empirical, mini-batch, true), over named candle [`Var`]s and a closure that runs the model.
+//!
+//! For a model with predictive distribution `p(y | x, theta)` and data `x_1..x_N`:
+//!
+//! - **true Fisher** `F = (1/N) sum_n E_{y ~ p(y|x_n)} [ (d log p(y|x_n) / d theta)^2 ]`
+//!   (Kirkpatrick et al. 2017 use this diagonal; Martens 2020, "New insights and perspectives on
+//!   the natural gradient method", section 11, for the distinction). Estimated exactly by
+//!   summing over classes ([`FisherEstimator::TrueExact`], one backward pass per class and
+//!   sample) or by sampling labels from the model ([`FisherEstimator::TrueSampled`], seeded).
+//! - **empirical Fisher** `F_emp = (1/N) sum_n (d log p(y_n|x_n) / d theta)^2` at the true labels
+//!   `y_n` ([`FisherEstimator::Empirical`]): one backward pass per sample. It equals the true
+//!   Fisher only where the model's predictive distribution matches the data's (Kunstner et al.
+//!   2019, "Limitations of the empirical Fisher approximation").
+//! - **mini-batch approximation** ([`FisherEstimator::Batch`]): squared gradients of mini-batch
+//!   *mean* log-likelihoods, one backward pass per batch. See the variant for what it
+//!   approximates and its bias.
+//!
+//! Squares are element-wise: only the diagonal is kept. The gradient of the log-likelihood and of
+//! the negative log-likelihood differ only in sign, so their squares agree.
+
+use crate::{EwcError, Result};
+use candle_core::{DType, Tensor, Var};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+
+/// How the Fisher diagonal is estimated. Serialised (as JSON) into saved EWC states.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FisherEstimator {
+    /// The empirical Fisher: mean over samples of the squared per-sample gradient of
+    /// `log p(y_n | x_n)` at the true label. The closure is called with one sample index at a
+    /// time (`N` forward and `N` backward passes).
+    Empirical,
+    /// The mini-batch approximation: for consecutive batches `b` of at most `batch_size` samples
+    /// with mean gradient `g_b = (1/|b|) sum_{n in b} grad log p(y_n|x_n)`,
+    /// `F_batch = (1/N) sum_b |b|^2 g_b^2`.
+    ///
+    /// With `|b| = 1` this is exactly [`FisherEstimator::Empirical`]. For larger batches,
+    /// `|b|^2 g_b^2 = sum_{n in b} g_n^2 + sum_{n != m in b} g_n g_m`: it is the empirical Fisher
+    /// plus the within-batch cross products. If the per-sample gradients of a batch are
+    /// i.i.d. with mean `mu`, its expectation is `F_emp + (|b| - 1) mu^2`, so it is unbiased only
+    /// where the mean gradient vanishes (at a minimum of the training loss, where EWC is
+    /// normally applied), and biased upwards elsewhere; its variance is higher than the
+    /// empirical Fisher's. The `|b|^2` factor puts it on the per-sample scale, so lambda means
+    /// the same for every estimator; codes that accumulate the unscaled `g_b^2` (e.g.
+    /// Avalanche's `EWCPlugin`) estimate roughly `F_emp / |b|`. Cost: `N / |b|` forward and
+    /// backward passes of batches.
+    Batch {
+        /// Samples per batch (`>= 1`); the last batch may be smaller.
+        batch_size: usize,
+    },
+    /// The true Fisher with labels drawn from the model's predictive distribution
+    /// `softmax(logits)`: `samples_per_input` draws per input, seeded. Unbiased for the true
+    /// Fisher. One forward pass per input and one backward pass per distinct drawn class.
+    TrueSampled {
+        /// Draws per input (`>= 1`).
+        samples_per_input: usize,
+        /// The seed of the label draws.
+        seed: u64,
+    },
+    /// The true Fisher computed exactly: `(1/N) sum_n sum_c p(c|x_n) (grad log p(c|x_n))^2`, one
+    /// forward pass and `C` backward passes per input; for small class counts.
+    TrueExact,
+}
+
+impl fmt::Display for FisherEstimator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empirical => write!(f, "empirical"),
+            Self::Batch { batch_size } => write!(f, "batch (batch_size {batch_size})"),
+            Self::TrueSampled {
+                samples_per_input,
+                seed,
+            } => write!(
+                f,
+                "true (sampled, {samples_per_input} draws per input, seed {seed})"
+            ),
+            Self::TrueExact => write!(f, "true (exact)"),
+        }
+    }
+}
+
+/// Configuration of [`fisher_diagonal`].
+///
+/// | field | default | range |
+/// |---|---|---|
+/// | `estimator` | [`FisherEstimator::Empirical`] | see the variants |
+/// | `max_samples` | `None` (all) | `>= 1`; the first `max_samples` indices are used (shuffle the data first for a random subset) |
+/// | `allow_missing_gradients` | `false` | `true` gives parameters without a gradient a zero Fisher instead of an error |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FisherConfig {
+    /// The estimator.
+    pub estimator: FisherEstimator,
+    /// Use at most this many samples.
+    pub max_samples: Option<usize>,
+    /// Accept parameters that receive no gradient (zero Fisher) instead of failing.
+    pub allow_missing_gradients: bool,
+}
+
+impl Default for FisherConfig {
+    fn default() -> Self {
+        Self {
+            estimator: FisherEstimator::Empirical,
+            max_samples: None,
+            allow_missing_gradients: false,
+        }
+    }
+}
+
+impl FisherConfig {
+    /// A default config with the given estimator.
+    pub fn new(estimator: FisherEstimator) -> Self {
+        Self {
+            estimator,
+            ..Self::default()
+        }
+    }
+
+    /// Checks the fields.
+    ///
+    /// # Errors
+    /// [`EwcError::InvalidConfig`] for a zero batch size, zero draws or `max_samples == Some(0)`.
+    pub fn validate(&self) -> Result<()> {
+        match self.estimator {
+            FisherEstimator::Batch { batch_size: 0 } => {
+                return Err(EwcError::InvalidConfig {
+                    field: "batch_size",
+                    reason: "must be >= 1, got 0".into(),
+                })
+            }
+            FisherEstimator::TrueSampled {
+                samples_per_input: 0,
+                ..
+            } => {
+                return Err(EwcError::InvalidConfig {
+                    field: "samples_per_input",
+                    reason: "must be >= 1, got 0".into(),
+                })
+            }
+            _ => {}
+        }
+        if self.max_samples == Some(0) {
+            return Err(EwcError::InvalidConfig {
+                field: "max_samples",
+                reason: "must be >= 1 when set, got 0".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The targets of the data the Fisher is estimated on.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    /// The true class of each sample (required by the empirical and batch estimators).
+    Labels(&'a [usize]),
+    /// `n` samples without labels (enough for the true Fisher).
+    Unlabelled(usize),
+}
+
+impl Targets<'_> {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Labels(l) => l.len(),
+            Self::Unlabelled(n) => *n,
+        }
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Progress of a running estimate, passed to the optional callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FisherProgress {
+    /// Samples processed so far.
+    pub done: usize,
+    /// Samples to process.
+    pub total: usize,
+}
+
+/// A diagonal Fisher: one non-negative, finite tensor per named parameter, with the estimator
+/// and sample count that produced it.
+#[derive(Clone, Debug)]
+pub struct FisherDiagonal {
+    entries: Vec<(String, Tensor)>,
+    estimator: FisherEstimator,
+    n_samples: usize,
+}
+
+impl FisherDiagonal {
+    /// Wraps precomputed tensors (e.g. from another library), checking them.
+    ///
+    /// # Errors
+    /// [`EwcError::NoParameters`] if empty, [`EwcError::DuplicateParameter`],
+    /// [`EwcError::NonFinite`] / [`EwcError::NegativeFisher`] naming the tensor and index.
+    pub fn from_tensors(
+        entries: Vec<(String, Tensor)>,
+        estimator: FisherEstimator,
+        n_samples: usize,
+    ) -> Result<Self> {
+        if entries.is_empty() {
+            return Err(EwcError::NoParameters {
+                context: "build a Fisher diagonal from",
+            });
+        }
+        check_unique(entries.iter().map(|(n, _)| n.as_str()))?;
+        for (name, t) in &entries {
+            check_fisher_values(name, t)?;
+        }
+        Ok(Self {
+            entries,
+            estimator,
+            n_samples,
+        })
+    }
+
+    /// The named tensors, in parameter order.
+    pub fn entries(&self) -> &[(String, Tensor)] {
+        &self.entries
+    }
+
+    /// The tensor of parameter `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// The estimator that produced it.
+    pub fn estimator(&self) -> &FisherEstimator {
+        &self.estimator
+    }
+
+    /// Number of samples it was estimated on.
+    pub fn n_samples(&self) -> usize {
+        self.n_samples
+    }
+
+    /// Number of scalar entries over all tensors.
+    pub fn elem_count(&self) -> usize {
+        self.entries.iter().map(|(_, t)| t.elem_count()).sum()
+    }
+
+    /// Sum of all entries (the trace of the diagonal Fisher).
+    ///
+    /// # Errors
+    /// Candle errors only.
+    pub fn trace(&self) -> Result<f64> {
+        let mut s = 0.0;
+        for (_, t) in &self.entries {
+            s += t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        }
+        Ok(s)
+    }
+}
+
+/// Checks names are unique.
+pub(crate) fn check_unique<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = HashSet::new();
+    for n in names {
+        if !seen.insert(n) {
+            return Err(EwcError::DuplicateParameter {
+                name: n.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The values of `t` as f64 (f64 tensors directly, other float types through f32).
+fn values_f64(t: &Tensor) -> Result<Vec<f64>> {
+    let flat = t.flatten_all()?;
+    Ok(if t.dtype() == DType::F64 {
+        flat.to_vec1::<f64>()?
+    } else {
+        flat.to_dtype(DType::F32)?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    })
+}
+
+/// Checks that every value is finite (`what` names the tensor kind in the error).
+pub(crate) fn check_finite(what: &'static str, name: &str, t: &Tensor) -> Result<()> {
+    if let Some((index, value)) = values_f64(t)?
+        .into_iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+    {
+        return Err(EwcError::NonFinite {
+            what,
+            name: name.to_string(),
+            index,
+            value,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that a Fisher tensor is finite and non-negative.
+pub(crate) fn check_fisher_values(name: &str, t: &Tensor) -> Result<()> {
+    for (index, value) in values_f64(t)?.into_iter().enumerate() {
+        if !value.is_finite() {
+            return Err(EwcError::NonFinite {
+                what: "Fisher",
+                name: name.to_string(),
+                index,
+                value,
+            });
+        }
+        if value < 0.0 {
+            return Err(EwcError::NegativeFisher {
+                name: name.to_string(),
+                index,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Row-wise log-softmax from primitive ops (every op has a backward pass).
+///
+/// # Shapes
+/// `[n, c]` -> `[n, c]`.
+fn log_softmax_rows(logits: &Tensor) -> candle_core::Result<Tensor> {
+    let max = logits.max_keepdim(1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// Accumulates weighted squared gradients per parameter.
+struct SquaredGradients<'a> {
+    params: &'a [(String, Var)],
+    acc: Vec<Tensor>,
+    allow_missing: bool,
+}
+
+impl<'a> SquaredGradients<'a> {
+    fn new(params: &'a [(String, Var)], allow_missing: bool) -> Result<Self> {
+        if params.is_empty() {
+            return Err(EwcError::NoParameters {
+                context: "estimate the Fisher of",
+            });
+        }
+        check_unique(params.iter().map(|(n, _)| n.as_str()))?;
+        let acc = params
+            .iter()
+            .map(|(_, v)| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            params,
+            acc,
+            allow_missing,
+        })
+    }
+
+    /// Backward pass of the scalar `loss`, then `acc += weight * grad^2`.
+    fn add(&mut self, loss: &Tensor, weight: f64) -> Result<()> {
+        let grads = loss.backward()?;
+        for ((name, var), acc) in self.params.iter().zip(self.acc.iter_mut()) {
+            match grads.get(var.as_tensor()) {
+                Some(g) => {
+                    let sq = g.detach().sqr()?;
+                    let sq = if weight == 1.0 {
+                        sq
+                    } else {
+                        sq.affine(weight, 0.0)?
+                    };
+                    *acc = (&*acc + sq)?;
+                }
+                None if self.allow_missing => {}
+                None => return Err(EwcError::NoGradient { name: name.clone() }),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, n: usize, estimator: FisherEstimator) -> Result<FisherDiagonal> {
+        let scale = 1.0 / n as f64;
+        let entries = self
+            .params
+            .iter()
+            .zip(self.acc)
+            .map(|((name, _), acc)| Ok((name.clone(), acc.affine(scale, 0.0)?)))
+            .collect::<Result<Vec<_>>>()?;
+        for (name, t) in &entries {
+            check_fisher_values(name, t)?;
+        }
+        tracing::debug!(estimator = %estimator, n, tensors = entries.len(), "Fisher diagonal estimated");
+        Ok(FisherDiagonal {
+            entries,
+            estimator,
+            n_samples: n,
+        })
+    }
+}
+
+fn closure_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> EwcError {
+    EwcError::Closure(e.into())
+}
+
+fn scalar_f64(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Number of samples to use, checked.
+fn sample_count(n: usize, config: &FisherConfig) -> Result<usize> {
+    config.validate()?;
+    let m = config.max_samples.map_or(n, |c| c.min(n));
+    if m == 0 {
+        return Err(EwcError::EmptyData {
+            n,
+            max_samples: config.max_samples,
+        });
+    }
+    Ok(m)
+}
+
+/// Estimates the diagonal Fisher of `params` for a classifier.
+///
+/// `logits_fn(indices)` runs the model on the samples with those indices (in `0..targets.len()`)
+/// and returns their logits; log-likelihoods are `log_softmax(logits)`. It is called with one
+/// index at a time by the per-sample estimators and with consecutive chunks of `batch_size`
+/// indices by [`FisherEstimator::Batch`]. Run the model in evaluation mode (dropout off) and
+/// compute with the tracked tensors of `params` (`var.as_tensor()`, or a model holding the same
+/// `Var`s, e.g. from `forge_lora::named_trainable`), otherwise no gradient reaches them.
+///
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// use forge_ewc::{fisher_diagonal, FisherConfig, FisherEstimator, Targets};
+/// let dev = Device::Cpu;
+/// let x = Tensor::new(&[[1.0f64, 0.0], [0.0, 2.0], [1.0, 1.0]], &dev)?;
+/// let w = Var::from_tensor(&Tensor::zeros((2, 2), candle_core::DType::F64, &dev)?)?;
+/// let params = vec![("w".to_string(), w.clone())];
+/// let fisher = fisher_diagonal(
+///     &params,
+///     Targets::Labels(&[0, 1, 1]),
+///     |idx: &[usize]| {
+///         let rows = Tensor::new(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), &dev)?;
+///         x.index_select(&rows, 0)?.matmul(&w.as_tensor().t()?)
+///     },
+///     &FisherConfig::new(FisherEstimator::TrueExact),
+/// )?;
+/// // p = (1/2, 1/2) everywhere, so F[k][j] = mean_n p_k (1 - p_k) x_nj^2 = 0.25 * mean x_j^2.
+/// let f: Vec<Vec<f64>> = fisher.get("w").unwrap().to_vec2()?;
+/// assert!((f[0][0] - 0.25 * 2.0 / 3.0).abs() < 1e-12 && (f[1][1] - 0.25 * 5.0 / 3.0).abs() < 1e-12);
+/// # Ok::<(), forge_ewc::EwcError>(())
+/// ```
+///
+/// # Shapes
+/// `logits_fn(&[i_1..i_k])` -> `[k, classes]`; each Fisher tensor has its parameter's shape.
+///
+/// # Errors
+/// [`EwcError::NoParameters`], [`EwcError::DuplicateParameter`], [`EwcError::EmptyData`],
+/// [`EwcError::MissingLabels`] (empirical/batch on unlabelled data), [`EwcError::InvalidConfig`],
+/// [`EwcError::OutputShape`], [`EwcError::LabelOutOfRange`], [`EwcError::NonFiniteLoss`],
+/// [`EwcError::NoGradient`], [`EwcError::Closure`] (the closure's own error), candle errors.
+pub fn fisher_diagonal<F, E>(
+    params: &[(String, Var)],
+    targets: Targets<'_>,
+    logits_fn: F,
+    config: &FisherConfig,
+) -> Result<FisherDiagonal>
+where
+    F: FnMut(&[usize]) -> std::result::Result<Tensor, E>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fisher_diagonal_with_progress(params, targets, logits_fn, config, &mut |_| {})
+}
+
+/// [`fisher_diagonal`] with a progress callback, called after each forward pass.
+///
+/// # Shapes
+/// As [`fisher_diagonal`].
+///
+/// # Errors
+/// As [`fisher_diagonal`].
+pub fn fisher_diagonal_with_progress<F, E>(
+    params: &[(String, Var)],
+    targets: Targets<'_>,
+    mut logits_fn: F,
+    config: &FisherConfig,
+    progress: &mut dyn FnMut(FisherProgress),
+) -> Result<FisherDiagonal>
+where
+    F: FnMut(&[usize]) -> std::result::Result<Tensor, E>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let m = sample_count(targets.len(), config)?;
+    let labels = match (targets, &config.estimator) {
+        (Targets::Labels(l), _) => Some(l),
+        (Targets::Unlabelled(_), FisherEstimator::Empirical | FisherEstimator::Batch { .. }) => {
+            return Err(EwcError::MissingLabels {
+                estimator: config.estimator.to_string(),
+            })
+        }
+        (Targets::Unlabelled(_), _) => None,
+    };
+    let mut acc = SquaredGradients::new(params, config.allow_missing_gradients)?;
+    let mut logits_of = |idx: &[usize]| -> Result<Tensor> {
+        let z = logits_fn(idx).map_err(closure_err)?;
+        match z.dims() {
+            [k, c] if *k == idx.len() && *c >= 1 => Ok(z),
+            got => Err(EwcError::OutputShape {
+                what: "logits",
+                samples: idx.len(),
+                expected: format!("[{}, classes]", idx.len()),
+                got: got.to_vec(),
+            }),
+        }
+    };
+    let label_of = |i: usize, classes: usize| -> Result<usize> {
+        let y = labels.map_or(0, |l| l[i]);
+        if y >= classes {
+            return Err(EwcError::LabelOutOfRange {
+                sample: i,
+                label: y,
+                classes,
+            });
+        }
+        Ok(y)
+    };
+    match &config.estimator {
+        FisherEstimator::Batch { batch_size } => {
+            let idx: Vec<usize> = (0..m).collect();
+            for chunk in idx.chunks(*batch_size) {
+                let logp = log_softmax_rows(&logits_of(chunk)?)?;
+                let classes = logp.dim(1)?;
+                let ys = chunk
+                    .iter()
+                    .map(|&i| label_of(i, classes).map(|y| y as u32))
+                    .collect::<Result<Vec<_>>>()?;
+                let ys = Tensor::from_vec(ys, (chunk.len(), 1), logp.device())?;
+                let mean_nll = logp.gather(&ys, 1)?.mean_all()?.neg()?;
+                let v = scalar_f64(&mean_nll)?;
+                if !v.is_finite() {
+                    return Err(EwcError::NonFiniteLoss {
+                        sample: chunk[0],
+                        value: v,
+                    });
+                }
+                let b = chunk.len() as f64;
+                acc.add(&mean_nll, b * b)?;
+                progress(FisherProgress {
+                    done: chunk[chunk.len() - 1] + 1,
+                    total: m,
+                });
+            }
+        }
+        estimator => {
+            let mut rng = match estimator {
+                FisherEstimator::TrueSampled { seed, .. } => Some(forge_linalg::seeded_rng(*seed)),
+                _ => None,
+            };
+            for i in 0..m {
+                let logp = log_softmax_rows(&logits_of(&[i])?)?.squeeze(0)?;
+                let classes = logp.dim(0)?;
+                // (class, weight) pairs whose squared gradients enter the sum for this input.
+                let terms: Vec<(usize, f64)> = match estimator {
+                    FisherEstimator::Empirical => vec![(label_of(i, classes)?, 1.0)],
+                    FisherEstimator::TrueExact => {
+                        let p = probabilities(&logp, i)?;
+                        p.into_iter()
+                            .enumerate()
+                            .filter(|(_, pc)| *pc > 0.0)
+                            .collect()
+                    }
+                    FisherEstimator::TrueSampled {
+                        samples_per_input, ..
+                    } => {
+                        let p = probabilities(&logp, i)?;
+                        let rng = rng.as_mut().expect("seeded above for TrueSampled");
+                        let mut counts = vec![0usize; classes];
+                        for _ in 0..*samples_per_input {
+                            counts[sample_categorical(&p, rng)] += 1;
+                        }
+                        let k = *samples_per_input as f64;
+                        counts
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(_, c)| *c > 0)
+                            .map(|(c, n)| (c, n as f64 / k))
+                            .collect()
+                    }
+                    FisherEstimator::Batch { .. } => unreachable!("handled above"),
+                };
+                for (c, weight) in terms {
+                    let nll = logp.get(c)?.neg()?;
+                    let v = scalar_f64(&nll)?;
+                    if !v.is_finite() {
+                        return Err(EwcError::NonFiniteLoss {
+                            sample: i,
+                            value: v,
+                        });
+                    }
+                    acc.add(&nll, weight)?;
+                }
+                progress(FisherProgress {
+                    done: i + 1,
+                    total: m,
+                });
+            }
+        }
+    }
+    acc.finish(m, config.estimator.clone())
+}
+
+/// The predictive distribution of one input, from its log-probabilities.
+fn probabilities(logp: &Tensor, sample: usize) -> Result<Vec<f64>> {
+    let p: Vec<f64> = logp
+        .detach()
+        .to_dtype(DType::F64)?
+        .to_vec1::<f64>()?
+        .into_iter()
+        .map(f64::exp)
+        .collect();
+    if let Some(v) = p.iter().find(|v| !v.is_finite()) {
+        return Err(EwcError::NonFiniteLoss { sample, value: *v });
+    }
+    Ok(p)
+}
+
+/// Inverse-CDF draw from a categorical distribution (renormalised against rounding).
+fn sample_categorical(p: &[f64], rng: &mut forge_linalg::ForgeRng) -> usize {
+    let total: f64 = p.iter().sum();
+    let u: f64 = rng.random::<f64>() * total;
+    let mut cum = 0.0;
+    for (c, pc) in p.iter().enumerate() {
+        cum += pc;
+        if u < cum {
+            return c;
+        }
+    }
+    p.len() - 1
+}
+
+/// Estimates the diagonal Fisher from per-sample negative log-likelihoods, for models that are
+/// not classifiers (regression with a Gaussian likelihood, sequence models, ...): the
+/// likelihood is whatever `nll_fn` computes.
+///
+/// `nll_fn(indices)` returns `-log p(y_i | x_i)` for each index, at the observed targets, so only
+/// [`FisherEstimator::Empirical`] and [`FisherEstimator::Batch`] apply (the true Fisher needs
+/// samples from the model's distribution; use [`fisher_diagonal`] for classifiers).
+///
+/// # Shapes
+/// `nll_fn(&[i_1..i_k])` -> `[k]`.
+///
+/// # Errors
+/// As [`fisher_diagonal`], plus [`EwcError::UnsupportedEstimator`] for the true-Fisher estimators.
+pub fn fisher_diagonal_nll<F, E>(
+    params: &[(String, Var)],
+    n: usize,
+    mut nll_fn: F,
+    config: &FisherConfig,
+) -> Result<FisherDiagonal>
+where
+    F: FnMut(&[usize]) -> std::result::Result<Tensor, E>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let batch = match config.estimator {
+        FisherEstimator::Empirical => 1,
+        FisherEstimator::Batch { batch_size } => batch_size,
+        _ => {
+            return Err(EwcError::UnsupportedEstimator {
+                estimator: config.estimator.to_string(),
+                reason: "a negative log-likelihood closure gives no predictive distribution to \
+                         sample from; use fisher_diagonal with logits"
+                    .into(),
+            })
+        }
+    };
+    let m = sample_count(n, config)?;
+    let mut acc = SquaredGradients::new(params, config.allow_missing_gradients)?;
+    let idx: Vec<usize> = (0..m).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let nll = nll_fn(chunk).map_err(closure_err)?;
+        if nll.dims() != [chunk.len()] {
+            return Err(EwcError::OutputShape {
+                what: "negative log-likelihoods",
+                samples: chunk.len(),
+                expected: format!("[{}]", chunk.len()),
+                got: nll.dims().to_vec(),
+            });
+        }
+        let mean = nll.mean_all()?;
+        let v = scalar_f64(&mean)?;
+        if !v.is_finite() {
+            return Err(EwcError::NonFiniteLoss {
+                sample: chunk[0],
+                value: v,
+            });
+        }
+        let b = chunk.len() as f64;
+        acc.add(&mean, b * b)?;
+    }
+    acc.finish(m, config.estimator.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn log_softmax_matches_direct_formula() {
+        let z = Tensor::new(&[[1.0f64, 2.0, 3.0], [1000.0, 0.0, -1000.0]], &Device::Cpu).unwrap();
+        let l: Vec<Vec<f64>> = log_softmax_rows(&z).unwrap().to_vec2().unwrap();
+        let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+        assert!((l[0][0] - (1.0 - lse)).abs() < 1e-12);
+        assert!(l[1][0].abs() < 1e-12 && (l[1][1] + 1000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn categorical_sampling_follows_the_probabilities() {
+        let p = [0.2, 0.0, 0.8];
+        let mut rng = forge_linalg::seeded_rng(3);
+        let mut counts = [0usize; 3];
+        for _ in 0..20_000 {
+            counts[sample_categorical(&p, &mut rng)] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        let f0 = counts[0] as f64 / 20_000.0;
+        assert!((f0 - 0.2).abs() < 0.015, "{f0}");
+    }
+}
