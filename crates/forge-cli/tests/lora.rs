@@ -118,3 +118,99 @@ fn inspect_bad_inputs() {
     assert_eq!(o.status.code(), Some(65));
     assert_one_line_error(&o, &["dora"]);
 }
+
+/// Logits of a model on a fixed batch of token ids (the tiny fixtures' vocabulary is >= 50).
+fn logits(m: &forge_models::AnyClassifier) -> Vec<Vec<f32>> {
+    use forge_models::SequenceClassifier;
+    let ids = candle_core::Tensor::new(
+        &[[1u32, 7, 12, 30, 2, 0], [1, 5, 44, 9, 18, 2]],
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let mask = candle_core::Tensor::new(
+        &[[1u32, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]],
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    m.forward(&ids, Some(&mask)).unwrap().to_vec2().unwrap()
+}
+
+fn load(dir: &std::path::Path) -> forge_models::AnyClassifier {
+    let files = forge_models::ModelFiles::from_dir(dir).unwrap();
+    forge_models::AnyClassifier::from_files(&files, None, 0, &candle_core::Device::Cpu).unwrap()
+}
+
+/// The merged checkpoint, loaded as a plain model, computes what base + adapter computes.
+#[test]
+fn merge_folds_the_adapter_with_the_same_logits() {
+    for (base, adapter) in [
+        ("tiny-distilbert", "tiny-distilbert-lora"),
+        ("tiny-distilbert", "tiny-distilbert-rslora"),
+        ("tiny-bert", "tiny-bert-lora"),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let o = forge()
+            .args(["--json", "lora", "merge"])
+            .arg(fixture(base))
+            .arg(fixture(adapter))
+            .arg("-o")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{adapter}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert!(v["merged_layers"].as_u64().unwrap() > 0);
+        assert!(out.path().join("model.safetensors").is_file());
+        assert!(out.path().join("config.json").is_file());
+        // reference: base + adapter, unmerged, in Forge
+        let mut reference = load(&fixture(base));
+        forge_lora::load_adapter(&mut reference, &fixture(adapter)).unwrap();
+        let want = logits(&reference);
+        let merged = load(out.path());
+        let got = logits(&merged);
+        let base_logits = logits(&load(&fixture(base)));
+        let mut max_diff = 0f32;
+        let mut moved = 0f32;
+        for ((g, w), b) in got.iter().zip(&want).zip(&base_logits) {
+            for ((g, w), b) in g.iter().zip(w).zip(b) {
+                max_diff = max_diff.max((g - w).abs());
+                moved = moved.max((w - b).abs());
+            }
+        }
+        assert!(
+            max_diff < 1e-5,
+            "{adapter}: merged logits differ by {max_diff}"
+        );
+        assert!(
+            moved > 1e-4,
+            "{adapter}: the adapter changes the logits ({moved})"
+        );
+    }
+}
+
+#[test]
+fn merge_bad_inputs() {
+    let out = tempfile::tempdir().unwrap();
+    // adapter for another architecture
+    let o = forge()
+        .args(["lora", "merge"])
+        .arg(fixture("tiny-bert"))
+        .arg(fixture("tiny-distilbert-lora"))
+        .arg("-o")
+        .arg(out.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65));
+    assert_one_line_error(&o, &["distilbert"]);
+    assert!(!out.path().join("x").exists(), "nothing written on error");
+    // missing base
+    let o = forge()
+        .args(["lora", "merge", "no/base"])
+        .arg(fixture("tiny-distilbert-lora"))
+        .arg("-o")
+        .arg(out.path().join("y"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65));
+    assert_one_line_error(&o, &["base model folder not found", "no/base"]);
+}

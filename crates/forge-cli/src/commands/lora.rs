@@ -1,4 +1,12 @@
-//! `forge lora`: inspect a PEFT LoRA adapter folder.
+//! `forge lora`: inspect a PEFT LoRA adapter folder, fold one into its base checkpoint.
+//!
+//! `merge BASE ADAPTER -o OUT` loads BASE with forge-models (DistilBERT or BERT, with the
+//! classification head's size taken from the adapter's saved head when it has one), loads the
+//! adapter with [`forge_lora::load_adapter`] (all-or-nothing: an adapter of another architecture
+//! or with other shapes is an error naming the module or tensor), folds every LoRA layer into its
+//! base weight (`W + scaling * B A`, [`forge_lora::merge_all`], as PEFT's `merge_and_unload`) and
+//! writes OUT with forge-models' `save_pretrained` (`config.json` + `model.safetensors`, atomic
+//! writes; transformers' `from_pretrained` loads it); BASE's tokenizer files are copied along.
 //!
 //! `inspect DIR` reads `adapter_config.json` with forge-lora's [`forge_lora::read_adapter_config`]
 //! (PEFT's field names, unsupported options rejected with a typed error) and the header of
@@ -24,6 +32,11 @@ pub enum LoraCmd {
   forge lora inspect runs/sst2-lora
   forge lora inspect runs/sst2-lora --json | jq .parameters")]
     Inspect(InspectArgs),
+    /// Fold an adapter into its base checkpoint; the result loads in transformers and in Forge.
+    #[command(after_help = "Examples:
+  forge lora merge models/distilbert-base runs/sst2-lora -o models/distilbert-sst2
+  forge lora merge base/ adapter/ -o merged/ --json")]
+    Merge(MergeAdapterArgs),
 }
 
 /// Arguments of `forge lora inspect`.
@@ -86,6 +99,101 @@ pub struct AdapterSummary {
     pub size_bytes: u64,
 }
 
+/// Arguments of `forge lora merge`.
+#[derive(Debug, Args)]
+pub struct MergeAdapterArgs {
+    /// The base checkpoint folder (`config.json` + `model.safetensors`), DistilBERT or BERT.
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+    /// The PEFT adapter folder trained on BASE.
+    #[arg(value_name = "ADAPTER")]
+    pub adapter: PathBuf,
+    /// Output folder: `config.json` + `model.safetensors` (transformers' `from_pretrained` loads it).
+    #[arg(long, short, value_name = "OUT")]
+    pub output: PathBuf,
+}
+
+/// What `forge lora merge` did.
+#[derive(Debug, Serialize)]
+pub struct MergedAdapter {
+    /// The base folder.
+    pub base: PathBuf,
+    /// The adapter folder.
+    pub adapter: PathBuf,
+    /// The output folder.
+    pub output: PathBuf,
+    /// The model's architecture.
+    pub architecture: String,
+    /// LoRA layers folded into their base weights.
+    pub merged_layers: usize,
+    /// Tokenizer files copied from the base folder.
+    pub copied: Vec<String>,
+}
+
+/// Files of a Hugging Face folder copied next to a merged checkpoint so that it is complete.
+const TOKENIZER_FILES: [&str; 5] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+];
+
+fn model_err(e: forge_models::ModelError) -> CliError {
+    CliError::Input(crate::error::one_line(&e))
+}
+
+/// The number of labels of an adapter's saved classification head, if it has one
+/// (a `modules_to_save` copy of `classifier`), read from the safetensors header.
+fn adapter_num_labels(adapter: &Path) -> Result<Option<usize>> {
+    let header = read_header(&adapter.join(forge_lora::io::ADAPTER_WEIGHTS))?;
+    Ok(header
+        .iter()
+        .find(|(k, (_, shape))| k.ends_with(".classifier.weight") && shape.len() == 2)
+        .map(|(_, (_, shape))| shape[0]))
+}
+
+/// Folds an adapter into its base checkpoint and saves the result (see `forge lora merge`).
+///
+/// # Errors
+/// Missing folders or files, an adapter for another architecture or with other shapes (naming
+/// the module or tensor), and write errors.
+pub fn merge_adapter(base: &Path, adapter: &Path, out: &Path) -> Result<MergedAdapter> {
+    use forge_models::SavePretrained;
+    if !base.is_dir() {
+        return Err(CliError::MissingInput {
+            what: "base model folder",
+            path: base.to_path_buf(),
+        });
+    }
+    inspect(adapter)?; // the same checks and one-line errors as `forge lora inspect`
+    let files = forge_models::ModelFiles::from_dir(base).map_err(model_err)?;
+    let num_labels = adapter_num_labels(adapter)?;
+    let mut model =
+        forge_models::AnyClassifier::from_files(&files, num_labels, 0, &candle_core::Device::Cpu)
+            .map_err(model_err)?;
+    forge_lora::load_adapter(&mut model, adapter).map_err(lora_err)?;
+    let merged_layers = forge_lora::merge_all(&mut model).map_err(lora_err)?;
+    model.save_pretrained(out).map_err(model_err)?;
+    let mut copied = Vec::new();
+    for name in TOKENIZER_FILES {
+        let src = base.join(name);
+        if src.is_file() {
+            let bytes = std::fs::read(&src)?;
+            forge_lora::io::write_atomic(&out.join(name), &bytes).map_err(lora_err)?;
+            copied.push(name.to_string());
+        }
+    }
+    Ok(MergedAdapter {
+        base: base.to_path_buf(),
+        adapter: adapter.to_path_buf(),
+        output: out.to_path_buf(),
+        architecture: forge_lora::LoraModel::architecture(&model),
+        merged_layers,
+        copied,
+    })
+}
+
 /// Runs a `forge lora` subcommand.
 ///
 /// # Errors
@@ -98,6 +206,29 @@ pub fn run(cmd: &LoraCmd, ui: &mut Ui) -> Result<i32> {
                 ui.json_line(&s)?;
             } else {
                 ui.print(&inspect_text(&s))?;
+            }
+            Ok(0)
+        }
+        LoraCmd::Merge(a) => {
+            let spinner = ui.spinner(&format!(
+                "folding {} into {}",
+                a.adapter.display(),
+                a.base.display()
+            ));
+            let m = merge_adapter(&a.base, &a.adapter, &a.output)?;
+            spinner.finish_and_clear();
+            if ui.json {
+                ui.json_line(&m)?;
+            } else {
+                ui.print(&format!(
+                    "{}: {} LoRA layer(s) of {} folded into {} -> {} (config.json, model.safetensors{})\n",
+                    m.architecture,
+                    m.merged_layers,
+                    m.adapter.display(),
+                    m.base.display(),
+                    m.output.display(),
+                    m.copied.iter().map(|c| format!(", {c}")).collect::<String>()
+                ))?;
             }
             Ok(0)
         }

@@ -2,5 +2,6 @@
 
 pub mod gate;
 pub mod lora;
+pub mod rank;
 pub mod track;
 pub mod tree;
