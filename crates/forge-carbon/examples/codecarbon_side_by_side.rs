@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use forge_carbon::{CarbonConfig, CarbonTracker, TrackingMode};
 
 fn main() -> anyhow::Result<()> {
+    init_tracing();
     let args: Vec<String> = std::env::args().collect();
     let seconds: f64 = args.get(1).map_or(Ok(10.0), |s| s.parse())?;
     let mode: TrackingMode = args
@@ -55,4 +56,14 @@ fn main() -> anyhow::Result<()> {
     let e = tracker.stop()?;
     println!("{}", serde_json::to_string(&e)?);
     Ok(())
+}
+
+/// Library warnings (fallbacks, torn lines, unknown countries) go to stderr; `RUST_LOG` overrides.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

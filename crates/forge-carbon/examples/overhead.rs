@@ -49,6 +49,7 @@ fn timed(f: impl FnOnce() -> u64) -> (f64, f64) {
 }
 
 fn main() -> anyhow::Result<()> {
+    init_tracing();
     let args: Vec<String> = std::env::args().collect();
     let seconds: f64 = args.get(1).map_or(Ok(10.0), |s| s.parse())?;
     let repeats: usize = args.get(2).map_or(Ok(3), |s| s.parse())?;
@@ -122,4 +123,14 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Library warnings (fallbacks, torn lines, unknown countries) go to stderr; `RUST_LOG` overrides.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

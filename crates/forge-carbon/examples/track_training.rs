@@ -51,6 +51,7 @@ fn train(name: &str, cfg: &CarbonConfig, epochs: usize, units: u64) -> anyhow::R
 }
 
 fn main() -> anyhow::Result<()> {
+    init_tracing();
     let out = std::env::args()
         .nth(1)
         .map(std::path::PathBuf::from)
@@ -65,4 +66,14 @@ fn main() -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Library warnings (fallbacks, torn lines, unknown countries) go to stderr; `RUST_LOG` overrides.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

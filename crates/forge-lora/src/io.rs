@@ -19,70 +19,67 @@ fn io_err(path: &Path, source: std::io::Error) -> LoraError {
     }
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// Write `bytes` to `path` atomically: [`forge_linalg::io::write_atomic`] (a uniquely named
+/// temporary file in the same folder, fsync of the file, rename, fsync of the folder). Kept here
+/// so that callers of forge-lora get a [`LoraError`].
 ///
 /// # Errors
-/// [`LoraError::Io`] naming the path.
+/// [`LoraError::Linalg`] wrapping an I/O error that names the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(path, e)
-    })
+    Ok(forge_linalg::io::write_atomic(path, bytes)?)
 }
 
-/// Serialise named tensors to safetensors bytes (metadata `{"format": "pt"}`, as PyTorch writes).
+/// Write named tensors to a safetensors file atomically and tensor by tensor
+/// ([`forge_linalg::io::write_safetensors`]), with the metadata `{"format": "pt"}` PyTorch writes
+/// (transformers and PEFT check for it).
 ///
 /// # Errors
-/// [`LoraError::Corrupt`] if serialisation fails (e.g. duplicate names).
-pub fn safetensors_bytes(tensors: &[(String, Tensor)], path: &Path) -> Result<Vec<u8>> {
+/// [`LoraError::Linalg`] naming the path (write failure, duplicate names).
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let contiguous: Vec<(String, Tensor)> = tensors
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.contiguous()?)))
         .collect::<Result<_>>()?;
-    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    safetensors::serialize(contiguous.iter().map(|(n, t)| (n.as_str(), t)), Some(meta)).map_err(
-        |e| LoraError::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        },
-    )
+    Ok(forge_linalg::io::write_safetensors(
+        path,
+        &contiguous,
+        Some(forge_linalg::io::pt_metadata()),
+    )?)
 }
 
-/// Read a safetensors file into named tensors on `device` (memory-mapped: the file is not
-/// read into memory as a whole; each tensor is copied out once).
+/// Map forge-linalg's reader errors to forge-lora's (a missing file is [`LoraError::Io`], a
+/// truncated or corrupt one [`LoraError::Corrupt`], both naming the file).
+fn read_err(path: &Path, e: forge_linalg::LinalgError) -> LoraError {
+    match e {
+        forge_linalg::LinalgError::Io { path, source } => LoraError::Io { path, source },
+        forge_linalg::LinalgError::Corrupt { path, reason } => LoraError::Corrupt { path, reason },
+        other => LoraError::Corrupt {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Read a safetensors file into named tensors on `device` through forge-linalg's memory-mapped
+/// reader ([`forge_linalg::io::SafeTensorsFile`]: header validated, no whole-file read), keeping
+/// each tensor's stored dtype (integer tensors included, so that callers can reject them by name).
 ///
 /// # Errors
 /// [`LoraError::Io`] when the file cannot be opened (e.g. missing), [`LoraError::Corrupt`] when it
-/// is not valid safetensors.
+/// is not valid safetensors (truncated, bad header, unknown dtype).
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    std::fs::metadata(path).map_err(|e| io_err(path, e))?;
-    let corrupt = |e: candle_core::Error| LoraError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    // SAFETY: the map is read-only and dropped before returning; as for every memory-mapped
-    // reader, a concurrent truncation of the file by another process is not defended against.
-    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(corrupt)?;
-    st.tensors()
+    let f = forge_linalg::io::SafeTensorsFile::open(path).map_err(|e| read_err(path, e))?;
+    let names: Vec<String> = f.names().map(str::to_string).collect();
+    names
         .into_iter()
-        .map(|(name, view)| {
-            let t = candle_core::safetensors::Load::load(&view, device).map_err(corrupt)?;
+        .map(|name| {
+            let (spec, bytes) = f.raw(&name).map_err(|e| read_err(path, e))?;
+            let dtype =
+                candle_core::DType::try_from(spec.dtype).map_err(|e| LoraError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("tensor {name:?}: {e}"),
+                })?;
+            let t = Tensor::from_raw_buffer(bytes, dtype, &spec.shape, device)?;
             Ok((name, t))
         })
         .collect()
@@ -97,8 +94,8 @@ pub fn non_finite_count(t: &Tensor) -> Result<usize> {
         return Ok(0);
     }
     let t = t.flatten_all()?;
-    // x - x is 0 for every finite x and NaN for NaN and +-inf.
-    let bad = (&t - &t)?.ne(0.0)?.to_dtype(candle_core::DType::U32)?;
+    // 0 * x is 0 for every finite x and NaN for NaN and +-inf.
+    let bad = (&t * 0.0)?.ne(0.0)?.to_dtype(candle_core::DType::U32)?;
     Ok(bad.sum_all()?.to_scalar::<u32>()? as usize)
 }
 
@@ -145,8 +142,7 @@ pub fn save_adapter<M: LoraModel + ?Sized>(
         });
     }
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let wpath = dir.join(ADAPTER_WEIGHTS);
-    write_atomic(&wpath, &safetensors_bytes(&sd, &wpath)?)?;
+    write_safetensors(&dir.join(ADAPTER_WEIGHTS), &sd)?;
     let cpath = dir.join(ADAPTER_CONFIG);
     let json = serde_json::to_string_pretty(config).map_err(|e| LoraError::Corrupt {
         path: cpath.clone(),

@@ -174,8 +174,9 @@ pub trait SavePretrained: StateDict {
     fn hf_config(&self) -> Result<serde_json::Value>;
 
     /// Write `dir/config.json` and `dir/model.safetensors` (the [`StateDict::effective_state_dict`]:
-    /// LoRA adapters folded in, f32, metadata `format = pt`), each atomically (a temporary file
-    /// in `dir`, fsync, rename), creating `dir` if needed. `transformers.AutoModel*.from_pretrained(dir)`
+    /// LoRA adapters folded in, f32, metadata `format = pt`), each atomically (forge-linalg's
+    /// writer: a temporary file in `dir`, fsync, rename, fsync of `dir`; the safetensors file is
+    /// streamed tensor by tensor, never held whole in memory), creating `dir` if needed. `transformers.AutoModel*.from_pretrained(dir)`
     /// loads it and computes the same outputs (checked by the fixture script's
     /// `--check-forge-model` mode). The model is not changed.
     ///
@@ -186,10 +187,8 @@ pub trait SavePretrained: StateDict {
         let tensors = self.effective_state_dict()?;
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let wpath = dir.join(crate::weights::SAFETENSORS);
-        let bytes = forge_lora::io::safetensors_bytes(&tensors, &wpath)?;
+        forge_lora::io::write_safetensors(&wpath, &tensors)?;
         drop(tensors);
-        forge_lora::io::write_atomic(&wpath, &bytes)?;
-        drop(bytes);
         let cpath = dir.join(CONFIG_FILE);
         let text = serde_json::to_string_pretty(&config).map_err(|e| ModelError::Config {
             field: "config",

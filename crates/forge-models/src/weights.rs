@@ -5,8 +5,8 @@
 //! never cast), no NaN or infinity, then converted to f32.
 
 use crate::{ModelError, Result};
-use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
+use forge_linalg::io::SafeTensorsFile;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -20,8 +20,10 @@ pub const PYTORCH_BIN: &str = "pytorch_model.bin";
 pub const PYTORCH_BIN_INDEX: &str = "pytorch_model.bin.index.json";
 
 enum Store {
-    /// Memory-mapped safetensors (one file or shards): tensors are copied out one at a time.
-    Mmap(MmapedSafetensors),
+    /// Memory-mapped safetensors (one file or shards; forge-linalg's reader): tensors are copied
+    /// out one at a time and their mapped pages released after the copy, so loading a model
+    /// holds about one copy of it in memory. The map gives each tensor's shard.
+    Mmap(Vec<SafeTensorsFile>, HashMap<String, usize>),
     /// Tensors in memory (PyTorch pickles, or built in code).
     Memory(HashMap<String, Tensor>),
 }
@@ -92,25 +94,30 @@ impl Weights {
     }
 
     fn mmap(files: &[PathBuf], shown: &Path, device: &Device) -> Result<Self> {
-        for f in files {
-            std::fs::metadata(f)
-                .map_err(|e| io_or_missing(f, e, " (a shard of the checkpoint)"))?;
-        }
-        // SAFETY: read-only maps. As for every memory-mapped reader, truncation of the file by
-        // another process while it is mapped is not defended against.
-        let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| corrupt(shown, e))?;
+        let mut shards = Vec::with_capacity(files.len());
+        let mut route = HashMap::new();
         let mut index = HashMap::new();
-        for (name, view) in st.tensors() {
-            let dtype = DType::try_from(view.dtype()).map_err(|e| {
-                corrupt(
-                    shown,
-                    format!("tensor {name:?} has an unsupported dtype: {e}"),
-                )
-            })?;
-            index.insert(name, (view.shape().to_vec(), dtype));
+        for (i, f) in files.iter().enumerate() {
+            let st = SafeTensorsFile::open(f).map_err(|e| linalg_err(f, e))?;
+            for spec in st.specs() {
+                let dtype = DType::try_from(spec.dtype).map_err(|e| {
+                    corrupt(
+                        f,
+                        format!("tensor {:?} has an unsupported dtype: {e}", spec.name),
+                    )
+                })?;
+                if route.insert(spec.name.clone(), i).is_some() {
+                    return Err(corrupt(
+                        shown,
+                        format!("tensor {:?} is in more than one shard", spec.name),
+                    ));
+                }
+                index.insert(spec.name.clone(), (spec.shape.clone(), dtype));
+            }
+            shards.push(st);
         }
         Ok(Self {
-            store: Store::Mmap(st),
+            store: Store::Mmap(shards, route),
             index,
             path: shown.to_path_buf(),
             device: device.clone(),
@@ -235,10 +242,14 @@ impl Weights {
             });
         }
         let t = match &self.store {
-            Store::Mmap(st) => st
-                .get(name)
-                .and_then(|v| v.load(&self.device))
-                .map_err(|e| corrupt(&self.path, format!("tensor {name:?}: {e}")))?,
+            Store::Mmap(shards, route) => {
+                let f = &shards[route[name]];
+                let (spec, bytes) = f.raw(name).map_err(|e| linalg_err(f.path(), e))?;
+                let t = Tensor::from_raw_buffer(bytes, *dtype, &spec.shape, &self.device)?;
+                // the copy is made: let the kernel drop the mapped pages (best effort)
+                let _ = f.release(name);
+                t
+            }
             Store::Memory(m) => m[name].to_device(&self.device)?,
         };
         let count = forge_lora::io::non_finite_count(&t)?;
@@ -250,6 +261,15 @@ impl Weights {
             });
         }
         Ok(t.to_dtype(DType::F32)?)
+    }
+}
+
+/// forge-linalg's reader errors as forge-models' (missing file, I/O, corrupt file), naming the file.
+fn linalg_err(path: &Path, e: forge_linalg::LinalgError) -> ModelError {
+    match e {
+        forge_linalg::LinalgError::Io { path, source } => io_or_missing(&path, source, ""),
+        forge_linalg::LinalgError::Corrupt { path, reason } => ModelError::Corrupt { path, reason },
+        other => corrupt(path, other),
     }
 }
 

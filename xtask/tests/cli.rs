@@ -1,0 +1,155 @@
+//! The xtask commands that read results refuse bad ones naming the field (issue 16): `gate`
+//! passed a file whose every float was 1.7e308 and `readme` rewrote the README from empty
+//! results; `figures` spun forever on a scenario without aggregates. Runs the built binary.
+
+use forge_bench::scenario::{Meter, Mode, Registry, RunContext};
+use forge_bench::schema::{CarbonSettings, Measurement, ResultsFile};
+use std::path::Path;
+use std::process::Command;
+
+struct Fixed;
+impl Meter for Fixed {
+    fn measure(
+        &self,
+        f: &mut dyn FnMut() -> forge_bench::Result<()>,
+    ) -> forge_bench::Result<Measurement> {
+        f()?;
+        Ok(Measurement {
+            wall_time_s: 1e-3,
+            total_kwh: 1e-9,
+            co2_kg: 1e-9,
+            repeats: 1,
+            ..Default::default()
+        })
+    }
+    fn settings(&self) -> CarbonSettings {
+        CarbonSettings {
+            pue: 1.0,
+            ..Default::default()
+        }
+    }
+}
+
+fn toy() -> ResultsFile {
+    let mut reg = Registry::new();
+    reg.register(Box::new(forge_bench::example::Toy)).unwrap();
+    let mut ctx = RunContext::new(Mode::Quick, std::sync::Arc::new(Fixed));
+    ctx.min_measure_s = 0.0;
+    let plan = forge_bench::RunPlan {
+        mode: Mode::Quick,
+        seeds: vec![0, 1],
+        scenarios: None,
+    };
+    forge_bench::run(&reg, &plan, &ctx, &mut forge_bench::runner::NoProgress).unwrap()
+}
+
+fn set_floats(v: &mut serde_json::Value, x: f64) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => *v = serde_json::json!(x),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|e| set_floats(e, x)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|e| set_floats(e, x)),
+        _ => {}
+    }
+}
+
+fn xtask(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn write(path: &Path, v: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_string(v).unwrap()).unwrap();
+}
+
+#[test]
+fn gate_and_readme_refuse_absurd_and_empty_results_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let absurd = dir.path().join("absurd.json");
+    let mut v = serde_json::to_value(toy()).unwrap();
+    set_floats(&mut v, 1.7e308);
+    write(&absurd, &v);
+    let thresholds = dir.path().join("t.json");
+    std::fs::write(
+        &thresholds,
+        r#"{"quality_floors": {"toy": {"toy-transfer": 0.5}}}"#,
+    )
+    .unwrap();
+    let a = absurd.to_str().unwrap();
+    let (ok, text) = xtask(&[
+        "gate",
+        "--results",
+        a,
+        "--thresholds",
+        thresholds.to_str().unwrap(),
+    ]);
+    assert!(!ok, "gate passed on absurd results: {text}");
+    assert!(
+        text.contains("run.min_measure_s") && text.contains("1.7e308"),
+        "{text}"
+    );
+
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let before = std::fs::read_to_string(&readme).unwrap();
+    let (ok, text) = xtask(&["readme", "--results", a]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("1.7e308"), "{text}");
+
+    let empty = dir.path().join("empty.json");
+    let mut v = serde_json::to_value(toy()).unwrap();
+    v["records"] = serde_json::json!([]);
+    write(&empty, &v);
+    let (ok, text) = xtask(&["readme", "--results", empty.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("field records"), "{text}");
+    assert_eq!(std::fs::read_to_string(&readme).unwrap(), before);
+
+    // The good file passes the same gate.
+    let good = dir.path().join("good.json");
+    write(&good, &serde_json::to_value(toy()).unwrap());
+    let (ok, text) = xtask(&[
+        "gate",
+        "--results",
+        good.to_str().unwrap(),
+        "--thresholds",
+        thresholds.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn figures_skip_a_scenario_without_aggregates_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ghost.json");
+    let mut r = toy();
+    r.run.scenarios.push("ghost".into());
+    write(&p, &serde_json::to_value(&r).unwrap());
+    let out = dir.path().join("figs");
+    let (ok, text) = xtask(&[
+        "figures",
+        "--results",
+        p.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("\"ghost\" has no aggregates"), "{text}");
+    assert!(out.join("co2_per_strategy.png").is_file());
+}
+
+#[test]
+fn list_prints_every_registered_scenario() {
+    let (ok, text) = xtask(&["demo", "--list"]);
+    assert!(ok, "{text}");
+    for name in forge_bench::registry().unwrap().names() {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+    }
+}
