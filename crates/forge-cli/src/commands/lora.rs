@@ -180,7 +180,7 @@ pub fn merge_adapter(base: &Path, adapter: &Path, out: &Path) -> Result<MergedAd
         let src = base.join(name);
         if src.is_file() {
             let bytes = std::fs::read(&src)?;
-            forge_lora::io::write_atomic(&out.join(name), &bytes).map_err(lora_err)?;
+            forge_linalg::io::write_atomic(&out.join(name), &bytes)?;
             copied.push(name.to_string());
         }
     }
