@@ -63,6 +63,12 @@ fn text_output_names_verdict_reasons_and_checks() {
     assert!(out.contains("3 features"), "{out}");
     assert!(out.contains("reasons:") && out.contains("checks:"), "{out}");
     assert!(out.contains("validation_p_gain"), "{out}");
+    // KS reports columns by index; the text names them
+    assert!(out.contains("shifted features, largest first: #"), "{out}");
+    assert!(
+        out.contains("\"alcohol\"") || out.contains("\"density\"") || out.contains("\"pH\""),
+        "{out}"
+    );
 }
 
 /// Same distribution on both sides (one file split in two), binary target: no shift, and

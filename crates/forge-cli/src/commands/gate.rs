@@ -262,6 +262,23 @@ fn text(r: &GateReport, a: &GateArgs) -> String {
     for reason in &d.reasons {
         s += &format!("  - {reason}\n");
     }
+    let mut by_d: Vec<_> = d.ks.features.iter().filter(|f| f.shifted).collect();
+    by_d.sort_by(|x, y| y.statistic.total_cmp(&x.statistic));
+    if !by_d.is_empty() {
+        let names: Vec<String> = by_d
+            .iter()
+            .take(5)
+            .map(|f| {
+                let name = r.features.get(f.feature).map_or("?", String::as_str);
+                format!("#{} {name:?} (D = {:.3})", f.feature, f.statistic)
+            })
+            .collect();
+        s += &format!(
+            "shifted features, largest first: {}{}\n",
+            names.join(", "),
+            if by_d.len() > 5 { ", ..." } else { "" }
+        );
+    }
     s += "checks:\n";
     let w = d.checks.iter().map(|c| c.name.len()).max().unwrap_or(10);
     for c in &d.checks {
