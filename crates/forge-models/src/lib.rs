@@ -10,6 +10,12 @@
 //!   [`AnyClassifier`], [`AnyEncoder`]).
 //! - Tokenise with [`TextTokenizer`] (padding to the batch's longest sequence, truncation set
 //!   in code).
+//! - Parameters and checkpoints: modules are built through [`ParamBuilder`], which loads and
+//!   registers each tensor under its Hugging Face name (written once per architecture);
+//!   [`StateDict`] (`state_dict` / `load_state_dict`), [`DeepClone`] (models are not `Clone`,
+//!   which would share parameter storage), [`SavePretrained`] (a folder transformers loads).
+//!   [`Weights`] reads `model.safetensors` (memory-mapped), sharded checkpoints and
+//!   `pytorch_model.bin`, rejecting integer or non-finite tensors by name.
 //! - Every layer has a backward pass (no fused candle layer norm / softmax), so gradients reach
 //!   every trainable parameter; frozen parameters are detached.
 //!
@@ -49,11 +55,11 @@ pub use checkpoint::{SavePretrained, StateDict};
 pub use config::{Activation, BertConfig, DistilBertConfig, ModelConfig};
 pub use distilbert::{DistilBertForSequenceClassification, DistilBertModel};
 pub use error::{ModelError, Result};
+pub use forge_lora::DeepClone;
 pub use layers::mean_pool;
 pub use loading::{AnyClassifier, AnyEncoder, ModelFiles, DEFAULT_MODEL};
 pub use tokenize::{Encoded, TextTokenizer};
 pub use train::{cross_entropy_loss, train_step};
-pub use forge_lora::DeepClone;
 pub use weights::Weights;
 
 use candle_core::Tensor;

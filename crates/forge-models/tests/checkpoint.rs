@@ -285,3 +285,109 @@ fn save_pretrained_roundtrips_and_loads_in_transformers() {
         }
     }
 }
+
+/// Tensors outside the encoder (a pre-training head, integer buffers such as `position_ids`)
+/// are ignored with a warning, as transformers does: distilbert-base-uncased ships its MLM head.
+#[test]
+fn unused_heads_and_buffers_are_not_errors_but_extra_layers_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        fixtures().join("tiny-distilbert").join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
+    let mut t: HashMap<String, Tensor> = candle_core::safetensors::load(
+        fixtures().join("tiny-distilbert").join("model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let dev = Device::Cpu;
+    t.insert(
+        "vocab_transform.weight".into(),
+        Tensor::zeros((32, 32), DType::F32, &dev).unwrap(),
+    );
+    t.insert(
+        "vocab_projector.bias".into(),
+        Tensor::zeros(64, DType::F32, &dev).unwrap(),
+    );
+    t.insert(
+        "distilbert.embeddings.position_ids".into(),
+        Tensor::arange(0i64, 32, &dev)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap(),
+    );
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    let e = expected();
+    let m = load(&dir);
+    assert!(max_diff(&logits(&m, &e), &e["distil_logits"]) <= 1e-4);
+    // the bare encoder ignores the classification head too
+    forge_models::AnyEncoder::from_files(&ModelFiles::from_dir(&dir).unwrap(), &dev).unwrap();
+    // but an extra block is an error naming it
+    t.insert(
+        "distilbert.transformer.layer.2.attention.q_lin.weight".into(),
+        Tensor::zeros((32, 32), DType::F32, &dev).unwrap(),
+    );
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    let err =
+        AnyClassifier::from_files(&ModelFiles::from_dir(&dir).unwrap(), None, 0, &dev).unwrap_err();
+    match err {
+        ModelError::UnexpectedTensors { tensors, .. } => {
+            assert_eq!(
+                tensors,
+                vec!["distilbert.transformer.layer.2.attention.q_lin.weight"]
+            )
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+/// What the builder registered is exactly what `named_modules_mut` lists, in the same order,
+/// for every architecture: the names are written once.
+#[test]
+fn registered_names_equal_listed_parameters() {
+    use forge_models::{
+        BertConfig, BertForSequenceClassification, BertModel, DistilBertModel, ParamBuilder,
+    };
+    let dev = Device::Cpu;
+    let d = DistilBertConfig {
+        vocab_size: 20,
+        dim: 8,
+        n_layers: 2,
+        n_heads: 2,
+        hidden_dim: 16,
+        ..Default::default()
+    };
+    let b = BertConfig {
+        vocab_size: 20,
+        hidden_size: 8,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 16,
+        ..Default::default()
+    };
+    let names = |m: &mut dyn LoraModel| -> Vec<String> {
+        forge_lora::named_base_params_mut(m)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    let vb = ParamBuilder::random(0, 0.02, &dev);
+    let mut m = DistilBertForSequenceClassification::build(&d, &vb).unwrap();
+    assert_eq!(vb.registered(), names(&mut m));
+    let vb = ParamBuilder::random(0, 0.02, &dev);
+    let mut m = DistilBertModel::build(&d, &vb).unwrap();
+    assert_eq!(vb.registered(), names(&mut m));
+    let vb = ParamBuilder::random(0, 0.02, &dev);
+    let mut m = BertForSequenceClassification::build(&b, &vb).unwrap();
+    assert_eq!(vb.registered(), names(&mut m));
+    assert!(vb
+        .registered()
+        .contains(&"bert.pooler.dense.weight".to_string()));
+    let vb = ParamBuilder::random(0, 0.02, &dev);
+    let mut m = BertModel::build(&b, &vb, false, false).unwrap();
+    assert_eq!(vb.registered(), names(&mut m));
+    assert_eq!(vb.registered()[0], "embeddings.word_embeddings.weight");
+}
