@@ -103,7 +103,8 @@ impl DeepClone for Embedding {
 /// Candle errors only.
 pub fn dropout(x: &Tensor, p: f64, train: bool) -> candle_core::Result<Tensor> {
     if train && p > 0.0 {
-        candle_nn::ops::dropout(x, p as f32)
+        // seeded (crate::dropout::set_dropout_seed), unlike candle_nn::ops::dropout
+        crate::dropout::seeded_dropout(x, p)
     } else {
         Ok(x.clone())
     }

@@ -41,12 +41,14 @@ pub mod builder;
 pub mod checkpoint;
 pub mod config;
 pub mod distilbert;
+pub mod dropout;
 mod error;
 pub mod layers;
 pub mod loading;
 pub mod perf;
 pub mod tokenize;
 pub mod train;
+pub mod transfer;
 mod weights;
 
 pub use bert::{BertForSequenceClassification, BertModel};

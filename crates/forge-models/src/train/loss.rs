@@ -1,4 +1,4 @@
-//! Minimal training pieces: the classification loss and one optimizer step.
+//! The classification loss and a single optimizer step with any candle optimizer.
 
 use crate::{ModelError, Result, SequenceClassifier};
 use candle_core::{DType, Tensor};

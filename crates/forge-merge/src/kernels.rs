@@ -1,0 +1,368 @@
+//! The per-tensor merge arithmetic on flat `f32` slices.
+//!
+//! Every kernel performs the same sequence of `f32` roundings as mergekit's PyTorch code
+//! (`merge_methods/linear.py`, `generalized_task_arithmetic.py`, `sparsify.py`), element by
+//! element, so outputs match it bit for bit where PyTorch's order is defined (see the crate docs
+//! for which methods match exactly). Work is split over elements with rayon; each element's
+//! arithmetic is independent of the split, so results do not depend on the thread count.
+
+use crate::method::{MergeMethod, Sparsification, TensorParams};
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// Elements per parallel work item: large enough to amortise scheduling, small enough to
+/// balance two to sixteen cores on DistilBERT-size tensors.
+const CHUNK: usize = 1 << 15;
+
+/// mergekit's threshold above which |cos| counts as collinear and SLERP falls back to lerp.
+pub const SLERP_DOT_THRESHOLD: f32 = 0.9995;
+/// mergekit's smallest norm treated as non-zero in SLERP.
+const SLERP_EPS: f32 = 1e-8;
+
+/// Weighted sum of `models` (`sum_i w_i x_i`, fused multiply-adds in model order as PyTorch's
+/// `addcmul_` does), divided by `sum_i w_i` when `normalize`.
+pub fn linear(models: &[&[f32]], weights: &[f64], normalize: bool) -> Vec<f32> {
+    let n = models.first().map_or(0, |m| m.len());
+    let w: Vec<f32> = weights.iter().map(|&x| x as f32).collect();
+    let denom = w.iter().fold(0f32, |a, &b| a + b);
+    let mut out = vec![0f32; n];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        let off = c * CHUNK;
+        for (j, r) in o.iter_mut().enumerate() {
+            let mut acc = 0f32;
+            for (m, &wi) in models.iter().zip(&w) {
+                acc = m[off + j].mul_add(wi, acc);
+            }
+            *r = if normalize { acc / denom } else { acc };
+        }
+    });
+    out
+}
+
+/// Spherical linear interpolation from `v0` (t = 0) to `v1` (t = 1) over the whole tensor, with
+/// mergekit's lerp fallback when |cos| > [`SLERP_DOT_THRESHOLD`]. Norms and the dot product are
+/// accumulated in f64 (PyTorch accumulates in f32 in its own order, so the two can differ in the
+/// last bit; see the crate docs).
+pub fn slerp(t: f64, v0: &[f32], v1: &[f32]) -> Vec<f32> {
+    let t = t as f32;
+    let sumsq = |v: &[f32]| -> f64 {
+        v.par_chunks(CHUNK)
+            .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+            .sum()
+    };
+    let fix = |n: f32| if n > SLERP_EPS { n } else { 1.0 };
+    let na = fix(sumsq(v0).sqrt() as f32);
+    let nb = fix(sumsq(v1).sqrt() as f32);
+    let dot: f64 = v0
+        .par_chunks(CHUNK)
+        .zip(v1.par_chunks(CHUNK))
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(&x, &y)| f64::from((x / na) * (y / nb)))
+                .sum::<f64>()
+        })
+        .sum();
+    let dot = (dot as f32).clamp(-1.0, 1.0);
+    let collinear = dot.abs() > SLERP_DOT_THRESHOLD;
+    let (ca, cb) = if collinear {
+        (1.0 - t, t)
+    } else {
+        let theta = dot.acos();
+        let s = theta.sin();
+        (((1.0 - t) * theta).sin() / s, (t * theta).sin() / s)
+    };
+    let mut out = vec![0f32; v0.len()];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        let off = c * CHUNK;
+        for (j, r) in o.iter_mut().enumerate() {
+            *r = ca * v0[off + j] + cb * v1[off + j];
+        }
+    });
+    out
+}
+
+/// A stream of DARE's random drops, independent of processing order: derived from the seed,
+/// the tensor name and the model index.
+fn dare_rng(seed: u64, tensor: &str, model: usize) -> rand_chacha::ChaCha8Rng {
+    // FNV-1a over the name: stable across platforms and Rust versions (unlike DefaultHasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tensor.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let stream = h ^ (model as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+/// Keep the `k` largest magnitudes of `d` (ties broken by lower index), zeroing the rest as
+/// PyTorch's `d * mask` does (a dropped negative entry becomes -0.0).
+fn keep_top_k(d: &mut [f32], k: usize) {
+    if k >= d.len() {
+        return;
+    }
+    let mut mags: Vec<f32> = d.par_iter().map(|x| x.abs()).collect();
+    let (_, kth, _) = mags.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    let thr = *kth;
+    drop(mags);
+    let greater = d.par_iter().filter(|x| x.abs() > thr).count();
+    let mut equal_left = k - greater;
+    for x in d.iter_mut() {
+        let a = x.abs();
+        if a > thr {
+            continue;
+        }
+        if a == thr && equal_left > 0 {
+            equal_left -= 1;
+            continue;
+        }
+        *x *= 0.0;
+    }
+}
+
+/// Breadcrumbs: sort magnitudes ascending, keep positions `[n_bot, n_bot + target)`.
+fn keep_middle(d: &mut [f32], density: f64, gamma: f64) {
+    let n = d.len();
+    let target = (density * n as f64) as usize;
+    let n_top = (gamma * n as f64) as usize;
+    let n_bot = n.saturating_sub(target + n_top);
+    let mut idx: Vec<u32> = (0..n as u32).collect();
+    idx.par_sort_unstable_by(|&a, &b| {
+        d[a as usize]
+            .abs()
+            .total_cmp(&d[b as usize].abs())
+            .then(a.cmp(&b))
+    });
+    let mut keep = vec![false; n];
+    for &i in &idx[n_bot..(n_bot + target).min(n)] {
+        keep[i as usize] = true;
+    }
+    for (x, k) in d.iter_mut().zip(keep) {
+        if !k {
+            *x *= 0.0;
+        }
+    }
+}
+
+/// L1 rescaling of a sparsified delta to the norm of the original (mergekit's `rescale` for the
+/// magnitude-based sparsifications).
+fn rescale_l1(d: &mut [f32], before: f64) {
+    let after: f64 = d.par_iter().map(|x| f64::from(x.abs())).sum();
+    const EPS: f64 = 1e-7;
+    if before < EPS || after < EPS {
+        return;
+    }
+    let s = (before / after) as f32;
+    d.par_iter_mut().for_each(|x| *x *= s);
+}
+
+/// Sparsify one task vector in place.
+fn sparsify(
+    d: &mut [f32],
+    method: Sparsification,
+    density: f64,
+    gamma: f64,
+    rescale: bool,
+    rng: impl FnOnce() -> rand_chacha::ChaCha8Rng,
+) {
+    if density >= 1.0 || d.is_empty() {
+        return;
+    }
+    let l1_before = |d: &[f32]| -> f64 { d.par_iter().map(|x| f64::from(x.abs())).sum() };
+    match method {
+        Sparsification::None => {}
+        Sparsification::Magnitude => {
+            let before = rescale.then(|| l1_before(d));
+            let k = ((density * d.len() as f64) as usize).max(1);
+            keep_top_k(d, k);
+            if let Some(b) = before {
+                rescale_l1(d, b);
+            }
+        }
+        Sparsification::MagnitudeOutliers => {
+            let before = rescale.then(|| l1_before(d));
+            keep_middle(d, density, gamma);
+            if let Some(b) = before {
+                rescale_l1(d, b);
+            }
+        }
+        Sparsification::Random => {
+            // DARE (Yu et al. 2024): drop with probability p = 1 - density, rescale the
+            // survivors by 1 / (1 - p).
+            let mut rng = rng();
+            let keep_p = density as f32;
+            let scale = density as f32;
+            for x in d.iter_mut() {
+                let u: f32 = rng.random();
+                if u < keep_p {
+                    if rescale {
+                        *x /= scale;
+                    }
+                } else {
+                    *x *= 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// The task-arithmetic family (task arithmetic, TIES, DARE, breadcrumbs): mergekit's
+/// `GeneralizedTaskArithmeticMerge`, element by element with the same `f32` roundings:
+/// `delta_i = x_i - base`, sparsified, times `w_i`; with sign consensus the entries agreeing
+/// with `sign(sum_i delta_i)` are summed and divided by the sum of their weights, otherwise all
+/// are summed and divided by `sum_i w_i` (when `normalize`); times `lambda`; plus `base`.
+pub fn task_arithmetic_family(
+    method: MergeMethod,
+    base: &[f32],
+    models: &[&[f32]],
+    p: &TensorParams,
+    tensor: &str,
+) -> Vec<f32> {
+    let n = base.len();
+    let sp = method.sparsification();
+    let mut deltas: Vec<Vec<f32>> = models
+        .par_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut d: Vec<f32> = m.iter().zip(base).map(|(&x, &b)| x - b).collect();
+            sparsify(&mut d, sp, p.densities[i], p.gammas[i], p.rescale, || {
+                dare_rng(p.seed, tensor, i)
+            });
+            let w = p.weights[i] as f32;
+            d.iter_mut().for_each(|x| *x *= w);
+            d
+        })
+        .collect();
+    let w: Vec<f32> = p.weights.iter().map(|&x| x as f32).collect();
+    let consensus = method.sign_consensus();
+    let lambda = p.lambda as f32;
+    let apply_lambda = p.lambda != 1.0;
+    let plain_divisor = {
+        let s = w.iter().fold(0f32, |a, &b| a + b);
+        if s.abs() < 1e-8 {
+            1.0
+        } else {
+            s
+        }
+    };
+    // Reuse the first delta's buffer for the output.
+    let mut out = std::mem::take(&mut deltas[0]);
+    let rest = &deltas[1..];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        let off = c * CHUNK;
+        for (j, r) in o.iter_mut().enumerate() {
+            let e = off + j;
+            let d0 = *r;
+            let get = |i: usize| if i == 0 { d0 } else { rest[i - 1][e] };
+            let (mut mixed, divisor) = if consensus {
+                let mut s = 0f32;
+                for i in 0..w.len() {
+                    s += get(i);
+                }
+                let majority = if s >= 0.0 { 1f32 } else { -1f32 };
+                let (mut m, mut dv) = (0f32, 0f32);
+                for (i, &wi) in w.iter().enumerate() {
+                    let di = get(i);
+                    let agree = if torch_sign(di) == majority {
+                        1f32
+                    } else {
+                        0f32
+                    };
+                    m += di * agree;
+                    dv += wi * agree;
+                }
+                (m, if dv == 0.0 { 1.0 } else { dv })
+            } else {
+                let mut m = 0f32;
+                for i in 0..w.len() {
+                    m += get(i);
+                }
+                (m, plain_divisor)
+            };
+            if p.normalize {
+                mixed /= divisor;
+            }
+            if apply_lambda {
+                mixed *= lambda;
+            }
+            *r = base[e] + mixed;
+        }
+    });
+    debug_assert_eq!(out.len(), n);
+    out
+}
+
+/// PyTorch's `sign` for floats: -1, 0 (for ±0) or 1; NaN stays NaN (never equal to a sign).
+fn torch_sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else if x == 0.0 {
+        0.0
+    } else {
+        f32::NAN
+    }
+}
+
+/// Index and value of the first non-finite element, if any.
+pub fn first_non_finite(v: &[f32]) -> Option<(usize, f32)> {
+    v.par_iter()
+        .position_first(|x| !x.is_finite())
+        .map(|i| (i, v[i]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_the_largest_and_breaks_ties_by_index() {
+        let mut d = vec![0.5, -3.0, 1.0, -1.0, 2.0, 1.0];
+        keep_top_k(&mut d, 4);
+        assert_eq!(d, vec![0.0, -3.0, 1.0, -1.0, 2.0, 0.0]);
+        assert!(d[5].is_sign_positive());
+        let mut e = vec![-0.5, 4.0];
+        keep_top_k(&mut e, 1);
+        assert!(e[0] == 0.0 && e[0].is_sign_negative());
+    }
+
+    #[test]
+    fn ties_by_hand() {
+        // Two models, one element each side of the sign vote.
+        let base = [0.0f32, 0.0, 0.0];
+        let a = [1.0f32, -2.0, 0.5];
+        let b = [3.0f32, 1.0, -0.25];
+        let mut p = TensorParams::new(MergeMethod::Ties, 2);
+        p.weights = vec![1.0, 1.0];
+        let out = task_arithmetic_family(MergeMethod::Ties, &base, &[&a, &b], &p, "w");
+        // elem 0: both positive -> mean 2; elem 1: sum -1 -> only -2 agrees -> -2;
+        // elem 2: sum 0.25 >= 0 -> only 0.5 agrees -> 0.5.
+        assert_eq!(out, vec![2.0, -2.0, 0.5]);
+    }
+
+    #[test]
+    fn slerp_endpoints_and_lerp_fallback() {
+        let a = [1.0f32, 0.0];
+        let b = [0.0f32, 1.0];
+        let mid = slerp(0.5, &a, &b);
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((mid[0] - h).abs() < 1e-6 && (mid[1] - h).abs() < 1e-6);
+        assert_eq!(slerp(0.0, &a, &b), vec![1.0, 0.0]);
+        // Collinear: plain lerp.
+        let c = [2.0f32, 0.0];
+        assert_eq!(slerp(0.25, &a, &c), vec![0.75 + 0.5, 0.0]);
+    }
+
+    #[test]
+    fn dare_streams_are_independent_of_order() {
+        let mut a = dare_rng(7, "x", 1);
+        let mut b = dare_rng(7, "x", 1);
+        let mut c = dare_rng(7, "x", 0);
+        let (x, y, z): (u64, u64, u64) = (a.random(), b.random(), c.random());
+        assert_eq!(x, y);
+        assert_ne!(x, z);
+    }
+}
