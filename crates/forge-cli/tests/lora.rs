@@ -214,3 +214,71 @@ fn merge_bad_inputs() {
     assert_eq!(o.status.code(), Some(65));
     assert_one_line_error(&o, &["base model folder not found", "no/base"]);
 }
+
+/// A soup of one adapter with itself (weights 0.5 + 0.5) is that adapter: same logits on the base.
+#[test]
+fn soup_of_an_adapter_with_itself_is_the_adapter() {
+    for rank in [None, Some("4")] {
+        let out = tempfile::tempdir().unwrap();
+        let soup = out.path().join("soup");
+        let mut cmd = forge();
+        cmd.args(["--json", "lora", "soup"])
+            .arg(fixture("tiny-distilbert-lora"))
+            .arg(fixture("tiny-distilbert-lora"))
+            .args(["--weights", "0.5,0.5", "-o"])
+            .arg(&soup);
+        if let Some(r) = rank {
+            cmd.args(["--rank", r]);
+        }
+        let o = cmd.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert!(v["modules"].as_u64().unwrap() > 0);
+        if rank.is_some() {
+            assert_eq!(v["rank"], 4);
+            assert!(v["max_compression_error"].as_f64().unwrap() < 1e-4, "{v}");
+        }
+        let mut reference = load(&fixture("tiny-distilbert"));
+        forge_lora::load_adapter(&mut reference, &fixture("tiny-distilbert-lora")).unwrap();
+        let mut souped = load(&fixture("tiny-distilbert"));
+        forge_lora::load_adapter(&mut souped, &soup).unwrap();
+        let (a, b) = (logits(&reference), logits(&souped));
+        let d = a
+            .iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            d < 1e-5,
+            "soup of A with itself differs from A by {d} (rank {rank:?})"
+        );
+    }
+}
+
+#[test]
+fn soup_bad_inputs() {
+    let out = tempfile::tempdir().unwrap();
+    let o = forge()
+        .args(["lora", "soup"])
+        .arg(fixture("tiny-distilbert-lora"))
+        .arg(fixture("tiny-distilbert-lora"))
+        .args(["--weights", "1,2,3", "-o"])
+        .arg(out.path().join("s"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert_one_line_error(&o, &["--weights has 3 value(s) for 2 adapters"]);
+    // adapters of different bases
+    let o = forge()
+        .args(["lora", "soup"])
+        .arg(fixture("tiny-distilbert-lora"))
+        .arg(fixture("tiny-bert-lora"))
+        .arg("-o")
+        .arg(out.path().join("s"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    assert_one_line_error(&o, &["share no adapted module"]);
+    assert!(!out.path().join("s").exists());
+}

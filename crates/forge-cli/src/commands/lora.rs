@@ -1,4 +1,7 @@
-//! `forge lora`: inspect a PEFT LoRA adapter folder, fold one into its base checkpoint.
+//! `forge lora`: inspect a PEFT LoRA adapter folder, fold one into its base checkpoint, combine
+//! several (a LoRA soup with forge-merge's [`forge_merge::merge_lora_adapters`]: `delta = sum_i
+//! w_i B_i A_i` per module, as LoraHub, kept exact by concatenating the factors or re-compressed
+//! to `--rank` by SVD; saved as a PEFT adapter).
 //!
 //! `merge BASE ADAPTER -o OUT` loads BASE with forge-models (DistilBERT or BERT, with the
 //! classification head's size taken from the adapter's saved head when it has one), loads the
@@ -37,6 +40,11 @@ pub enum LoraCmd {
   forge lora merge models/distilbert-base runs/sst2-lora -o models/distilbert-sst2
   forge lora merge base/ adapter/ -o merged/ --json")]
     Merge(MergeAdapterArgs),
+    /// Combine adapters of one base model into one adapter (LoRA soup, optional SVD re-compression).
+    #[command(after_help = "Examples:
+  forge lora soup runs/sst2-lora runs/imdb-lora -o runs/sentiment-soup
+  forge lora soup a/ b/ c/ --weights 0.5,0.3,0.2 --rank 8 -o soup/")]
+    Soup(SoupArgs),
 }
 
 /// Arguments of `forge lora inspect`.
@@ -109,6 +117,23 @@ pub struct MergeAdapterArgs {
     #[arg(value_name = "ADAPTER")]
     pub adapter: PathBuf,
     /// Output folder: `config.json` + `model.safetensors` (transformers' `from_pretrained` loads it).
+    #[arg(long, short, value_name = "OUT")]
+    pub output: PathBuf,
+}
+
+/// Arguments of `forge lora soup`.
+#[derive(Debug, Args)]
+pub struct SoupArgs {
+    /// Two or more PEFT adapter folders of the same base model.
+    #[arg(value_name = "ADAPTER", num_args = 2.., required = true)]
+    pub adapters: Vec<PathBuf>,
+    /// Mixing weights, comma separated, one per adapter (default: 1/n each, the average).
+    #[arg(long, value_delimiter = ',', value_name = "W")]
+    pub weights: Vec<f64>,
+    /// Re-compress each module's combined update to this rank by SVD (default: exact, the ranks add up).
+    #[arg(long, value_name = "R")]
+    pub rank: Option<usize>,
+    /// Output adapter folder.
     #[arg(long, short, value_name = "OUT")]
     pub output: PathBuf,
 }
@@ -194,6 +219,79 @@ pub fn merge_adapter(base: &Path, adapter: &Path, out: &Path) -> Result<MergedAd
     })
 }
 
+/// What `forge lora soup` did.
+#[derive(Debug, Serialize)]
+pub struct SoupSummary {
+    /// The input adapters.
+    pub adapters: Vec<PathBuf>,
+    /// The mixing weights used.
+    pub weights: Vec<f64>,
+    /// Rank of the written adapter.
+    pub rank: usize,
+    /// Modules combined.
+    pub modules: usize,
+    /// Largest relative re-compression error over the modules (0 without `--rank`).
+    pub max_compression_error: f64,
+    /// The output folder.
+    pub output: PathBuf,
+}
+
+/// Combines adapters with forge-merge's LoRA soup (see `forge lora soup`).
+///
+/// # Errors
+/// Missing adapters, a weight count that differs from the adapter count, adapters of different
+/// shapes, a bad rank, and write errors.
+pub fn soup(a: &SoupArgs) -> Result<SoupSummary> {
+    let summaries = a
+        .adapters
+        .iter()
+        .map(|d| inspect(d))
+        .collect::<Result<Vec<_>>>()?;
+    // forge-merge takes the union of the adapted modules (adapters may target different layers
+    // of one base); adapters with no module in common are for different models
+    let first: std::collections::BTreeSet<&str> = summaries[0]
+        .adapted
+        .iter()
+        .map(|m| m.path.as_str())
+        .collect();
+    for s in &summaries[1..] {
+        if !s.adapted.iter().any(|m| first.contains(m.path.as_str())) {
+            return Err(CliError::Input(format!(
+                "adapters {} and {} share no adapted module (e.g. {:?} vs {:?}): they are not adapters of one base model",
+                summaries[0].dir.display(),
+                s.dir.display(),
+                summaries[0].adapted.first().map(|m| m.path.as_str()).unwrap_or(""),
+                s.adapted.first().map(|m| m.path.as_str()).unwrap_or("")
+            )));
+        }
+    }
+    let n = a.adapters.len();
+    let weights = if a.weights.is_empty() {
+        vec![1.0 / n as f64; n]
+    } else if a.weights.len() != n {
+        return Err(CliError::Usage(format!(
+            "--weights has {} value(s) for {n} adapters",
+            a.weights.len()
+        )));
+    } else {
+        a.weights.clone()
+    };
+    let paths: Vec<&Path> = a.adapters.iter().map(PathBuf::as_path).collect();
+    let r = forge_merge::merge_lora_adapters(&paths, &weights, a.rank, &a.output)
+        .map_err(|e| CliError::Input(crate::error::one_line(&e)))?;
+    Ok(SoupSummary {
+        adapters: a.adapters.clone(),
+        weights,
+        rank: r.rank,
+        modules: r.modules,
+        max_compression_error: r
+            .compression_error
+            .iter()
+            .map(|(_, e)| *e)
+            .fold(0.0, f64::max),
+        output: a.output.clone(),
+    })
+}
 /// Runs a `forge lora` subcommand.
 ///
 /// # Errors
@@ -206,6 +304,23 @@ pub fn run(cmd: &LoraCmd, ui: &mut Ui) -> Result<i32> {
                 ui.json_line(&s)?;
             } else {
                 ui.print(&inspect_text(&s))?;
+            }
+            Ok(0)
+        }
+        LoraCmd::Soup(a) => {
+            let r = soup(a)?;
+            if ui.json {
+                ui.json_line(&r)?;
+            } else {
+                ui.print(&format!(
+                    "{} adapters (weights {:?}) -> {}: rank {}, {} modules, max re-compression error {:.2e}\n",
+                    r.adapters.len(),
+                    r.weights,
+                    r.output.display(),
+                    r.rank,
+                    r.modules,
+                    r.max_compression_error
+                ))?;
             }
             Ok(0)
         }

@@ -2,6 +2,7 @@
 
 pub mod gate;
 pub mod lora;
+pub mod merge;
 pub mod rank;
 pub mod track;
 pub mod tree;
