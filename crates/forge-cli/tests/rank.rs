@@ -3,48 +3,9 @@
 
 mod common;
 
-use common::{assert_one_line_error, forge, root, stderr, stdout};
-use std::path::{Path, PathBuf};
-
-/// A copy of a tiny fixture model with a word-level `tokenizer.json` over its 64-token vocabulary.
-fn model_with_tokenizer(name: &str, dir: &Path) -> PathBuf {
-    let src = root().join("crates/forge-models/tests/fixtures").join(name);
-    let dst = dir.join(name);
-    std::fs::create_dir_all(&dst).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
-    let mut vocab = serde_json::Map::new();
-    for (i, t) in ["[PAD]", "[UNK]", "[CLS]", "[SEP]"].iter().enumerate() {
-        vocab.insert(t.to_string(), i.into());
-    }
-    for i in 4..64 {
-        vocab.insert(format!("w{i}"), i.into());
-    }
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    });
-    std::fs::write(dst.join("tokenizer.json"), tok.to_string()).unwrap();
-    dst
-}
-
-/// 48 texts: class "neg" uses words w4..w19, class "pos" words w40..w55.
-fn target_tsv(dir: &Path) -> PathBuf {
-    let mut s = String::from("sentence\tlabel\n");
-    for i in 0..48u32 {
-        let (base, label) = if i % 2 == 0 { (4, "neg") } else { (40, "pos") };
-        let words: Vec<String> = (0..6)
-            .map(|k| format!("w{}", base + (i * 7 + k * 3) % 16))
-            .collect();
-        s += &format!("{}\t{label}\n", words.join(" "));
-    }
-    let p = dir.join("target.tsv");
-    std::fs::write(&p, s).unwrap();
-    p
-}
+use common::{
+    assert_one_line_error, forge, model_with_tokenizer, root, stderr, stdout, target_tsv,
+};
 
 #[test]
 fn ranks_two_models_with_verdicts() {

@@ -12,7 +12,6 @@
 //! Exit code: the verdict of the recommended candidate (the best one not blocked): 0 transfer,
 //! 1 transfer with caution; 2 when every candidate is blocked.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, D};
@@ -93,75 +92,17 @@ fn model_err(e: forge_models::ModelError) -> CliError {
 
 /// Reads the labelled texts: (texts, class ids, class names in id order).
 fn read_target(a: &RankArgs) -> Result<(Vec<String>, Vec<u32>, Vec<String>)> {
-    if !a.target.is_file() {
-        return Err(CliError::MissingInput {
-            what: "target TSV",
-            path: a.target.clone(),
-        });
-    }
-    let bad = |r: String| CliError::Input(format!("{}: {r}", a.target.display()));
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(b'\t')
-        .quoting(false)
-        .flexible(false)
-        .from_path(&a.target)
-        .map_err(|e| bad(e.to_string()))?;
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| bad(e.to_string()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let find = |name: &str| headers.iter().position(|h| h == name);
-    let text_col = match &a.text_col {
-        Some(c) => {
-            find(c).ok_or_else(|| bad(format!("no column {c:?} (header has {headers:?})")))?
-        }
-        None => find("sentence").or_else(|| find("text")).ok_or_else(|| {
-            bad(format!(
-                "no text column \"sentence\" or \"text\" (header has {headers:?}); pass --text-col"
-            ))
-        })?,
-    };
-    let label_col = find(&a.label_col).ok_or_else(|| {
-        bad(format!(
-            "no column {:?} (header has {headers:?})",
-            a.label_col
-        ))
-    })?;
-    let (mut texts, mut raw) = (Vec::new(), Vec::new());
-    for (i, rec) in rdr.records().enumerate() {
-        if a.max_rows.is_some_and(|m| texts.len() >= m) {
-            break;
-        }
-        let rec = rec.map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
-        texts.push(rec[text_col].to_string());
-        raw.push(rec[label_col].trim().to_string());
-    }
-    if texts.is_empty() {
-        return Err(bad("no data rows".into()));
-    }
-    // class ids: numeric labels in numeric order, otherwise in sorted text order
-    let mut names: Vec<String> = raw.clone();
-    names.sort_by(|x, y| match (x.parse::<f64>(), y.parse::<f64>()) {
-        (Ok(p), Ok(q)) => p.total_cmp(&q),
-        _ => x.cmp(y),
-    });
-    names.dedup();
-    if names.len() < 2 {
-        return Err(bad(format!(
-            "column {:?} has a single label value ({:?}): ranking needs at least two classes",
-            a.label_col,
-            names.first().cloned().unwrap_or_default()
-        )));
-    }
-    let id: BTreeMap<&str, u32> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i as u32))
-        .collect();
-    let labels = raw.iter().map(|r| id[r.as_str()]).collect();
-    Ok((texts, labels, names))
+    use crate::commands::texts;
+    let (t, raw) = texts::read_tsv(
+        &a.target,
+        "target TSV",
+        a.text_col.as_deref(),
+        &a.label_col,
+        a.max_rows,
+    )?;
+    let names = texts::class_names(&raw, &a.target, &a.label_col)?;
+    let ids = texts::class_ids(&raw, &names, &a.target)?;
+    Ok((t, ids, names))
 }
 
 /// Softmax over the last dimension.
