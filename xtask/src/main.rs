@@ -13,6 +13,22 @@ use std::time::Instant;
 
 mod story;
 
+/// `println!` that ends the process quietly when stdout is closed (`cargo xtask tables | head`)
+/// instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: writing to stdout: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -240,10 +256,10 @@ fn list(registry: &forge_bench::Registry, verbose: bool) -> Result<()> {
     let w = names.iter().map(|n| n.len()).max().unwrap_or(0);
     for name in names {
         let sc = registry.get(name).context("registry lookup")?;
-        println!("{name:<w$}  {}", sc.description());
+        out!("{name:<w$}  {}", sc.description());
         if verbose {
             for s in sc.strategies() {
-                println!("  {:<16} {:?}: {}", s.name, s.kind, s.description);
+                out!("  {:<16} {:?}: {}", s.name, s.kind, s.description);
             }
         }
     }
@@ -329,7 +345,7 @@ fn demo(a: DemoArgs, verbose: bool) -> Result<()> {
     // Show first, write after: a read-only or full output folder must not cost the run.
     if a.json {
         forge_bench::validate::validate(&results)?;
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        out!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print_tables(&results, verbose);
     }
@@ -364,26 +380,26 @@ fn demo(a: DemoArgs, verbose: bool) -> Result<()> {
 }
 
 fn print_tables(results: &forge_bench::ResultsFile, verbose: bool) {
-    println!("{}", report::headline_table(results).to_text());
+    out!("{}", report::headline_table(results).to_text());
     if verbose {
-        println!("{}", report::method_table(results).to_text());
+        out!("{}", report::method_table(results).to_text());
     } else {
         for t in report::method_tables(results) {
-            println!("{}", t.to_text());
+            out!("{}", t.to_text());
         }
     }
     let conv = report::convergence_table(results);
     if !conv.rows.is_empty() {
-        println!("{}", conv.to_text());
+        out!("{}", conv.to_text());
     }
     if !results.gate.is_empty() {
-        println!("{}", report::gate_table(results).to_text());
+        out!("{}", report::gate_table(results).to_text());
         if verbose {
-            println!("{}", report::gate_details_table(results).to_text());
+            out!("{}", report::gate_details_table(results).to_text());
         }
     }
     for line in report::footer(results) {
-        println!("{}", report::wrap(&line, report::TERMINAL_WIDTH, 2));
+        out!("{}", report::wrap(&line, report::TERMINAL_WIDTH, 2));
     }
 }
 
@@ -403,7 +419,7 @@ fn figures(results: Option<PathBuf>, out: &Path) -> Result<()> {
     let (p, r) = load(results)?;
     let figs = forge_bench::figures::write_all(&r, out)?;
     for note in &figs.notes {
-        println!("note: {note}");
+        out!("note: {note}");
     }
     for w in &figs.written {
         let dpi = forge_bench::figures::read_phys(w)?
@@ -415,9 +431,9 @@ fn figures(results: Option<PathBuf>, out: &Path) -> Result<()> {
                 }
             })
             .unwrap_or_else(|| "no pHYs".into());
-        println!("wrote {} ({dpi})", w.display());
+        out!("wrote {} ({dpi})", w.display());
     }
-    println!("from {}", p.display());
+    out!("from {}", p.display());
     Ok(())
 }
 
@@ -425,13 +441,13 @@ fn gate(results: Option<PathBuf>, thresholds: &Path, propose: bool) -> Result<()
     let (p, r) = load(results)?;
     if propose {
         let t = forge_bench::gates::propose(&r, 0.05, 0.5);
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        out!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(());
     }
     let t: forge_bench::gates::Thresholds = forge_bench::io::read_json(thresholds)?;
     let rep = forge_bench::gates::check(&r, &t);
     if rep.passed() {
-        println!(
+        out!(
             "gate OK: {} threshold(s) met by {} ({})",
             rep.checked,
             p.display(),
@@ -459,10 +475,10 @@ fn readme(results: &Path, command: &str) -> Result<()> {
     let section = report::readme_section(&r, command);
     let new = report::splice_readme(&text, &section)?;
     if new == text {
-        println!("README.md is up to date");
+        out!("README.md is up to date");
     } else {
         forge_bench::io::write_atomic(path, new.as_bytes())?;
-        println!(
+        out!(
             "README.md results section regenerated from {}",
             results.display()
         );

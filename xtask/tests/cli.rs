@@ -153,3 +153,59 @@ fn list_prints_every_registered_scenario() {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
     }
 }
+
+#[test]
+fn demo_prints_first_and_keeps_the_results_when_the_output_path_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let wanted = blocker.join("results.json");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "demo",
+            "--quick",
+            "--scenario",
+            "diabetes",
+            "--seeds",
+            "1",
+            "--save-json",
+        ])
+        .arg(&wanted)
+        .env("CI", "true")
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("Transfer vs baseline"), "{stdout}");
+    assert!(stderr.contains("instead"), "{stderr}");
+    let saved: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert_eq!(saved.len(), 1, "{stderr}");
+    forge_bench::io::read_results(&saved[0].path()).unwrap();
+    assert!(dir
+        .path()
+        .join("target/forge-results/latest.json")
+        .is_file());
+    // --json prints the results, and only them, to stdout.
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "demo",
+            "--quick",
+            "--scenario",
+            "diabetes",
+            "--seeds",
+            "1",
+            "--json",
+        ])
+        .env("CI", "true")
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["run"]["scenarios"][0], "diabetes");
+}

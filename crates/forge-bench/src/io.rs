@@ -59,14 +59,11 @@ pub fn read_results(path: &Path) -> Result<ResultsFile> {
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let found = match v.get("schema_version") {
-        None => None,
-        Some(x) => Some(
-            x.as_u64()
-                .and_then(|x| u32::try_from(x).ok())
-                .unwrap_or(u32::MAX),
-        ),
-    };
+    let found = v.get("schema_version").map(|x| {
+        x.as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .unwrap_or(u32::MAX)
+    });
     match found {
         Some(f) if READABLE_SCHEMA_VERSIONS.contains(&f) => {}
         _ => {

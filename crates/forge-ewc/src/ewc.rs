@@ -24,8 +24,9 @@
 //! with its own anchor, as in Kirkpatrick et al.), keep one [`Ewc`] per task and add their
 //! penalties.
 
+use crate::diagonal::{check_unique, FisherDiagonal};
 use crate::filter::{BindReport, ParamFilter};
-use crate::fisher::{check_unique, FisherDiagonal, FisherEstimator};
+use crate::fisher::FisherEstimator;
 use crate::{EwcError, Result};
 use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};

@@ -14,9 +14,10 @@
 //! | `tasks`, `n_samples` | integers |
 //! | `names` | JSON list of parameter names in penalty order |
 
+use crate::diagonal::{check_finite, check_fisher_values, check_unique};
 use crate::ewc::{Entry, Ewc, EwcConfig};
 use crate::filter::{BindReport, ParamFilter};
-use crate::fisher::{check_finite, check_fisher_values, check_unique, FisherEstimator};
+use crate::fisher::FisherEstimator;
 use crate::{EwcError, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use forge_linalg::io::{candle_dtype, write_safetensors, SafeTensorsFile};

@@ -39,16 +39,18 @@
 //! ```
 #![deny(missing_docs)]
 
+mod diagonal;
 mod error;
 pub mod ewc;
 mod filter;
 pub mod fisher;
 pub mod io;
 
+pub use diagonal::FisherDiagonal;
 pub use error::{EwcError, Result};
 pub use ewc::{AnchorDistance, Ewc, EwcConfig};
 pub use filter::{BindReport, ParamFilter};
 pub use fisher::{
     fisher_diagonal, fisher_diagonal_nll, fisher_diagonal_with_progress, FisherConfig,
-    FisherDiagonal, FisherEstimator, FisherProgress, Targets,
+    FisherEstimator, FisherProgress, Targets,
 };

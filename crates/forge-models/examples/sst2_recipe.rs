@@ -17,12 +17,47 @@
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use forge_lora::{LoraConfig, LoraInjector};
-use forge_models::train::{fine_tune, Hooks, TextDataset, TrainConfig};
+use forge_models::train::{
+    fine_tune, Callback, Control, EpochRecord, Hooks, StepEvent, TextDataset, TrainConfig,
+};
 use forge_models::{AnyClassifier, ModelFiles, TextTokenizer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const MAX_LEN: usize = 64;
+
+/// Progress on stderr every `every` steps and after each epoch.
+struct Progress {
+    every: usize,
+    start: Instant,
+}
+
+impl Callback for Progress {
+    fn on_step(&mut self, e: &StepEvent) -> Control {
+        if e.step % self.every == 0 {
+            eprintln!(
+                "step {}/{} loss {:.4} lr {:.2e} |g| {:.3} {:.0}s",
+                e.step,
+                e.total_steps,
+                e.loss,
+                e.lr,
+                e.grad_norm,
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+        Control::Continue
+    }
+    fn on_epoch(&mut self, r: &mut EpochRecord) -> Control {
+        eprintln!(
+            "epoch {} train loss {:.4} val acc {:?} {:.0}s",
+            r.epoch,
+            r.train_loss,
+            r.val.as_ref().map(|v| v.accuracy),
+            r.wall_seconds
+        );
+        Control::Continue
+    }
+}
 
 fn read_tsv(path: &Path) -> Result<(Vec<String>, Vec<u32>)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
@@ -129,7 +164,11 @@ fn run(args: &Args, mode: &str, seed: u64) -> Result<serde_json::Value> {
         seed,
         ..Default::default()
     };
-    let history = fine_tune(&mut model, &train, Some(&val), &config, &mut Hooks::new())?;
+    let mut hooks = Hooks::new().callback(Progress {
+        every: 25,
+        start: Instant::now(),
+    });
+    let history = fine_tune(&mut model, &train, Some(&val), &config, &mut hooks)?;
     let wall = t0.elapsed().as_secs_f64();
     let v = history.last_val().context("no evaluation ran")?;
     Ok(serde_json::json!({

@@ -4,13 +4,14 @@ use crate::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 
 /// The learning-rate schedule: a multiplier of every group's base learning rate per optimizer step.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Schedule {
     /// Constant learning rate (after the warmup, if any).
     Constant,
     /// Linear warmup from 0 over `ceil(warmup_ratio * total)` steps, then linear decay to 0 at the
     /// last step: transformers' `get_linear_schedule_with_warmup`.
+    #[default]
     Linear,
     /// Slanted triangular learning rates (Howard & Ruder 2018, "Universal Language Model
     /// Fine-tuning for Text Classification", eq. 3): a short linear increase over the first
@@ -22,12 +23,6 @@ pub enum Schedule {
         /// How much smaller the lowest rate is than the highest, >= 1.
         ratio: f64,
     },
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Self::Linear
-    }
 }
 
 /// Hyperparameters of [`crate::train::fine_tune`].

@@ -147,8 +147,7 @@ fn device_of<M: LoraModel + ?Sized>(model: &mut M) -> Result<Device> {
         })
 }
 
-fn only_vars(grads: GradStore, vars: &[Var]) -> GradStore {
-    let mut grads = grads;
+fn only_vars(mut grads: GradStore, vars: &[Var]) -> GradStore {
     let mut out = empty_store();
     for v in vars {
         if let Some(g) = grads.remove(v) {

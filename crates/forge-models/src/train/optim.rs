@@ -244,10 +244,13 @@ impl AdamW {
             let lr = g.lr * lr_factor;
             for (k, var) in g.vars.iter().enumerate() {
                 let Some(grad) = grads.get(var) else { continue };
-                let st = self.state.entry(var.id()).or_insert_with(|| State {
-                    step: 0,
-                    moments: new_moments(var),
-                });
+                let st = match self.state.entry(var.id()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(State {
+                        step: 0,
+                        moments: new_moments(var)?,
+                    }),
+                };
                 st.step += 1;
                 let t = st.step as i32;
                 let bc1 = 1.0 - b1.powi(t);
@@ -288,18 +291,18 @@ impl AdamW {
     }
 }
 
-fn new_moments(var: &Var) -> Moments {
+fn new_moments(var: &Var) -> Result<Moments> {
     let cpu_f32 = var.device().is_cpu() && var.dtype() == DType::F32 && var.is_contiguous();
-    if cpu_f32 {
+    Ok(if cpu_f32 {
         let n = var.elem_count();
         Moments::Cpu {
             m: vec![0.0; n],
             v: vec![0.0; n],
         }
     } else {
-        let z = var.zeros_like().expect("zeros_like of an existing var");
+        let z = var.zeros_like()?;
         Moments::Tensor { m: z.clone(), v: z }
-    }
+    })
 }
 
 #[derive(Clone, Copy)]
