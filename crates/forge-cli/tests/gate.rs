@@ -227,8 +227,13 @@ fn help_has_an_example_and_completions_are_generated() {
     for cmd in [
         &["track"][..],
         &["gate"],
+        &["rank"],
+        &["finetune"],
+        &["merge"],
         &["completions"],
         &["lora", "inspect"],
+        &["lora", "merge"],
+        &["lora", "soup"],
     ] {
         let o = forge().args(cmd).arg("--help").output().unwrap();
         assert_eq!(o.status.code(), Some(0));
