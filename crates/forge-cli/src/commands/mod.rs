@@ -1,0 +1,10 @@
+//! The `forge` subcommands, one module each.
+
+pub mod finetune;
+pub mod gate;
+pub mod lora;
+pub mod merge;
+pub mod rank;
+pub mod texts;
+pub mod track;
+pub mod tree;
