@@ -539,10 +539,9 @@ fn header_bytes(
     specs: &[TensorSpec],
     metadata: Option<HashMap<String, String>>,
     path: &Path,
-) -> Result<(Vec<u8>, Vec<(usize, usize)>)> {
+) -> Result<Vec<u8>> {
     let mut offset = 0usize;
     let mut infos = Vec::with_capacity(specs.len());
-    let mut ranges = Vec::with_capacity(specs.len());
     let mut seen = std::collections::HashSet::with_capacity(specs.len());
     for s in specs {
         if !seen.insert(s.name.as_str()) {
@@ -564,7 +563,6 @@ fn header_bytes(
                 data_offsets: (offset, offset + n),
             },
         ));
-        ranges.push((offset, offset + n));
         offset += n;
     }
     let meta = Metadata::new(metadata, infos).map_err(|e| corrupt(path, e.to_string()))?;
@@ -573,7 +571,7 @@ fn header_bytes(
     let mut out = Vec::with_capacity(LEN_PREFIX + json.len());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
-    Ok((out, ranges))
+    Ok(out)
 }
 
 /// A streaming, atomic safetensors writer: the header (all names, dtypes and shapes) is written
@@ -615,7 +613,7 @@ impl SafeTensorsWriter {
         specs: Vec<TensorSpec>,
         metadata: Option<HashMap<String, String>>,
     ) -> Result<Self> {
-        let (header, _) = header_bytes(&specs, metadata, path)?;
+        let header = header_bytes(&specs, metadata, path)?;
         let mut file = AtomicFile::create(path)?;
         file.write_all(&header).map_err(|e| io_err(path, e))?;
         Ok(Self {

@@ -67,11 +67,11 @@ pub enum MergeError {
         /// The model whose shape differs.
         model: String,
         /// Its shape.
-        got: Vec<usize>,
+        got: Box<[usize]>,
         /// The reference model.
         reference: String,
         /// The reference shape.
-        expected: Vec<usize>,
+        expected: Box<[usize]>,
     },
     /// A tensor has a dtype that cannot be merged.
     #[error(

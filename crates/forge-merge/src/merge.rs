@@ -392,9 +392,9 @@ pub(crate) fn plan(
                         MergeError::ShapeMismatch {
                             tensor: name.clone(),
                             model: label,
-                            got: s.shape.clone(),
+                            got: s.shape.clone().into(),
                             reference: ref_label,
-                            expected: first.shape.clone(),
+                            expected: first.shape.clone().into(),
                         },
                     ));
                     break;

@@ -317,6 +317,6 @@ fn lora_flow_gate_learns_which_adapter_each_layer_needs() {
     }
     // Bad input.
     assert!(gate.weights(2, x).is_err());
-    assert!(gate.fuse(0, x, &[x.clone()]).is_err());
+    assert!(gate.fuse(0, x, std::slice::from_ref(x)).is_err());
     assert!(LoraFlowGate::new(0, 2, 4, &dev).is_err());
 }
