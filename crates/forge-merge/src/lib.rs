@@ -14,7 +14,7 @@
 //! - Backbone-only merges: tensors whose shapes differ (a 2-class and a 4-class head) are taken
 //!   from a named model or skipped ([`MismatchPolicy`]), and every tensor is reported
 //!   ([`MergeReport`]).
-//! - [`task_vector`] and [`task_vector_similarity`]: cosine similarity of task vectors, overall
+//! - [`task_vector()`] and [`task_vector_similarity`]: cosine similarity of task vectors, overall
 //!   and per layer.
 //! - LoRA: [`merge_lora_adapters`] (LoRA soups, combining `B A` per module, optional SVD
 //!   re-compression; saved as a PEFT adapter) and [`LoraFlowGate`] (LoRA-Flow's learned
