@@ -298,7 +298,14 @@ pub fn extract_representations<E: HiddenStates + ?Sized>(
                 Pooling::Cls => h.narrow(1, 0, 1)?.squeeze(1)?,
                 Pooling::Mean => mean_pool(h, &b.attention_mask)?,
             };
-            parts[slot].push(pooled.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
+            // detach: the pooled features must not keep the batch's forward graph alive (with
+            // trainable parameters every intermediate of the forward would be retained)
+            parts[slot].push(
+                pooled
+                    .to_dtype(DType::F32)?
+                    .to_device(&Device::Cpu)?
+                    .detach(),
+            );
         }
         done += b.input_ids.dim(0)?;
         progress(ExtractProgress {
