@@ -21,8 +21,9 @@ def mean_std(xs):
     if not xs:
         return "-"
     m = statistics.mean(xs)
-    s = statistics.stdev(xs) if len(xs) > 1 else float("nan")
-    return f"{100 * m:.1f} +- {100 * s:.1f} (n={len(xs)})"
+    if len(xs) == 1:
+        return f"{100 * m:.1f} (n=1)"
+    return f"{100 * m:.1f} +- {100 * statistics.stdev(xs):.1f} (n={len(xs)})"
 
 
 runs = load("sst2_torch_results.json") + load("sst2_forge_results.json")
