@@ -26,6 +26,21 @@ pub enum LinalgError {
         /// The flat (row-major) index of the first offending value.
         index: usize,
     },
+    /// One value of a column makes its statistics meaningless: they would overflow, or the
+    /// value dominates the column so much that standardising it would erase every other row.
+    #[error("{what}: column {column}: value {value:e} at row {row} {reason}")]
+    BadColumn {
+        /// Which argument was wrong.
+        what: String,
+        /// The 0-based column index.
+        column: usize,
+        /// The 0-based row index of the offending value.
+        row: usize,
+        /// The offending value.
+        value: f64,
+        /// What goes wrong, with the statistics involved.
+        reason: String,
+    },
     /// A tensor had no elements where some were required.
     #[error("{0} is empty")]
     Empty(String),
