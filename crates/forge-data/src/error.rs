@@ -15,6 +15,67 @@ pub enum DataError {
     /// An I/O error other than a missing file.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A data file could not be opened or read (permissions, a bad gzip stream, invalid UTF-8).
+    #[error("{path}: {source}{hint}", hint = gz_hint(.path))]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A path that must be a folder (e.g. `$FORGE_DATA_DIR`) is something else.
+    #[error(
+        "{path} is not a folder (looking for {wanted}); check FORGE_DATA_DIR / FORGE_TEXT_DATA_DIR"
+    )]
+    NotAFolder {
+        /// The path that is not a folder.
+        path: PathBuf,
+        /// The file that was looked for inside it.
+        wanted: PathBuf,
+    },
+    /// Two header columns have the same name, so a column cannot be selected by name.
+    #[error("{path}: column name {column:?} appears more than once in the header (fields {first} and {second}, 1-based)")]
+    DuplicateColumn {
+        /// The file.
+        path: PathBuf,
+        /// The repeated name.
+        column: String,
+        /// 1-based field number of its first occurrence.
+        first: usize,
+        /// 1-based field number of its second occurrence.
+        second: usize,
+    },
+    /// A column was asked for twice as a feature.
+    #[error("{path}: feature column {column:?} is listed more than once")]
+    RepeatedFeature {
+        /// The file.
+        path: PathBuf,
+        /// The repeated name.
+        column: String,
+    },
+    /// The target column was also listed as a feature (target leakage).
+    #[error("{path}: target column {column:?} is also listed as a feature (target leakage)")]
+    TargetAsFeature {
+        /// The file.
+        path: PathBuf,
+        /// The target column.
+        column: String,
+    },
+    /// One value of a feature column makes standardisation meaningless (it overflows the
+    /// statistics or erases every other row of the column).
+    #[error("{dataset}: feature {column:?}: value {value:e} at row {row} (0-based) {reason}")]
+    BadFeature {
+        /// The data set name.
+        dataset: String,
+        /// The feature name.
+        column: String,
+        /// The 0-based row in the data set.
+        row: usize,
+        /// The value.
+        value: f64,
+        /// What goes wrong.
+        reason: String,
+    },
     /// A data file does not exist.
     #[error("data file not found: {path}")]
     MissingFile {
@@ -146,6 +207,15 @@ pub enum DataError {
     /// An environment variable that must point at a data folder is not set.
     #[error("environment variable {0} is not set (it must point at the local data folder)")]
     MissingEnv(&'static str),
+}
+
+/// A hint for errors while reading a `.gz` file.
+fn gz_hint(path: &std::path::Path) -> &'static str {
+    if path.extension().is_some_and(|e| e == "gz") {
+        " (is it a complete gzip file of UTF-8 text?)"
+    } else {
+        ""
+    }
 }
 
 /// Result alias of forge-data.

@@ -40,17 +40,36 @@ pub(crate) struct Table {
     pub lines: Vec<u64>,
 }
 
+/// The error for a failed open or read of `path`: [`DataError::MissingFile`],
+/// [`DataError::NotAFolder`] when a parent folder is a file, else [`DataError::Read`].
+pub(crate) fn io_error(path: &Path, e: std::io::Error) -> DataError {
+    if let Some(parent) = path
+        .ancestors()
+        .skip(1)
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+    {
+        if !parent.is_dir() {
+            return DataError::NotAFolder {
+                path: parent.to_path_buf(),
+                wanted: path.to_path_buf(),
+            };
+        }
+    }
+    if e.kind() == std::io::ErrorKind::NotFound {
+        DataError::MissingFile {
+            path: path.to_path_buf(),
+        }
+    } else {
+        DataError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
 /// Opens `path`, mapping a missing file to [`DataError::MissingFile`] and decompressing `.gz`.
 pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>> {
-    let f = File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            DataError::MissingFile {
-                path: path.to_path_buf(),
-            }
-        } else {
-            DataError::Io(e)
-        }
-    })?;
+    let f = File::open(path).map_err(|e| io_error(path, e))?;
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(flate2::read::GzDecoder::new(BufReader::new(f))))
     } else {
@@ -64,8 +83,9 @@ impl Table {
     /// many fields as the first data record. Blank lines are skipped.
     ///
     /// # Errors
-    /// [`DataError::MissingFile`], [`DataError::EmptyFile`] (no data row),
-    /// [`DataError::ColumnCount`], [`DataError::Csv`], [`DataError::Io`].
+    /// [`DataError::MissingFile`], [`DataError::NotAFolder`], [`DataError::Read`] (I/O, gzip or
+    /// UTF-8 errors, naming the file), [`DataError::EmptyFile`] (no data row),
+    /// [`DataError::DuplicateColumn`], [`DataError::ColumnCount`], [`DataError::Csv`].
     pub fn read(path: &Path, sep: Sep, header: Header) -> Result<Self> {
         let reader = open(path)?;
         let mut records: Vec<(u64, Vec<String>)> = Vec::new();
@@ -78,9 +98,20 @@ impl Table {
                     .quoting(sep == Sep::Comma)
                     .from_reader(reader);
                 for rec in rdr.records() {
-                    let rec = rec.map_err(|source| DataError::Csv {
-                        path: path.to_path_buf(),
-                        source,
+                    let rec = rec.map_err(|source| {
+                        if !source.is_io_error() {
+                            return DataError::Csv {
+                                path: path.to_path_buf(),
+                                source,
+                            };
+                        }
+                        match source.into_kind() {
+                            csv::ErrorKind::Io(e) => io_error(path, e),
+                            kind => DataError::BadLayout {
+                                path: path.to_path_buf(),
+                                reason: format!("{kind:?}"),
+                            },
+                        }
                     })?;
                     let line = rec.position().map_or(0, |p| p.line());
                     if rec.len() == 1 && rec[0].trim().is_empty() {
@@ -91,7 +122,7 @@ impl Table {
             }
             Sep::Whitespace => {
                 for (i, line) in BufReader::new(reader).lines().enumerate() {
-                    let line = line?;
+                    let line = line.map_err(|e| io_error(path, e))?;
                     if line.trim().is_empty() {
                         continue;
                     }
@@ -115,6 +146,20 @@ impl Table {
                 }
             }
         };
+        if header == Header::Names {
+            let mut seen = std::collections::HashMap::new();
+            for (i, h) in first.iter().enumerate() {
+                if let Some(&f) = seen.get(h.as_str()) {
+                    return Err(DataError::DuplicateColumn {
+                        path: path.to_path_buf(),
+                        column: h.clone(),
+                        first: f + 1,
+                        second: i + 1,
+                    });
+                }
+                seen.insert(h.as_str(), i);
+            }
+        }
         let mut width = (header == Header::Names).then_some(first.len());
         let (headers, preamble) = if header == Header::Names {
             (first, Vec::new())

@@ -359,6 +359,31 @@ impl TabularDataset {
         self.select(&draw(strata.as_deref(), n, k, seed))
     }
 
+    /// Turns a forge-linalg column error on this data set's features into a
+    /// [`DataError::BadFeature`] naming the feature; other errors pass through.
+    fn name_column(&self, e: forge_linalg::LinalgError) -> DataError {
+        match e {
+            forge_linalg::LinalgError::BadColumn {
+                column,
+                row,
+                value,
+                reason,
+                ..
+            } => DataError::BadFeature {
+                dataset: self.name.clone(),
+                column: self
+                    .feature_names
+                    .get(column)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{column}")),
+                row,
+                value,
+                reason,
+            },
+            other => other.into(),
+        }
+    }
+
     /// The same data set moved to `device`.
     ///
     /// # Errors
@@ -506,7 +531,10 @@ impl DomainSplit {
     /// Targets `y` are unchanged.
     ///
     /// # Errors
-    /// [`DataError::Linalg`] for non-finite or mismatched features.
+    /// [`DataError::Linalg`] for mismatched features; [`DataError::BadFeature`] (naming the
+    /// domain, feature, row and value) when one source value dominates its column so much that
+    /// standardising would erase the other rows (e.g. one `1e308` cell among ordinary values), or
+    /// a target value does not standardise to a finite number.
     pub fn standardized(&self) -> Result<DomainSplit> {
         Ok(self.standardized_with_scaler()?.0)
     }
@@ -517,10 +545,14 @@ impl DomainSplit {
     /// # Errors
     /// As [`DomainSplit::standardized`].
     pub fn standardized_with_scaler(&self) -> Result<(DomainSplit, Standardizer)> {
-        let s = Standardizer::fit(&self.source.x)?;
+        let s = Standardizer::fit(&self.source.x).map_err(|e| self.source.name_column(e))?;
         let mut out = self.clone();
-        out.source.x = s.transform(&self.source.x)?;
-        out.target.x = s.transform(&self.target.x)?;
+        out.source.x = s
+            .transform(&self.source.x)
+            .map_err(|e| self.source.name_column(e))?;
+        out.target.x = s
+            .transform(&self.target.x)
+            .map_err(|e| self.target.name_column(e))?;
         Ok((out, s))
     }
 
@@ -551,8 +583,11 @@ impl DomainSplit {
 /// file stem. An empty `feature_cols` means every column except `target_col`, in file order.
 ///
 /// # Errors
-/// [`DataError::MissingFile`], [`DataError::EmptyFile`], [`DataError::MissingColumn`],
-/// [`DataError::ColumnCount`] and [`DataError::NonNumeric`] (file, line, column, cell text).
+/// [`DataError::MissingFile`], [`DataError::Read`], [`DataError::NotAFolder`],
+/// [`DataError::EmptyFile`], [`DataError::MissingColumn`], [`DataError::ColumnCount`] and
+/// [`DataError::NonNumeric`] (file, line, column, cell text); [`DataError::DuplicateColumn`] if
+/// two header columns share a name; [`DataError::TargetAsFeature`] if `target_col` is in
+/// `feature_cols` (target leakage); [`DataError::RepeatedFeature`] for a feature listed twice.
 pub fn load_csv(path: &Path, target_col: &str, feature_cols: &[&str]) -> Result<TabularDataset> {
     let t = Table::read(path, Sep::Comma, Header::Names)?;
     let tc = t.col(target_col)?;
@@ -565,6 +600,26 @@ pub fn load_csv(path: &Path, target_col: &str, feature_cols: &[&str]) -> Result<
     } else {
         feature_cols.iter().map(|s| s.to_string()).collect()
     };
+    if names.is_empty() {
+        return Err(DataError::BadLayout {
+            path: path.to_path_buf(),
+            reason: format!("no feature column: the header has only the target {target_col:?}"),
+        });
+    }
+    for (i, c) in names.iter().enumerate() {
+        if c == target_col {
+            return Err(DataError::TargetAsFeature {
+                path: path.to_path_buf(),
+                column: c.clone(),
+            });
+        }
+        if names[..i].contains(c) {
+            return Err(DataError::RepeatedFeature {
+                path: path.to_path_buf(),
+                column: c.clone(),
+            });
+        }
+    }
     let cols = names.iter().map(|c| t.col(c)).collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::with_capacity(t.n_rows());
     let mut y = Vec::with_capacity(t.n_rows());

@@ -283,3 +283,62 @@ fn malformed_csv_is_a_typed_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 16: a duplicated header name silently read the first column twice; the target listed
+/// as a feature was accepted (leakage).
+#[test]
+fn duplicate_header_and_target_leakage_are_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "dup.csv", "a,b,a,y\n1,2,3,4\n");
+    match load_csv(&p, "y", &[]) {
+        Err(e @ DataError::DuplicateColumn { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("dup.csv") && msg.contains("\"a\""), "{msg}");
+            assert!(matches!(
+                e,
+                DataError::DuplicateColumn {
+                    first: 1,
+                    second: 3,
+                    ..
+                }
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    let p = write(d.path(), "leak.csv", "a,y\n1,2\n3,4\n");
+    assert!(matches!(
+        load_csv(&p, "y", &["a", "y"]),
+        Err(DataError::TargetAsFeature { column, .. }) if column == "y"
+    ));
+    assert!(matches!(
+        load_csv(&p, "y", &["a", "a"]),
+        Err(DataError::RepeatedFeature { column, .. }) if column == "a"
+    ));
+}
+
+/// Issue 16: gzip/UTF-8 errors and a data "folder" that is a file did not name the path.
+#[test]
+fn read_errors_name_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "plain.csv.gz", "a,y\n1,2\n");
+    match load_csv(&p, "y", &[]) {
+        Err(e @ DataError::Read { .. }) => assert!(e.to_string().contains("plain.csv.gz"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // invalid UTF-8 inside a valid gzip stream, read line by line (diabetes' whitespace layout)
+    let f = std::fs::File::create(d.path().join("diabetes_data_raw.csv.gz")).unwrap();
+    let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+    e.write_all(b"59 2 \xff\xfe\n").unwrap();
+    e.finish().unwrap();
+    match diabetes(d.path()) {
+        Err(e @ DataError::Read { .. }) => {
+            assert!(e.to_string().contains("diabetes_data_raw.csv.gz"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let file = write(d.path(), "datadir", "not a folder");
+    match california_housing(&file) {
+        Err(e @ DataError::NotAFolder { .. }) => assert!(e.to_string().contains("datadir"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
