@@ -3,6 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+/// A name predicate: `true` leaves the parameter out.
+type NamePredicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Decides which named parameters EWC keeps when it is built, re-bound to a changed model or
 /// loaded from a file.
 ///
@@ -16,7 +19,7 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct ParamFilter {
     prefixes: Vec<String>,
-    predicates: Vec<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+    predicates: Vec<NamePredicate>,
     skip_shape_mismatch: bool,
 }
 

@@ -34,7 +34,7 @@ struct Progress {
 
 impl Callback for Progress {
     fn on_step(&mut self, e: &StepEvent) -> Control {
-        if e.step % self.every == 0 {
+        if e.step.is_multiple_of(self.every) {
             eprintln!(
                 "step {}/{} loss {:.4} lr {:.2e} |g| {:.3} {:.0}s",
                 e.step,

@@ -313,7 +313,7 @@ fn rbf_gram(rows: &Rows, threshold: f64) -> Result<Vec<f64>> {
         .flatten_all()?
         .to_vec1()?;
     let med = median(&d2);
-    if !(med > 0.0) {
+    if med.is_nan() || med <= 0.0 {
         return Err(SafetyError::Degenerate {
             what: "representation".into(),
             reason: format!(

@@ -136,20 +136,20 @@ impl NegativeTransferMonitor {
                 format!("must be finite and >= 0, got {}", config.min_delta),
             );
         }
-        if !(config.divergence_ratio > 1.0) {
+        if config.divergence_ratio.is_nan() || config.divergence_ratio <= 1.0 {
             return bad(
                 "divergence_ratio",
                 format!("must be > 1, got {}", config.divergence_ratio),
             );
         }
-        if !(config.drift_warn_relative > 0.0) {
+        if config.drift_warn_relative.is_nan() || config.drift_warn_relative <= 0.0 {
             return bad(
                 "drift_warn_relative",
                 format!("must be > 0, got {}", config.drift_warn_relative),
             );
         }
         if let Some(s) = config.drift_stop_relative {
-            if !(s > config.drift_warn_relative) {
+            if s.is_nan() || s <= config.drift_warn_relative {
                 return bad(
                     "drift_stop_relative",
                     format!(

@@ -506,7 +506,7 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        let n = clip_grad_norm(&mut g, &[w.clone()], 1.0).unwrap();
+        let n = clip_grad_norm(&mut g, std::slice::from_ref(&w), 1.0).unwrap();
         assert!((n - 5.0).abs() < 1e-6);
         let after = grad_norm(&g, &[w]).unwrap();
         assert!((after - 1.0).abs() < 1e-5, "{after}");
