@@ -3,6 +3,7 @@
 
 use crate::builder::{Named, ParamBuilder, VisitModules};
 use crate::config::{Activation, BertConfig};
+use crate::layers::last_state;
 use crate::layers::{
     activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm,
 };
@@ -213,6 +214,34 @@ impl BertModel {
         attention_mask: Option<&Tensor>,
         token_type_ids: Option<&Tensor>,
     ) -> Result<Tensor> {
+        last_state(self.run(input_ids, attention_mask, token_type_ids, false)?)
+    }
+
+    /// Every hidden state (token types all 0), as Hugging Face's `output_hidden_states=True`:
+    /// index 0 is the embedding output (after the embedding layer norm), index `i` the output
+    /// of block `i`; the last equals [`Self::forward`].
+    ///
+    /// # Shapes
+    /// ids `[b, s]`, mask `[b, s]` -> `num_hidden_layers + 1` tensors `[b, s, hidden]`.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] for bad ids or mask.
+    pub fn all_hidden_states(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        self.run(input_ids, attention_mask, None, true)
+    }
+
+    /// The forward pass; keeps every hidden state when `keep_all`, else only the last.
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        token_type_ids: Option<&Tensor>,
+        keep_all: bool,
+    ) -> Result<Vec<Tensor>> {
         let c = &self.config;
         let (ids, mask) = check_inputs(
             input_ids,
@@ -246,7 +275,11 @@ impl BertModel {
             train,
         )?;
         let mask = additive_mask(&mask)?;
+        let mut states = Vec::with_capacity(if keep_all { self.layers.len() + 1 } else { 1 });
         for l in &self.layers {
+            if keep_all {
+                states.push(x.clone());
+            }
             let ctx = self_attention(
                 &l.query,
                 &l.key,
@@ -271,7 +304,8 @@ impl BertModel {
             )?;
             x = l.output_norm.forward(&(h + a)?)?;
         }
-        Ok(x)
+        states.push(x);
+        Ok(states)
     }
 
     /// The pooled `[CLS]` representation `tanh(W h_0 + b)`.

@@ -2,6 +2,7 @@
 
 use crate::builder::{Named, ParamBuilder, VisitModules};
 use crate::config::{Activation, DistilBertConfig};
+use crate::layers::last_state;
 use crate::layers::{
     activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm,
 };
@@ -184,6 +185,33 @@ impl DistilBertModel {
     /// # Errors
     /// [`crate::ModelError::InvalidInput`] for bad ids or mask.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+        last_state(self.run(input_ids, attention_mask, false)?)
+    }
+
+    /// Every hidden state, as Hugging Face's `output_hidden_states=True`: index 0 is the
+    /// embedding output (after the embedding layer norm), index `i` the output of block `i`;
+    /// the last equals [`Self::forward`].
+    ///
+    /// # Shapes
+    /// ids `[b, s]`, mask `[b, s]` -> `n_layers + 1` tensors `[b, s, dim]`.
+    ///
+    /// # Errors
+    /// [`crate::ModelError::InvalidInput`] for bad ids or mask.
+    pub fn all_hidden_states(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        self.run(input_ids, attention_mask, true)
+    }
+
+    /// The forward pass; keeps every hidden state when `keep_all`, else only the last.
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        keep_all: bool,
+    ) -> Result<Vec<Tensor>> {
         let c = &self.config;
         let (ids, mask) = check_inputs(
             input_ids,
@@ -201,7 +229,11 @@ impl DistilBertModel {
             .broadcast_add(&self.position_embeddings.forward(&pos)?)?;
         let mut x = dropout(&self.embeddings_norm.forward(&x)?, c.dropout, train)?;
         let mask = additive_mask(&mask)?;
+        let mut states = Vec::with_capacity(if keep_all { self.layers.len() + 1 } else { 1 });
         for l in &self.layers {
+            if keep_all {
+                states.push(x.clone());
+            }
             let ctx = self_attention(
                 &l.q_lin,
                 &l.k_lin,
@@ -218,7 +250,8 @@ impl DistilBertModel {
             let h = dropout(&l.lin2.forward_t(&h, train)?, c.dropout, train)?;
             x = l.output_layer_norm.forward(&(h + sa)?)?;
         }
-        Ok(x)
+        states.push(x);
+        Ok(states)
     }
 
     /// Dropout on (training) or off (evaluation), adapters included.

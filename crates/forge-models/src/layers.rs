@@ -314,3 +314,14 @@ mod tests {
         assert!(check_inputs(&f, None, 64, 32).is_err());
     }
 }
+
+/// The last of an encoder's hidden states (the forward output).
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] when there is none (cannot happen for a built encoder).
+pub(crate) fn last_state(mut states: Vec<Tensor>) -> Result<Tensor> {
+    states.pop().ok_or_else(|| ModelError::InvalidInput {
+        what: "encoder",
+        reason: "the forward pass produced no hidden state".into(),
+    })
+}

@@ -9,9 +9,8 @@
 //! [`crate::mean_pool`]), with a progress callback after each batch.
 
 use crate::bert::BertModel;
-use crate::config::Activation;
 use crate::distilbert::DistilBertModel;
-use crate::layers::{activate, additive_mask, check_inputs, dropout, mean_pool, self_attention};
+use crate::layers::mean_pool;
 use crate::loading::AnyEncoder;
 use crate::tokenize::Encoded;
 use crate::{ModelError, Result, TextTokenizer};
@@ -42,46 +41,7 @@ impl HiddenStates for DistilBertModel {
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> Result<Vec<Tensor>> {
-        // Same computation as DistilBertModel::forward, keeping every block's output
-        // (tests/representations.rs checks that the last one equals forward()).
-        let c = &self.config;
-        let (ids, mask) = check_inputs(
-            input_ids,
-            attention_mask,
-            c.vocab_size,
-            c.max_position_embeddings,
-        )?;
-        let (_, s) = ids.dims2()?;
-        let train = self.is_training();
-        let act = Activation::parse("activation", &c.activation)?;
-        let pos = Tensor::arange(0u32, s as u32, ids.device())?.unsqueeze(0)?;
-        let x = self
-            .word_embeddings
-            .forward(&ids)?
-            .broadcast_add(&self.position_embeddings.forward(&pos)?)?;
-        let mut x = dropout(&self.embeddings_norm.forward(&x)?, c.dropout, train)?;
-        let mask = additive_mask(&mask)?;
-        let mut out = Vec::with_capacity(self.layers.len() + 1);
-        out.push(x.clone());
-        for l in &self.layers {
-            let ctx = self_attention(
-                &l.q_lin,
-                &l.k_lin,
-                &l.v_lin,
-                &x,
-                &mask,
-                c.n_heads,
-                c.attention_dropout,
-                train,
-            )?;
-            let sa = l.out_lin.forward_t(&ctx, train)?;
-            let sa = l.sa_layer_norm.forward(&(sa + &x)?)?;
-            let h = activate(&l.lin1.forward_t(&sa, train)?, act)?;
-            let h = dropout(&l.lin2.forward_t(&h, train)?, c.dropout, train)?;
-            x = l.output_layer_norm.forward(&(h + sa)?)?;
-            out.push(x.clone());
-        }
-        Ok(out)
+        self.all_hidden_states(input_ids, attention_mask)
     }
 
     fn num_layers(&self) -> usize {
@@ -95,57 +55,7 @@ impl HiddenStates for BertModel {
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> Result<Vec<Tensor>> {
-        // Same computation as BertModel::forward (token types 0), keeping every block's output.
-        let c = &self.config;
-        let (ids, mask) = check_inputs(
-            input_ids,
-            attention_mask,
-            c.vocab_size,
-            c.max_position_embeddings,
-        )?;
-        let (b, s) = ids.dims2()?;
-        let train = self.is_training();
-        let act = Activation::parse("hidden_act", &c.hidden_act)?;
-        let types = Tensor::zeros((b, s), DType::U32, ids.device())?;
-        let pos = Tensor::arange(0u32, s as u32, ids.device())?.unsqueeze(0)?;
-        let x = (self.word_embeddings.forward(&ids)?
-            + self.token_type_embeddings.forward(&types)?)?
-        .broadcast_add(&self.position_embeddings.forward(&pos)?)?;
-        let mut x = dropout(
-            &self.embeddings_norm.forward(&x)?,
-            c.hidden_dropout_prob,
-            train,
-        )?;
-        let mask = additive_mask(&mask)?;
-        let mut out = Vec::with_capacity(self.layers.len() + 1);
-        out.push(x.clone());
-        for l in &self.layers {
-            let ctx = self_attention(
-                &l.query,
-                &l.key,
-                &l.value,
-                &x,
-                &mask,
-                c.num_attention_heads,
-                c.attention_probs_dropout_prob,
-                train,
-            )?;
-            let a = dropout(
-                &l.attention_output.forward_t(&ctx, train)?,
-                c.hidden_dropout_prob,
-                train,
-            )?;
-            let a = l.attention_norm.forward(&(a + &x)?)?;
-            let h = activate(&l.intermediate.forward_t(&a, train)?, act)?;
-            let h = dropout(
-                &l.output.forward_t(&h, train)?,
-                c.hidden_dropout_prob,
-                train,
-            )?;
-            x = l.output_norm.forward(&(h + a)?)?;
-            out.push(x.clone());
-        }
-        Ok(out)
+        self.all_hidden_states(input_ids, attention_mask)
     }
 
     fn num_layers(&self) -> usize {
