@@ -254,6 +254,17 @@ pub fn check_inputs(
     Ok((ids, mask))
 }
 
+/// The last of an encoder's hidden states (the forward output).
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] when there is none (cannot happen for a built encoder).
+pub(crate) fn last_state(mut states: Vec<Tensor>) -> Result<Tensor> {
+    states.pop().ok_or_else(|| ModelError::InvalidInput {
+        what: "encoder",
+        reason: "the forward pass produced no hidden state".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,15 +324,4 @@ mod tests {
         let f = Tensor::new(&[[1.0f32, 2.0]], &dev).unwrap();
         assert!(check_inputs(&f, None, 64, 32).is_err());
     }
-}
-
-/// The last of an encoder's hidden states (the forward output).
-///
-/// # Errors
-/// [`ModelError::InvalidInput`] when there is none (cannot happen for a built encoder).
-pub(crate) fn last_state(mut states: Vec<Tensor>) -> Result<Tensor> {
-    states.pop().ok_or_else(|| ModelError::InvalidInput {
-        what: "encoder",
-        reason: "the forward pass produced no hidden state".into(),
-    })
 }
