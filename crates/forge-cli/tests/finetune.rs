@@ -139,3 +139,119 @@ fn finetune_bad_inputs() {
     assert_one_line_error(&o, &["no/such/model"]);
     assert!(!dir.path().join("o").exists());
 }
+
+/// Sum over the backbone (not the head) of the squared difference between two checkpoints.
+fn backbone_drift(a: &std::path::Path, b: &std::path::Path) -> f64 {
+    let dev = candle_core::Device::Cpu;
+    let ta = candle_core::safetensors::load(a.join("model.safetensors"), &dev).unwrap();
+    let tb = candle_core::safetensors::load(b.join("model.safetensors"), &dev).unwrap();
+    let mut d = 0.0;
+    let mut n = 0;
+    for (name, x) in &ta {
+        if name.contains("classifier") {
+            continue;
+        }
+        let y = &tb[name];
+        let diff = (x.to_dtype(candle_core::DType::F64).unwrap()
+            - y.to_dtype(candle_core::DType::F64).unwrap())
+        .unwrap();
+        d += diff
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        n += 1;
+    }
+    assert!(n > 10, "backbone tensors compared: {n}");
+    d
+}
+
+#[test]
+fn ewc_from_a_saved_fisher_holds_the_backbone_near_the_first_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_with_tokenizer("tiny-distilbert", dir.path());
+    let data = target_tsv(dir.path());
+    let run = |extra: &[&str], from: &std::path::Path, out: &std::path::Path| {
+        let o = forge()
+            .args(["--json", "finetune", "--epochs", "2", "--batch-size", "4"])
+            .args(extra)
+            .arg("--model")
+            .arg(from)
+            .arg("--train")
+            .arg(&data)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    // task 1, with the Fisher saved
+    let first = dir.path().join("first");
+    let v = run(&["--save-ewc", "--fisher-samples", "12"], &model, &first);
+    assert!(first.join("ewc.safetensors").is_file());
+    assert_eq!(v["history"]["scalars"]["fisher_samples"], 12.0);
+    // task 2 from the first model at a large learning rate, with and without the penalty
+    let plain = dir.path().join("plain");
+    run(&["--lr", "1e-2", "--seed", "3"], &first, &plain);
+    let held = dir.path().join("held");
+    let first_s = first.to_str().unwrap();
+    let v = run(
+        &[
+            "--lr",
+            "1e-2",
+            "--seed",
+            "3",
+            "--ewc-from",
+            first_s,
+            "--ewc-lambda",
+            "1e9",
+        ],
+        &first,
+        &held,
+    );
+    assert_eq!(v["history"]["scalars"]["ewc_lambda"], 1e9);
+    assert!(
+        v["history"]["scalars"]["ewc_penalised_tensors"]
+            .as_f64()
+            .unwrap()
+            > 10.0
+    );
+    let (d_plain, d_held) = (
+        backbone_drift(&first, &plain),
+        backbone_drift(&first, &held),
+    );
+    assert!(
+        d_held < 0.5 * d_plain,
+        "EWC drift {d_held} is not well below plain drift {d_plain}"
+    );
+
+    // bad input: a folder without the state, and --save-ewc with --lora
+    let o = forge()
+        .args(["finetune", "--ewc-from"])
+        .arg(&plain)
+        .arg("--model")
+        .arg(&first)
+        .arg("--train")
+        .arg(&data)
+        .arg("-o")
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65));
+    assert_one_line_error(&o, &["ewc.safetensors", "--save-ewc"]);
+    let o = forge()
+        .args(["finetune", "--save-ewc", "--lora", "2", "--model"])
+        .arg(&model)
+        .arg("--train")
+        .arg(&data)
+        .arg("-o")
+        .arg(dir.path().join("y"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert_one_line_error(&o, &["--save-ewc", "--lora"]);
+    assert!(!dir.path().join("x").exists() && !dir.path().join("y").exists());
+}

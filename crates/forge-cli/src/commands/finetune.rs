@@ -1,4 +1,4 @@
-//! `forge finetune --model M --train data.tsv [--val data.tsv] [--lora r] -o OUT`: forge-models'
+//! `forge finetune --model M --train data.tsv [--val data.tsv] [--lora r] [--ewc-from DIR] -o OUT`: forge-models'
 //! `fine_tune` on the user's labelled texts, with carbon tracking (forge-carbon) and a progress bar.
 //!
 //! The model is a DistilBERT or BERT checkpoint (folder, Hugging Face cache entry or Hub id) with
@@ -9,6 +9,15 @@
 //! adapter folder. Without it, every parameter is trained and OUT is a full checkpoint
 //! (`save_pretrained`, with the tokenizer). OUT also receives `history.json` (losses, validation
 //! metrics per epoch, energy and CO2) and a CodeCarbon-compatible row in `OUT/emissions.csv`.
+//!
+//! Continual fine-tuning with elastic weight consolidation (Kirkpatrick et al. 2017, "Overcoming
+//! catastrophic forgetting in neural networks", PNAS 114(13)): `--save-ewc` estimates the
+//! diagonal Fisher of the fine-tuned model on its training texts (forge-ewc, empirical estimator
+//! by default) and writes it with the anchor weights to `OUT/ewc.safetensors`; a later
+//! `forge finetune --model OUT --ewc-from OUT ...` on a new task adds the penalty
+//! `(lambda / 2) sum_i F_i (theta_i - theta*_i)^2` to the loss, so that the parameters the first
+//! task relied on move less. The classification head is left out of the penalty (it is replaced
+//! when the new task has another number of classes).
 
 use std::path::PathBuf;
 
@@ -30,6 +39,8 @@ use crate::ui::Ui;
 #[command(after_help = "Examples:
   forge finetune --model models/distilbert-base-uncased --train train.tsv --val dev.tsv --lora 8 -o runs/lora
   forge finetune --model models/all-minilm-l6-v2 --train train.tsv --epochs 2 --lr 5e-5 -o runs/full
+  forge finetune --model models/all-minilm-l6-v2 --train sst2.tsv --save-ewc -o runs/sst2
+  forge finetune --model runs/sst2 --ewc-from runs/sst2 --train agnews.tsv -o runs/agnews
 
 train.tsv / dev.tsv: tab separated, header line, a text column (sentence or text, or --text-col)
 and a label column (label, or --label-col).")]
@@ -73,9 +84,134 @@ pub struct FinetuneArgs {
     /// Seed (head initialisation, adapters, shuffling, dropout).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// After training, estimate the diagonal Fisher on the training texts and save it with the
+    /// anchor weights to OUT/ewc.safetensors, for a later `--ewc-from OUT`.
+    #[arg(long)]
+    pub save_ewc: bool,
+    /// Fisher estimator for --save-ewc: empirical (per-sample gradients of the true labels),
+    /// true (per-sample, exact expectation over the classes) or batch (mini-batches of 16).
+    #[arg(long, value_name = "E", default_value = "empirical", value_parser = ["empirical", "true", "batch"])]
+    pub fisher: String,
+    /// Texts used for the Fisher (the first N training rows).
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub fisher_samples: u64,
+    /// Penalise moving away from an earlier fine-tune: a folder holding ewc.safetensors (written by
+    /// --save-ewc) or the file itself.
+    #[arg(long, value_name = "DIR")]
+    pub ewc_from: Option<PathBuf>,
+    /// EWC strength lambda (for --ewc-from: overrides the stored value; for --save-ewc: the value
+    /// stored).
+    #[arg(long, value_name = "L", default_value_t = 1e4)]
+    pub ewc_lambda: f64,
     /// Output folder.
     #[arg(long, short, value_name = "OUT")]
     pub output: PathBuf,
+}
+
+/// The EWC state file inside a fine-tuning output folder.
+pub const EWC_FILE: &str = "ewc.safetensors";
+
+fn ewc_err(e: forge_ewc::EwcError) -> CliError {
+    CliError::Input(crate::error::one_line(&e))
+}
+
+/// Parameters that EWC never penalises: the classification head.
+fn is_head(name: &str) -> bool {
+    name.starts_with("classifier.") || name.starts_with("pre_classifier.")
+}
+
+/// Loads `--ewc-from` and binds it to the model's trainable parameters (head excluded, shapes
+/// that changed skipped).
+fn load_ewc(
+    from: &std::path::Path,
+    lambda: f64,
+    model: &mut AnyClassifier,
+) -> Result<(forge_ewc::Ewc, forge_ewc::BindReport)> {
+    let file = if from.is_dir() {
+        from.join(EWC_FILE)
+    } else {
+        from.to_path_buf()
+    };
+    if !file.is_file() {
+        return Err(CliError::Input(format!(
+            "--ewc-from: {} not found (write it with `forge finetune --save-ewc`)",
+            file.display()
+        )));
+    }
+    let params = forge_lora::named_trainable(model);
+    let filter = forge_ewc::ParamFilter::new()
+        .skip_shape_mismatch(true)
+        .exclude_if(is_head);
+    let (mut ewc, report) = forge_ewc::Ewc::load(&file, &params, &filter).map_err(|e| {
+        CliError::Input(format!(
+            "--ewc-from {}: {}",
+            file.display(),
+            crate::error::one_line(&e)
+        ))
+    })?;
+    if report.bound.is_empty() {
+        return Err(CliError::Input(format!(
+            "--ewc-from {}: no trainable parameter of this model is in the EWC state{}",
+            file.display(),
+            if model_has_adapters(model) {
+                " (with --lora only the adapters train; EWC needs full fine-tuning)"
+            } else {
+                ""
+            }
+        )));
+    }
+    ewc.set_lambda(lambda).map_err(ewc_err)?;
+    Ok((ewc, report))
+}
+
+fn model_has_adapters(model: &mut AnyClassifier) -> bool {
+    forge_lora::named_trainable(model)
+        .iter()
+        .any(|(n, _)| n.contains(".lora_A."))
+}
+
+/// The diagonal Fisher of the fine-tuned model on the first `n` training texts, anchored at the
+/// current weights, written to `out/ewc.safetensors`.
+fn save_ewc(
+    a: &FinetuneArgs,
+    model: &mut AnyClassifier,
+    train: &TextDataset,
+    out: &std::path::Path,
+) -> Result<usize> {
+    use forge_ewc::{fisher_diagonal, Ewc, EwcConfig, FisherConfig, FisherEstimator, Targets};
+    let params: Vec<(String, candle_core::Var)> = forge_lora::named_trainable(model)
+        .into_iter()
+        .filter(|(n, _)| !is_head(n))
+        .collect();
+    if params.is_empty() {
+        return Err(CliError::Usage(
+            "--save-ewc: the model has no trainable parameter outside the head".into(),
+        ));
+    }
+    model.set_training(false);
+    let estimator = match a.fisher.as_str() {
+        "true" => FisherEstimator::TrueExact,
+        "batch" => FisherEstimator::Batch { batch_size: 16 },
+        _ => FisherEstimator::Empirical,
+    };
+    let mut config = FisherConfig::new(estimator);
+    config.max_samples = Some((a.fisher_samples as usize).min(train.len()));
+    let labels: Vec<usize> = train.labels().iter().map(|&l| l as usize).collect();
+    let dev = Device::Cpu;
+    let m: &AnyClassifier = model;
+    let fisher = fisher_diagonal(
+        &params,
+        Targets::Labels(&labels),
+        |idx: &[usize]| -> forge_models::Result<candle_core::Tensor> {
+            let b = train.batch(idx, a.max_length, &dev)?;
+            m.forward(&b.input_ids, Some(&b.attention_mask))
+        },
+        &config,
+    )
+    .map_err(ewc_err)?;
+    let ewc = Ewc::new(&params, &fisher, EwcConfig::new(a.ewc_lambda)).map_err(ewc_err)?;
+    ewc.save(out.join(EWC_FILE)).map_err(ewc_err)?;
+    Ok(fisher.n_samples())
 }
 
 /// The result of `forge finetune`, as printed by `--json`.
@@ -217,12 +353,46 @@ pub fn run(a: &FinetuneArgs, ui: &mut Ui) -> Result<i32> {
         .validate()
         .map_err(|e| CliError::Usage(crate::error::one_line(&e)))?;
 
+    if a.save_ewc && a.lora.is_some() {
+        return Err(CliError::Usage(
+            "--save-ewc needs full fine-tuning (without --lora): EWC penalises the model's own weights"
+                .into(),
+        ));
+    }
+    let ewc = match &a.ewc_from {
+        Some(from) => Some(load_ewc(from, a.ewc_lambda, &mut model)?),
+        None => None,
+    };
+    if let Some((_, report)) = &ewc {
+        tracing::info!(
+            bound = report.bound.len(),
+            excluded = report.excluded.len(),
+            skipped_shape = report.skipped_shape.len(),
+            "EWC penalty bound"
+        );
+    }
+
     let mut tracker = CarbonTracker::new(CarbonConfig::from_env()?)?;
     let bar = ui.bar(0, "fine-tuning");
     tracker.start()?;
     let mut hooks = Hooks::new().callback(Progress { bar: &bar });
+    if let Some((e, _)) = &ewc {
+        hooks
+            .push_penalty(move || -> candle_core::Result<candle_core::Tensor> { Ok(e.penalty()?) });
+    }
     let result = fine_tune(&mut model, &train, val.as_ref(), &config, &mut hooks);
     drop(hooks);
+    let fisher_samples = match (&result, a.save_ewc) {
+        (Ok(_), true) => {
+            std::fs::create_dir_all(&a.output).map_err(|e| CliError::Output {
+                path: a.output.clone(),
+                reason: e.to_string(),
+            })?;
+            bar.set_message("Fisher for --save-ewc");
+            Some(save_ewc(a, &mut model, &train, &a.output)?)
+        }
+        _ => None,
+    };
     let emissions = tracker.stop_no_output()?;
     bar.finish_and_clear();
     let mut history = result.map_err(model_err)?;
@@ -232,6 +402,21 @@ pub fn run(a: &FinetuneArgs, ui: &mut Ui) -> Result<i32> {
     history
         .scalars
         .insert("emissions_kg".into(), emissions.emissions_kg);
+    if let Some((e, report)) = &ewc {
+        history
+            .scalars
+            .insert("ewc_lambda".into(), e.config().lambda);
+        history
+            .scalars
+            .insert("ewc_penalised_tensors".into(), report.bound.len() as f64);
+        history.scalars.insert(
+            "ewc_final_penalty".into(),
+            e.penalty_value().map_err(ewc_err)?,
+        );
+    }
+    if let Some(n) = fisher_samples {
+        history.scalars.insert("fisher_samples".into(), n as f64);
+    }
 
     std::fs::create_dir_all(&a.output).map_err(|e| CliError::Output {
         path: a.output.clone(),
