@@ -162,32 +162,17 @@ pub(crate) struct Moments {
 /// digits, so it is used only when every column has `x̄_j^2 <= 1e4 var_j` (at most ~4 digits of
 /// 16); otherwise `None` and the caller uses the shifted algorithm of [`moments_raw`].
 fn moments_uncentered(x: &[f64], n: usize, d: usize, y: &[f64]) -> Option<Moments> {
-    let xm = MatRef::from_row_major_slice(x, n, d);
     let mut g0 = Mat::<f64>::zeros(d, d);
-    matmul(
-        g0.as_mut(),
-        Accum::Replace,
-        xm.transpose(),
-        xm,
-        1.0,
-        Par::Seq,
-    );
-    let mut rhs = Mat::<f64>::zeros(n, 2);
-    for (i, &yi) in y.iter().enumerate() {
-        rhs[(i, 0)] = 1.0;
-        rhs[(i, 1)] = yi;
+    let mut ty = Mat::<f64>::zeros(d, 1);
+    gram_add(&mut g0, &mut ty, x, y, d);
+    let mut sx = vec![0.0; d];
+    for row in x.chunks_exact(d) {
+        for (a, &v) in sx.iter_mut().zip(row) {
+            *a += v;
+        }
     }
-    let mut t = Mat::<f64>::zeros(d, 2);
-    matmul(
-        t.as_mut(),
-        Accum::Replace,
-        xm.transpose(),
-        rhs.as_ref(),
-        1.0,
-        Par::Seq,
-    );
     let nf = n as f64;
-    let mx: Vec<f64> = (0..d).map(|j| t[(j, 0)] / nf).collect();
+    let mx: Vec<f64> = sx.iter().map(|v| v / nf).collect();
     let my = y.iter().sum::<f64>() / nf;
     for j in 0..d {
         let var = g0[(j, j)] / nf - mx[j] * mx[j];
@@ -201,8 +186,51 @@ fn moments_uncentered(x: &[f64], n: usize, d: usize, y: &[f64]) -> Option<Moment
             g[i * d + j] = g0[(i, j)] - nf * mx[i] * mx[j];
         }
     }
-    let c = (0..d).map(|j| t[(j, 1)] - nf * mx[j] * my).collect();
+    let c = (0..d).map(|j| ty[(j, 0)] - nf * mx[j] * my).collect();
     Some(Moments { mx, my, g, c })
+}
+
+/// Widest design for which [`gram_add`] uses its own loops instead of faer's matrix product.
+const SMALL_GRAM: usize = 64;
+
+/// `g += Z^T Z`, `c += Z^T z_y` for the row-major block `z` (`[m, d]`) and `zy` (`[m]`).
+///
+/// For `d <= 64` (every tabular design of the benchmarks) this is a plain loop over the rows
+/// that touches only `g` and `c`: faer's product reserves a per-thread packing buffer of about
+/// 1 GB of address space on first use, which made the classical demo abort under
+/// `ulimit -v 2 GiB` although it needs ~50 MB (issue 16). Wider designs use faer (SIMD, runtime
+/// dispatch), where that reservation is worth it.
+fn gram_add(g: &mut Mat<f64>, c: &mut Mat<f64>, z: &[f64], zy: &[f64], d: usize) {
+    let m = zy.len();
+    if d > SMALL_GRAM {
+        let zm = MatRef::from_row_major_slice(z, m, d);
+        let ym = MatRef::from_column_major_slice(zy, m, 1);
+        matmul(g.as_mut(), Accum::Add, zm.transpose(), zm, 1.0, Par::Seq);
+        matmul(c.as_mut(), Accum::Add, zm.transpose(), ym, 1.0, Par::Seq);
+        return;
+    }
+    // Upper triangle, row-major accumulation, then mirrored.
+    let mut acc = vec![0.0; d * d];
+    let mut accy = vec![0.0; d];
+    for (row, &yv) in z.chunks_exact(d).zip(zy) {
+        for (i, &zi) in row.iter().enumerate() {
+            let out = &mut acc[i * d + i..i * d + d];
+            for (o, &zj) in out.iter_mut().zip(&row[i..]) {
+                *o += zi * zj;
+            }
+            accy[i] += zi * yv;
+        }
+    }
+    for i in 0..d {
+        for j in i..d {
+            let v = acc[i * d + j];
+            g[(i, j)] += v;
+            if j != i {
+                g[(j, i)] += v;
+            }
+        }
+        c[(i, 0)] += accy[i];
+    }
 }
 
 /// [`Moments`] of a [`Mat64`].
@@ -259,10 +287,7 @@ pub(crate) fn moments_raw(x: &[f64], d: usize, y: &[f64], s: Option<&[f64]>) -> 
                 }
             }
         }
-        let z = MatRef::from_row_major_slice(&zb[..m * d], m, d);
-        let zy = MatRef::from_column_major_slice(&yb[..m], m, 1);
-        matmul(g.as_mut(), Accum::Add, z.transpose(), z, 1.0, Par::Seq);
-        matmul(c.as_mut(), Accum::Add, z.transpose(), zy, 1.0, Par::Seq);
+        gram_add(&mut g, &mut c, &zb[..m * d], &yb[..m], d);
     }
     let delta: Vec<f64> = sum.iter().map(|v| v / tot).collect();
     let delta_y = sum_y / tot;
