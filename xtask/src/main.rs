@@ -388,6 +388,9 @@ fn print_tables(results: &forge_bench::ResultsFile, verbose: bool) {
             out!("{}", t.to_text());
         }
     }
+    for t in report::metric_tables(results) {
+        out!("{}", t.to_text());
+    }
     let conv = report::convergence_table(results);
     if !conv.rows.is_empty() {
         out!("{}", conv.to_text());

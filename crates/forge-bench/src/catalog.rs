@@ -21,6 +21,7 @@ pub const DEFAULT_MODEL: &str = forge_models::DEFAULT_MODEL;
 pub fn registry() -> Result<Registry> {
     let mut r = Registry::new();
     crate::classical::register(&mut r)?;
+    crate::transformer::register(&mut r)?;
     Ok(r)
 }
 
@@ -91,6 +92,7 @@ mod tests {
         let r = registry().unwrap();
         let names = r.names();
         assert!(names.contains(&"housing") && names.contains(&"harmful-source"));
+        assert!(names.contains(&crate::transformer::SST2_FULL_VS_LORA));
         let mut dedup = names.clone();
         dedup.sort();
         dedup.dedup();

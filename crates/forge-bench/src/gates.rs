@@ -11,7 +11,11 @@
 //! }
 //! ```
 //!
-//! Quality and reduction floors apply to the mean over seeds; gate verdicts apply to every seed.
+//! `metric_floors` / `metric_ceilings` bound a strategy's extra metrics (the records'
+//! `extra_metrics`, e.g. `{"sst2-full-vs-lora": {"lora-r4": {"storage_pct_full": 5.0}}}`).
+//!
+//! Quality, reduction and metric bounds apply to the mean over seeds; gate verdicts apply to
+//! every seed.
 //! An optional `"modes": ["quick", "standard"]` restricts the thresholds to results of those run
 //! modes (floors depend on the data budget). A floor for a scenario or strategy that is missing from the results is a violation too (a
 //! scenario that silently disappears is a regression), unless the results file was produced with
@@ -23,6 +27,9 @@ use std::collections::BTreeMap;
 
 /// Per-scenario, per-strategy floor values.
 pub type Floors = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// Per-scenario, per-strategy, per-metric bounds on the records' `extra_metrics`.
+pub type MetricBounds = BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>;
 
 /// The committed thresholds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -43,6 +50,13 @@ pub struct Thresholds {
     /// Minimum mean gradient-step reduction vs the baseline, percent.
     #[serde(default)]
     pub step_reduction_floors_pct: Floors,
+    /// Minimum mean over seeds of an extra metric (e.g. macro-F1).
+    #[serde(default)]
+    pub metric_floors: MetricBounds,
+    /// Maximum mean over seeds of an extra metric (e.g. storage or trainable parameters as a
+    /// percentage of full fine-tuning).
+    #[serde(default)]
+    pub metric_ceilings: MetricBounds,
     /// Allowed gate verdicts per scenario.
     #[serde(default)]
     pub gate_verdicts: BTreeMap<String, Vec<String>>,
@@ -155,6 +169,12 @@ pub fn check(results: &ResultsFile, thresholds: &Thresholds) -> GateReport {
         "mean gradient-step reduction %",
         &|a| a.step_reduction_pct.mean,
     );
+    for (bounds, is_floor) in [
+        (&thresholds.metric_floors, true),
+        (&thresholds.metric_ceilings, false),
+    ] {
+        check_metric_bounds(results, bounds, is_floor, &mut rep);
+    }
     for (sc, allowed) in &thresholds.gate_verdicts {
         if !ran(sc) {
             continue;
@@ -202,6 +222,64 @@ pub fn check(results: &ResultsFile, thresholds: &Thresholds) -> GateReport {
         }
     }
     rep
+}
+
+/// The mean over seeds of `metric` in the records of `scenario` / `strategy`, `None` when no
+/// record carries it.
+pub fn mean_extra_metric(
+    results: &ResultsFile,
+    scenario: &str,
+    strategy: &str,
+    metric: &str,
+) -> Option<f64> {
+    let vals: Vec<f64> = results
+        .records
+        .iter()
+        .filter(|r| r.scenario == scenario && r.strategy == strategy)
+        .filter_map(|r| r.extra_metrics.get(metric).copied())
+        .collect();
+    (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+}
+
+/// Checks floors (`is_floor`) or ceilings on extra metrics; scenarios that did not run are
+/// skipped, a missing metric of one that ran is a violation.
+fn check_metric_bounds(
+    results: &ResultsFile,
+    bounds: &MetricBounds,
+    is_floor: bool,
+    rep: &mut GateReport,
+) {
+    let what = if is_floor { "floor" } else { "ceiling" };
+    for (sc, per) in bounds {
+        if !results.run.scenarios.iter().any(|s| s == sc) {
+            continue;
+        }
+        for (st, metrics) in per {
+            for (metric, &bound) in metrics {
+                rep.checked += 1;
+                let violation = |message: String| Violation {
+                    scenario: sc.clone(),
+                    strategy: st.clone(),
+                    message,
+                };
+                match mean_extra_metric(results, sc, st, metric) {
+                    None => rep.violations.push(violation(format!(
+                        "no {metric} in the results ({what} {bound})"
+                    ))),
+                    Some(v) => {
+                        // NaN breaks both kinds of bound.
+                        let broken = v.is_nan() || if is_floor { v < bound } else { v > bound };
+                        if broken {
+                            let side = if is_floor { "below" } else { "above" };
+                            rep.violations.push(violation(format!(
+                                "mean {metric} {v:.4} is {side} the {what} {bound}"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Proposes thresholds from a results file: quality floors at `mean - quality_margin` (and

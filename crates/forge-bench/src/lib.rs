@@ -16,6 +16,8 @@
 //! - [`schema`]: the JSON results schema ([`SCHEMA_VERSION`]), documented in `docs/results-schema.md`.
 //! - [`classical`]: the tabular scenarios on real data (housing, wine, titanic, cancer,
 //!   diabetes, and a negative-transfer scenario the safety gate must block).
+//! - [`transformer`]: the transformer scenarios on a real pretrained encoder and real text
+//!   (full fine-tuning vs LoRA on SST-2), run when a model and the text data are given.
 //! - [`report`], [`figures`], [`gates`]: tables, PNGs, and threshold checks; [`validate`]
 //!   rejects non-finite, absurd or empty results before they are written or read.
 //! - [`carbon`]: the production [`Meter`] on forge-carbon's tracker.
@@ -61,6 +63,7 @@ pub mod runner;
 pub mod scenario;
 pub mod schema;
 pub mod stats;
+pub mod transformer;
 pub mod validate;
 
 pub use catalog::{context, registry};

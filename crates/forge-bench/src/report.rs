@@ -364,6 +364,74 @@ pub fn method_tables(r: &ResultsFile) -> Vec<Table> {
     out
 }
 
+/// A metric value in few characters: counts and bytes as [`count`], others with 3 decimals.
+fn metric_cell(v: f64) -> String {
+    if v.abs() >= 1e4 {
+        count(v)
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// One table per scenario of the extra metrics that tell its strategies apart (mean over
+/// seeds; a metric equal for every strategy, such as a data-set size, is left out), e.g.
+/// storage on disk. Scenarios without such metrics get no table.
+pub fn metric_tables(r: &ResultsFile) -> Vec<Table> {
+    let mut out = Vec::new();
+    for sc in &r.run.scenarios {
+        let strategies: Vec<&str> = r
+            .aggregates
+            .iter()
+            .filter(|a| &a.scenario == sc)
+            .map(|a| a.strategy.as_str())
+            .collect();
+        let mut keys: Vec<&str> = Vec::new();
+        for rec in r.records.iter().filter(|x| &x.scenario == sc) {
+            for k in rec.extra_metrics.keys() {
+                if !keys.contains(&k.as_str()) {
+                    keys.push(k);
+                }
+            }
+        }
+        let mean = |st: &str, k: &str| crate::gates::mean_extra_metric(r, sc, st, k);
+        keys.retain(|k| {
+            let vals: Vec<f64> = strategies.iter().filter_map(|st| mean(st, k)).collect();
+            let (lo, hi) = vals
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            vals.len() > 1 && hi - lo > 1e-9 * hi.abs().max(1.0)
+        });
+        if keys.is_empty() {
+            continue;
+        }
+        let rows = strategies
+            .iter()
+            .map(|st| {
+                std::iter::once(st.to_string())
+                    .chain(
+                        keys.iter()
+                            .map(|k| mean(st, k).map_or_else(|| "-".into(), metric_cell)),
+                    )
+                    .collect()
+            })
+            .collect();
+        out.push(Table {
+            title: format!(
+                "{sc}: further metrics (mean over {} seed(s))",
+                r.run.seeds.len()
+            ),
+            headers: std::iter::once("Strategy".to_string())
+                .chain(keys.iter().map(|k| k.to_string()))
+                .collect(),
+            rows,
+            notes: Vec::new(),
+        });
+    }
+    out
+}
+
 /// The per-method table with every column, all scenarios in one table (wide: `--verbose`).
 pub fn method_table(r: &ResultsFile) -> Table {
     let (f, unit) = aggregate_co2_unit(r);
