@@ -27,7 +27,8 @@
 //! 2. finish a previous interrupted append if a journal file `.forge-pending-<csv name>.json`
 //!    is left (see below), and remove stale `.forge-tmp-*` files older than an hour;
 //! 3. repair a torn last line of either file (a line without its newline, left by a kill in the
-//!    middle of a write): it is cut off and reported with a warning;
+//!    middle of a write): it is cut off and reported with a warning ([`read_csv`] and
+//!    [`read_json`] skip such a line until then: it was never committed);
 //! 4. write the journal (atomically): the record and both files' lengths;
 //! 5. append the JSON line, fsync; append the CSV row, fsync; delete the journal.
 //!
@@ -543,15 +544,35 @@ pub fn write_json(path: &Path, e: &Emissions) -> Result<()> {
 ///
 /// # Errors
 /// [`CarbonError::Io`] when unreadable, [`CarbonError::Json`] for a malformed record.
+///
+/// A last line without its newline that does not parse is the torn tail of an append that was
+/// killed: it was never committed, so it is skipped with a warning (the next append removes it).
 pub fn read_json(path: &Path) -> Result<Vec<Emissions>> {
     let s = std::fs::read_to_string(path).map_err(io(path))?;
     if s.trim_start().starts_with('[') {
         return Ok(serde_json::from_str(&s)?);
     }
-    s.lines()
+    let (committed, tail) = match s.rfind('\n') {
+        Some(i) if i + 1 < s.len() => (&s[..=i], &s[i + 1..]),
+        None if !s.is_empty() => ("", s.as_str()),
+        _ => (s.as_str(), ""),
+    };
+    let mut out: Vec<Emissions> = committed
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+        .collect::<Result<_>>()?;
+    if !tail.trim().is_empty() {
+        match serde_json::from_str(tail) {
+            Ok(e) => out.push(e),
+            Err(_) => tracing::warn!(
+                path = %path.display(),
+                bytes = tail.len(),
+                "skipped a torn last line (an append that was interrupted)"
+            ),
+        }
+    }
+    Ok(out)
 }
 
 /// One row of an `emissions.csv` of any CodeCarbon generation, by column name.
@@ -578,7 +599,13 @@ impl CsvRow {
 /// # Errors
 /// [`CarbonError::Io`] when unreadable, [`CarbonError::BadFile`] when a row has a different
 /// number of cells than the header.
+///
+/// A last row without its newline that has too few cells is the torn tail of an append that was
+/// killed: it was never committed, so it is skipped with a warning (the next append removes it).
 pub fn read_csv(path: &Path) -> Result<Vec<CsvRow>> {
+    let torn_tail_possible = std::fs::read(path)
+        .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
+        .unwrap_or(false);
     let mut rdr = csv::Reader::from_path(path).map_err(|e| CarbonError::BadFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -590,7 +617,18 @@ pub fn read_csv(path: &Path) -> Result<Vec<CsvRow>> {
             reason: e.to_string(),
         })?
         .clone();
-    rdr.records()
+    let mut records: Vec<std::result::Result<csv::StringRecord, csv::Error>> =
+        rdr.records().collect();
+    if torn_tail_possible
+        && records
+            .last()
+            .is_some_and(|r| r.as_ref().map_or(true, |r| r.len() < headers.len()))
+    {
+        records.pop();
+        tracing::warn!(path = %path.display(), "skipped a torn last row (an append that was interrupted)");
+    }
+    records
+        .into_iter()
         .map(|r| {
             let r = r.map_err(|e| CarbonError::BadFile {
                 path: path.to_path_buf(),

@@ -85,7 +85,7 @@ fn parent_dir(path: &Path) -> &Path {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
-        .prefix(TMP_PREFIX)
+        .prefix(&own_tmp_prefix())
         .tempfile_in(dir)
         .map_err(|e| CarbonError::io(dir, e))?;
     tmp.write_all(bytes)
@@ -110,26 +110,68 @@ pub(crate) fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
-/// Removes Forge's own temporary files (prefix [`TMP_PREFIX`]) older than `min_age` from `dir`:
-/// leftovers of a writer killed between creating and persisting its temporary file.
+/// This machine as 8 hex digits (FNV-1a of the host name), as in `forge_linalg::io`'s temporary
+/// names, so that both crates recognise each other's files.
+fn host_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let h = host.trim().bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{h:08x}")
+}
+
+/// `.forge-tmp-<host>-<pid>-`: the prefix of this process's temporary files.
+fn own_tmp_prefix() -> String {
+    format!("{TMP_PREFIX}{}-{}-", host_tag(), std::process::id())
+}
+
+/// The writer of a temporary file named `.forge-tmp-<host>-<pid>-*` when `<host>` is this
+/// machine and `<pid>` no longer exists there (Linux: `/proc`); such a file is stale at once.
+fn dead_local_writer(name: &str, host: &str) -> bool {
+    let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '-');
+    match (
+        parts.next(),
+        parts.next().map(str::parse::<u32>),
+        parts.next(),
+    ) {
+        (Some(h), Some(Ok(pid)), Some(_)) if h == host => {
+            pid != std::process::id()
+                && cfg!(target_os = "linux")
+                && Path::new("/proc/self").exists()
+                && !Path::new("/proc").join(pid.to_string()).exists()
+        }
+        _ => false,
+    }
+}
+
+/// Removes Forge's own temporary files (prefix [`TMP_PREFIX`]) from `dir`: leftovers of a writer
+/// killed between creating and persisting its temporary file. A file of a writer process of
+/// this machine that no longer exists goes at once; any other `.forge-tmp-*` file (older
+/// naming, another machine sharing the folder) once it is older than `min_age`.
 /// Returns how many were removed. Files of other programs are never touched.
 pub fn clean_stale_temp_files(dir: &Path, min_age: std::time::Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     let now = SystemTime::now();
+    let host = host_tag();
     let mut n = 0;
     for e in entries.flatten() {
         let name = e.file_name();
         if !name.to_string_lossy().starts_with(TMP_PREFIX) {
             continue;
         }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age >= min_age);
+        let old = dead_local_writer(&name.to_string_lossy(), &host)
+            || e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= min_age);
         if old && e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok()
         {
             tracing::info!(file = %e.path().display(), "removed a stale temporary file");
@@ -183,6 +225,28 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert_ne!(u, uuid_v4());
+    }
+
+    #[test]
+    fn temp_files_of_dead_local_writers_are_stale_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let host = host_tag();
+        let dead = format!("{TMP_PREFIX}{host}-4294967294-x");
+        let alive = format!("{TMP_PREFIX}{host}-1-x");
+        let foreign = format!("{TMP_PREFIX}00000000-4294967294-x");
+        for n in [&dead, &alive, &foreign] {
+            std::fs::write(d.path().join(n), "torn").unwrap();
+        }
+        assert_eq!(
+            clean_stale_temp_files(d.path(), Duration::from_secs(3600)),
+            1
+        );
+        assert!(!d.path().join(&dead).exists());
+        assert!(d.path().join(&alive).exists() && d.path().join(&foreign).exists());
+        // our own temporary names carry this machine and this process
+        assert!(
+            own_tmp_prefix().starts_with(&format!("{TMP_PREFIX}{host}-{}-", std::process::id()))
+        );
     }
 
     #[test]

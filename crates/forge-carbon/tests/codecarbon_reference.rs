@@ -154,5 +154,7 @@ fn machine_mode_is_codecarbons_model() {
     let mut t = CarbonTracker::with_parts(cfg, probe.clone(), None).unwrap();
     t.start().unwrap();
     let e = t.stop().unwrap();
-    assert_eq!((e.ram_method, e.ram_power_w), (EnergyMethod::Constant, 3.0));
+    assert_eq!(e.ram_method, EnergyMethod::Constant);
+    // energy / duration: exact up to rounding
+    assert!((e.ram_power_w - 3.0).abs() < 1e-9, "{}", e.ram_power_w);
 }

@@ -365,3 +365,42 @@ fn unwritable_output_keeps_the_measurement() {
         e.warnings
     );
 }
+
+#[test]
+fn readers_skip_a_torn_last_line_left_by_a_killed_append() {
+    let d = tempfile::tempdir().unwrap();
+    let csv = d.path().join("emissions.csv");
+    let json = d.path().join(forge_carbon::output::JSON_FILE);
+    for p in ["a", "b"] {
+        forge_carbon::output::append_record(&csv, &json, &record(p)).unwrap();
+    }
+    // a kill in the middle of the third append: half a JSON line, part of a CSV row
+    let full_json = std::fs::read_to_string(&json).unwrap();
+    let line = full_json.lines().next().unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&json)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &line.as_bytes()[..line.len() / 2]).unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
+    std::io::Write::write_all(&mut f, b"2026-12-01T00:00:00,c,").unwrap();
+    let recs = forge_carbon::output::read_json(&json).unwrap();
+    assert_eq!(
+        recs.iter()
+            .map(|e| e.project_name.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(read_csv(&csv).unwrap().len(), 2);
+    // a complete last line without its newline is kept
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&json)
+        .unwrap();
+    std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
+    assert_eq!(forge_carbon::output::read_json(&json).unwrap().len(), 1);
+    // the next append repairs both files, and both readers agree
+    forge_carbon::output::append_record(&csv, &json, &record("d")).unwrap();
+    assert_eq!(read_csv(&csv).unwrap().len(), 3);
+}

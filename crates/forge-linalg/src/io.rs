@@ -120,8 +120,10 @@ impl AtomicFile {
     pub fn create(path: &Path) -> Result<Self> {
         let dir = parent_dir(path);
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        clean_stale_temp_files(dir);
+        let prefix = own_temp_prefix();
         let mut builder = tempfile::Builder::new();
-        builder.prefix(TEMP_PREFIX);
+        builder.prefix(&prefix);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -166,6 +168,86 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
     }
+}
+
+/// Temporary files older than this whose writer cannot be identified are stale.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// This machine, as 8 hex digits (FNV-1a of the host name): temporary files of another machine
+/// sharing the folder (NFS, a cluster's scratch space) are never judged by process id.
+fn host_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in host.trim().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+/// `.forge-tmp-<host>-<pid>-`: the prefix of this process's temporary files.
+fn own_temp_prefix() -> String {
+    format!("{TEMP_PREFIX}{}-{}-", host_tag(), std::process::id())
+}
+
+/// Whether process `pid` of this machine is alive. Linux reads `/proc`; elsewhere every process
+/// counts as alive (only the age rule of [`clean_stale_temp_files`] applies).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+/// Removes Forge's own stale temporary files from `dir`: leftovers of a writer that was killed
+/// (SIGKILL, power loss) between creating its temporary file and renaming it. A file named
+/// `.forge-tmp-<host>-<pid>-*` is stale when `<host>` is this machine and process `<pid>` no
+/// longer exists; any other `.forge-tmp-*` file (older Forge versions, another machine) when it
+/// has not been modified for an hour. Files of other programs are never touched. Called by
+/// [`AtomicFile::create`], so the next write into a folder cleans it; returns how many files were
+/// removed. Best effort: errors are ignored.
+pub fn clean_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let host = host_tag();
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let mut parts = rest.splitn(3, '-');
+        let owner = match (
+            parts.next(),
+            parts.next().map(str::parse::<u32>),
+            parts.next(),
+        ) {
+            (Some(h), Some(Ok(pid)), Some(_)) if h == host => Some(pid),
+            _ => None,
+        };
+        let stale = match owner {
+            Some(pid) => pid != std::process::id() && !process_alive(pid),
+            None => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= STALE_TEMP_AGE),
+        };
+        if stale && std::fs::remove_file(e.path()).is_ok() {
+            tracing::info!(file = %e.path().display(), "removed a stale temporary file");
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Write `bytes` to `path` atomically (see [`AtomicFile`]). Creates the parent folder if needed.

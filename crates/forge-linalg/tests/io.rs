@@ -337,3 +337,53 @@ fn released_tensors_read_back_identically() {
     }
     assert!(f.release("missing").is_err());
 }
+
+/// The host tag of this machine as the writer puts it in its temporary names: read back from a
+/// temporary file caught while it exists.
+fn own_prefix(dir: &Path) -> String {
+    let f = forge_linalg::io::AtomicFile::create(&dir.join("probe.bin")).unwrap();
+    let name = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(TEMP_PREFIX))
+        .expect("the temporary file exists while writing");
+    drop(f);
+    let pid = format!("-{}-", std::process::id());
+    let cut = name
+        .find(&pid)
+        .expect("the temporary name holds the writer's pid");
+    name[..cut + 1].to_string()
+}
+
+#[test]
+fn the_next_write_removes_temporary_files_of_dead_writers_only() {
+    let d = tempfile::tempdir().unwrap();
+    let prefix = own_prefix(d.path());
+    assert!(
+        temp_leftovers(d.path()).is_empty(),
+        "a dropped writer cleaned up"
+    );
+    // a writer of this machine that was killed (no such pid), one that is alive (pid 1), one of
+    // another machine, a fresh file of an old naming, and another program's file
+    let dead = format!("{prefix}4294967294-abc");
+    let alive = format!("{prefix}1-abc");
+    let other_host = format!("{TEMP_PREFIX}00000000-4294967294-abc");
+    let legacy = format!("{TEMP_PREFIX}Xy12ab");
+    for n in [
+        &dead,
+        &alive,
+        &other_host,
+        &legacy,
+        &"notes.tmp".to_string(),
+    ] {
+        std::fs::write(d.path().join(n), b"torn").unwrap();
+    }
+    write_atomic(&d.path().join("out.json"), b"{}").unwrap();
+    let mut left = temp_leftovers(d.path());
+    left.sort();
+    let mut want = vec![alive, other_host, legacy];
+    want.sort();
+    assert_eq!(left, want, "only the dead local writer's file is stale");
+    assert!(d.path().join("notes.tmp").exists());
+    assert_eq!(std::fs::read(d.path().join("out.json")).unwrap(), b"{}");
+}

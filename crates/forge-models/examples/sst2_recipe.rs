@@ -13,6 +13,11 @@
 //!
 //! Each finished run is printed as one JSON line and merged into `--out` (atomically), so an
 //! interrupted sweep keeps what it finished.
+//!
+//! For the representation-safety checks (docs/safety-transformers.md): `--save-models DIR` writes
+//! each fine-tuned model with `save_pretrained` (plus the tokenizer) to `DIR/<mode>-seed<seed>`
+//! (LoRA folded in), and `--shuffle-labels` trains on a seeded permutation of the training labels
+//! (a deliberately useless source; recorded with mode `<mode>-shuffled`).
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -89,6 +94,8 @@ struct Args {
     modes: Vec<String>,
     seeds: Vec<u64>,
     out: Option<PathBuf>,
+    save_models: Option<PathBuf>,
+    shuffle_labels: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -98,9 +105,15 @@ fn parse_args() -> Result<Args> {
         modes: vec!["full".into(), "lora".into()],
         seeds: vec![0, 1, 2],
         out: None,
+        save_models: None,
+        shuffle_labels: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--shuffle-labels" {
+            a.shuffle_labels = true;
+            continue;
+        }
         let v = it.next().with_context(|| format!("{k} needs a value"))?;
         match k.as_str() {
             "--model" => a.model = v.into(),
@@ -113,6 +126,7 @@ fn parse_args() -> Result<Args> {
                     .collect::<std::result::Result<_, _>>()?
             }
             "--out" => a.out = Some(v.into()),
+            "--save-models" => a.save_models = Some(v.into()),
             _ => bail!("unknown argument {k}"),
         }
     }
@@ -135,7 +149,22 @@ fn run(args: &Args, mode: &str, seed: u64) -> Result<serde_json::Value> {
         .map(str::parse)
         .collect::<std::result::Result<_, _>>()?;
     let train_texts: Vec<&str> = idx.iter().map(|&i| texts[i].as_str()).collect();
-    let train_labels: Vec<u32> = idx.iter().map(|&i| labels[i]).collect();
+    let mut train_labels: Vec<u32> = idx.iter().map(|&i| labels[i]).collect();
+    if args.shuffle_labels {
+        // Fisher-Yates with a SplitMix64 stream seeded by the run's seed.
+        let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for i in (1..train_labels.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            train_labels.swap(i, j);
+        }
+    }
     let train = TextDataset::new(&train_texts, &train_labels, &tok)?;
     let (dev_texts, dev_labels) = read_tsv(&args.data.join("dev.tsv"))?;
     let val = TextDataset::new(&dev_texts, &dev_labels, &tok)?;
@@ -171,6 +200,19 @@ fn run(args: &Args, mode: &str, seed: u64) -> Result<serde_json::Value> {
     let history = fine_tune(&mut model, &train, Some(&val), &config, &mut hooks)?;
     let wall = t0.elapsed().as_secs_f64();
     let v = history.last_val().context("no evaluation ran")?;
+    let mode = if args.shuffle_labels {
+        format!("{mode}-shuffled")
+    } else {
+        mode.to_string()
+    };
+    if let Some(dir) = &args.save_models {
+        use forge_models::SavePretrained;
+        let out = dir.join(format!("{mode}-seed{seed}"));
+        forge_lora::merge_all(&mut model)?;
+        model.save_pretrained(&out)?;
+        std::fs::copy(&tok_path, out.join("tokenizer.json"))?;
+        eprintln!("saved {}", out.display());
+    }
     Ok(serde_json::json!({
         "framework": "forge",
         "mode": mode,
