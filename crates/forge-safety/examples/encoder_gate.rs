@@ -13,6 +13,13 @@
 //! - `minilm+rt-shuffled`: the same encoder with a head fitted on shuffled RT labels;
 //! - `minilm+agnews`: the same encoder with an AG News topic head (an unrelated source task);
 //! - `random+rt`: a randomly initialised encoder of the same shape (seeded) with its own RT head.
+//!
+//! With fine-tuned checkpoints from `crates/forge-models/examples/sst2_recipe.rs --save-models DIR`:
+//! - `--finetuned DIR` (an SST-2 fine-tune): Part A adds per-layer CKA between the pretrained and
+//!   the fine-tuned encoder on the same SST-2 sentences;
+//! - `--shuffled-finetune DIR` (a fine-tune on shuffled SST-2 labels, `--shuffle-labels`): the gate
+//!   gets the candidate `ft-shuffled`, that model's own encoder and its own classifier head (a
+//!   source that was trained on the target's task, with the labels destroyed).
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -21,8 +28,8 @@ use forge_data::text::{ag_news, rotten_tomatoes, sst2, TextDataset, TextSplit};
 use forge_linalg::rng::{permutation, seeded_rng};
 use forge_models::representations::{encode_in_batches, extract_representations};
 use forge_models::{
-    AnyEncoder, BertModel, HiddenStates, LayerSelection, ModelConfig, ModelFiles, Pooling,
-    TextTokenizer,
+    AnyClassifier, AnyEncoder, BertModel, HiddenStates, LayerSelection, ModelConfig, ModelFiles,
+    Pooling, SequenceClassifier, TextTokenizer,
 };
 use forge_safety::{
     rank_sources, representation_mmd, CkaConfig, CkaEstimator, CkaReport, EncoderGateConfig,
@@ -93,6 +100,28 @@ fn head_probs(x: &Tensor, labels: &[u32], classes: usize, target: &Tensor) -> Re
     Ok(m.predict_proba(target)?)
 }
 
+/// The class probabilities of a fine-tuned classifier checkpoint on `texts` (eval mode).
+fn classifier_probs(files: &ModelFiles, tok: &TextTokenizer, texts: &[String]) -> Result<Tensor> {
+    let model = AnyClassifier::from_files(files, None, 0, &Device::Cpu)?;
+    let mut out = Vec::new();
+    for b in encode_in_batches(tok, texts, BATCH, &Device::Cpu)? {
+        let logits = model.forward(&b.input_ids, Some(&b.attention_mask))?;
+        out.push(candle_nn::ops::softmax_last_dim(
+            &logits.to_dtype(DType::F64)?,
+        )?);
+    }
+    Ok(Tensor::cat(&out, 0)?)
+}
+
+/// `--flag VALUE` from the command line.
+fn arg_value(flag: &str) -> Option<PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+}
+
 fn layer_name(i: usize) -> String {
     if i == 0 {
         "emb".into()
@@ -120,6 +149,19 @@ fn print_matrix(title: &str, r: &CkaReport) {
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    let finetuned = match arg_value("--finetuned") {
+        Some(d) => {
+            Some(ModelFiles::from_dir(&d).with_context(|| format!("--finetuned {}", d.display()))?)
+        }
+        None => None,
+    };
+    let shuffled_ft = match arg_value("--shuffled-finetune") {
+        Some(d) => Some(
+            ModelFiles::from_dir(&d)
+                .with_context(|| format!("--shuffled-finetune {}", d.display()))?,
+        ),
+        None => None,
+    };
     let sizes = if quick {
         Sizes {
             cka: 120,
@@ -168,6 +210,20 @@ fn main() -> Result<()> {
     let f_ag = features(&pretrained, &tok, &ag_a.texts, &all, "pretrained, AG News")?;
     let random0 = BertModel::new_random(&bert_cfg, 0, &Device::Cpu)?;
     let f_rand = features(&random0, &tok, &sst_a.texts, &all, "random-init, SST-2")?;
+    drop(random0);
+    let f_ft = match &finetuned {
+        Some(files) => {
+            let enc = AnyEncoder::from_files(files, &Device::Cpu)?;
+            Some(features(
+                &enc,
+                &tok,
+                &sst_a.texts,
+                &all,
+                "SST-2 fine-tuned, SST-2",
+            )?)
+        }
+        None => None,
+    };
     let named = |v: &[Tensor]| -> Vec<(String, Tensor)> {
         v.iter()
             .enumerate()
@@ -178,6 +234,10 @@ fn main() -> Result<()> {
     let cka_sst = CkaReport::compute(&named(&f_sst), &named(&f_sst), &cfg)?;
     let cka_ag = CkaReport::compute(&named(&f_ag), &named(&f_ag), &cfg)?;
     let cka_rand = CkaReport::compute(&named(&f_sst), &named(&f_rand), &cfg)?;
+    let cka_ft = match &f_ft {
+        Some(f) => Some(CkaReport::compute(&named(&f_sst), &named(f), &cfg)?),
+        None => None,
+    };
     let cka_biased = CkaReport::compute(
         &named(&f_sst),
         &named(&f_rand),
@@ -195,8 +255,8 @@ fn main() -> Result<()> {
         &cka_ag,
     );
     println!("\n## Per layer: SST-2 vs AG News, and pretrained vs random-init (SST-2)\n");
-    println!("| layer | CKA(l, l+1) SST-2 | CKA(l, l+1) AG News | CKA(l, last) SST-2 | CKA(l, last) AG News | MMD^2 SST-2 vs AG News (32 PCs) | p | CKA pretrained vs random-init, unbiased | biased |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| layer | CKA(l, l+1) SST-2 | CKA(l, l+1) AG News | CKA(l, last) SST-2 | CKA(l, last) AG News | MMD^2 SST-2 vs AG News (32 PCs) | p | CKA pretrained vs random-init, unbiased | biased | CKA pretrained vs SST-2 fine-tuned, unbiased |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let last = f_sst.len() - 1;
     let mmd_cfg = RepresentationMmdConfig {
         mmd: forge_safety::MmdConfig {
@@ -215,7 +275,7 @@ fn main() -> Result<()> {
         };
         let shift = representation_mmd(&f_sst[l], &f_ag[l], &mmd_cfg)?;
         println!(
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.4} | {:.3} | {:.3} |",
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.4} | {:.3} | {:.3} | {} |",
             layer_name(l),
             next(&cka_sst),
             next(&cka_ag),
@@ -225,6 +285,9 @@ fn main() -> Result<()> {
             shift.mmd.p_value,
             cka_rand.values[l][l],
             cka_biased.values[l][l],
+            cka_ft
+                .as_ref()
+                .map_or("-".into(), |r| format!("{:.3}", r.values[l][l])),
         );
     }
     eprintln!("part A: {:.1} s", t0.elapsed().as_secs_f64());
@@ -250,6 +313,10 @@ fn main() -> Result<()> {
         &last_only,
         "pretrained, AG News train",
     )?);
+    let shuffled_enc = match &shuffled_ft {
+        Some(files) => Some(AnyEncoder::from_files(files, &Device::Cpu)?),
+        None => None,
+    };
     let mut shuffled = rt_y.clone();
     let p = permutation(shuffled.len(), &mut seeded_rng(7));
     shuffled = p.iter().map(|&i| shuffled[i]).collect();
@@ -285,7 +352,7 @@ fn main() -> Result<()> {
             &last_only,
             "random-init, target",
         )?);
-        let candidates = vec![
+        let mut candidates = vec![
             SourceCandidate::new("minilm+rt", f_t.clone())
                 .with_source_probs(head_probs(&f_rt, &rt_y, 2, &f_t)?)
                 .with_source_features(f_rt.clone()),
@@ -299,6 +366,22 @@ fn main() -> Result<()> {
                 .with_source_probs(head_probs(&f_rt_rand, &rt_y, 2, &f_t_rand)?)
                 .with_source_features(f_rt_rand),
         ];
+        if let (Some(files), Some(enc)) = (&shuffled_ft, &shuffled_enc) {
+            let f_t_shuf = one(features(
+                enc,
+                &tok,
+                &target.texts,
+                &last_only,
+                "shuffled-label fine-tune, target",
+            )?);
+            candidates.push(
+                SourceCandidate::new("ft-shuffled", f_t_shuf).with_source_probs(classifier_probs(
+                    files,
+                    &tok,
+                    &target.texts,
+                )?),
+            );
+        }
         let mut gate_cfg = EncoderGateConfig::default().with_seed(seed);
         gate_cfg.representation.mmd.n_permutations = 200;
         let r = rank_sources(&candidates, &y, Some(&f_t), &gate_cfg)?;
