@@ -87,6 +87,10 @@ enum Cmd {
             default_value = "cargo xtask demo --save-json results/reference.json"
         )]
         command: String,
+        /// Which generated section to replace: `demo` (between `<!-- BEGIN DEMO RESULTS -->`
+        /// and its END marker) or another name with its own markers (e.g. `transformer`).
+        #[arg(long, default_value = "demo")]
+        section: String,
     },
     /// Run the criterion benchmarks (extra arguments go to `cargo bench`).
     Bench {
@@ -215,7 +219,11 @@ fn main() -> Result<()> {
             thresholds,
             propose,
         } => gate(results, &thresholds, propose),
-        Cmd::Readme { results, command } => readme(&results, &command),
+        Cmd::Readme {
+            results,
+            command,
+            section,
+        } => readme(&results, &command, &section),
         Cmd::Bench { args } => bench(&args),
     }
 }
@@ -471,12 +479,12 @@ fn gate(results: Option<PathBuf>, thresholds: &Path, propose: bool) -> Result<()
     }
 }
 
-fn readme(results: &Path, command: &str) -> Result<()> {
+fn readme(results: &Path, command: &str, name: &str) -> Result<()> {
     let r = forge_bench::io::read_results(results)?;
     let path = Path::new("README.md");
     let text = std::fs::read_to_string(path).context("read README.md")?;
     let section = report::readme_section(&r, command);
-    let new = report::splice_readme(&text, &section)?;
+    let new = report::splice_readme_section(&text, name, &section)?;
     if new == text {
         out!("README.md is up to date");
     } else {

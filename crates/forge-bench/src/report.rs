@@ -375,7 +375,8 @@ fn metric_cell(v: f64) -> String {
 
 /// One table per scenario of the extra metrics that tell its strategies apart (mean over
 /// seeds; a metric equal for every strategy, such as a data-set size, is left out), e.g.
-/// storage on disk. Scenarios without such metrics get no table.
+/// storage on disk, beside each strategy's quality (mean ± std). Scenarios without such metrics
+/// get no table.
 pub fn metric_tables(r: &ResultsFile) -> Vec<Table> {
     let mut out = Vec::new();
     for sc in &r.run.scenarios {
@@ -406,10 +407,22 @@ pub fn metric_tables(r: &ResultsFile) -> Vec<Table> {
         if keys.is_empty() {
             continue;
         }
+        let quality = |st: &str| {
+            r.aggregates
+                .iter()
+                .find(|a| &a.scenario == sc && a.strategy == st)
+                .map_or_else(|| "-".into(), |a| ms(a.quality, 1.0, 3))
+        };
+        let metric = r
+            .aggregates
+            .iter()
+            .find(|a| &a.scenario == sc)
+            .map_or("quality", |a| a.metric.short());
         let rows = strategies
             .iter()
             .map(|st| {
-                std::iter::once(st.to_string())
+                [st.to_string(), quality(st)]
+                    .into_iter()
                     .chain(
                         keys.iter()
                             .map(|k| mean(st, k).map_or_else(|| "-".into(), metric_cell)),
@@ -422,7 +435,8 @@ pub fn metric_tables(r: &ResultsFile) -> Vec<Table> {
                 "{sc}: further metrics (mean over {} seed(s))",
                 r.run.seeds.len()
             ),
-            headers: std::iter::once("Strategy".to_string())
+            headers: ["Strategy".to_string(), format!("Quality ({metric})")]
+                .into_iter()
                 .chain(keys.iter().map(|k| k.to_string()))
                 .collect(),
             rows,
@@ -744,6 +758,10 @@ pub fn readme_section(r: &ResultsFile, command: &str) -> String {
     ));
     s.push_str(&headline_table(r).to_markdown());
     s.push('\n');
+    for t in metric_tables(r) {
+        s.push_str(&t.to_markdown());
+        s.push('\n');
+    }
     let conv = convergence_table(r);
     if !conv.rows.is_empty() {
         s.push_str(&conv.to_markdown());
@@ -769,23 +787,44 @@ pub const README_BEGIN: &str = "<!-- BEGIN DEMO RESULTS -->";
 /// Marker that closes the generated README section.
 pub const README_END: &str = "<!-- END DEMO RESULTS -->";
 
+/// The marker pair of the README section called `name` (upper-cased): `DEMO` is
+/// [`README_BEGIN`] / [`README_END`]; e.g. `transformer` gives `<!-- BEGIN TRANSFORMER RESULTS -->`
+/// and `<!-- END TRANSFORMER RESULTS -->`. Each section is regenerated from its own results file.
+pub fn readme_markers(name: &str) -> (String, String) {
+    let n = name.to_uppercase();
+    (
+        format!("<!-- BEGIN {n} RESULTS -->"),
+        format!("<!-- END {n} RESULTS -->"),
+    )
+}
+
 /// Replaces the text between [`README_BEGIN`] and [`README_END`] in `readme` by `section`,
 /// leaving everything else byte-for-byte unchanged.
 ///
 /// # Errors
 /// [`BenchError::ReadmeMarkers`] if a marker is missing, repeated or out of order.
 pub fn splice_readme(readme: &str, section: &str) -> Result<String> {
+    splice_readme_section(readme, "demo", section)
+}
+
+/// Replaces the text between the markers of section `name` ([`readme_markers`]) in `readme` by
+/// `section`, leaving everything else byte-for-byte unchanged.
+///
+/// # Errors
+/// [`BenchError::ReadmeMarkers`] if a marker is missing, repeated or out of order.
+pub fn splice_readme_section(readme: &str, name: &str, section: &str) -> Result<String> {
+    let (begin, end) = readme_markers(name);
     let count = |m: &str| readme.matches(m).count();
-    if count(README_BEGIN) != 1 || count(README_END) != 1 {
+    if count(&begin) != 1 || count(&end) != 1 {
         return Err(BenchError::ReadmeMarkers(format!(
-            "expected exactly one {README_BEGIN} and one {README_END}"
+            "expected exactly one {begin} and one {end}"
         )));
     }
-    let b = readme.find(README_BEGIN).unwrap_or(0) + README_BEGIN.len();
-    let e = readme.find(README_END).unwrap_or(0);
+    let b = readme.find(&begin).unwrap_or(0) + begin.len();
+    let e = readme.find(&end).unwrap_or(0);
     if e < b {
         return Err(BenchError::ReadmeMarkers(format!(
-            "{README_END} comes before {README_BEGIN}"
+            "{end} comes before {begin}"
         )));
     }
     Ok(format!(
@@ -812,6 +851,16 @@ mod tests {
         assert_eq!(splice_readme(&out, "new table").unwrap(), out);
         assert!(splice_readme("no markers", "x").is_err());
         assert!(splice_readme(&format!("{README_END}{README_BEGIN}"), "x").is_err());
+        // Named sections are independent of each other.
+        assert_eq!(
+            readme_markers("demo"),
+            (README_BEGIN.into(), README_END.into())
+        );
+        let (b, e) = readme_markers("transformer");
+        let two = format!("{out}{b}\nold\n{e}\n");
+        let spliced = splice_readme_section(&two, "transformer", "dl").unwrap();
+        assert_eq!(spliced, format!("{out}{b}\ndl\n{e}\n"));
+        assert_eq!(splice_readme(&spliced, "new table").unwrap(), spliced);
     }
 
     #[test]

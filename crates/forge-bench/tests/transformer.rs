@@ -1,7 +1,7 @@
 //! The transformer scenario `sst2-full-vs-lora` end to end on forge-models' tiny fixture models
 //! (a word-level tokenizer, a separable SST-2 in their vocabulary), through the real registry,
 //! runner and carbon meter; its resource errors; and, with `FORGE_REAL_MODEL_TESTS=1`, the smoke
-//! size on the real all-MiniLM-L6-v2 and SST-2 of `../shared`.
+//! size on the real all-MiniLM-L6-v2 and SST-2 of `../shared` against the committed gate.
 
 mod common;
 
@@ -63,8 +63,8 @@ fn end_to_end(model_name: &str) {
         assert!(m.cpu_kwh > 0.0 && m.ram_kwh > 0.0, "{m:?}");
         assert!(m.energy_method.contains_key("cpu") && m.energy_method.contains_key("ram"));
         assert_eq!(m.repeats, 1, "a training is measured once, never repeated");
-        // 200 of the 240 sentences, 1 epoch of batches of 16.
-        assert_eq!((rec.epochs, rec.gradient_steps), (Some(1), 13));
+        // 200 of the 240 sentences, 1 epoch of batches of 8.
+        assert_eq!((rec.epochs, rec.gradient_steps), (Some(1), 25));
         for k in [
             "model", "rank", "lr", "epochs", "n_train", "n_eval", "strategy",
         ] {
@@ -111,7 +111,7 @@ fn end_to_end(model_name: &str) {
         (s.baseline.as_str(), s.transfer.as_str()),
         ("full-ft", "lora-r4")
     );
-    // (13 steps at the recipe's learning rates do not train a random tiny model: learning is
+    // (25 steps at the recipe's learning rates do not train a random tiny model: learning is
     // checked on the real MiniLM, `smoke_size_on_real_minilm_learns_sst2`.)
     // The extra-metrics table shows storage and the parameter share.
     let tables = forge_bench::report::metric_tables(&r);
@@ -190,11 +190,12 @@ fn bad_resources_give_typed_errors_naming_the_file() {
     assert!(e.to_string().contains("dev.tsv"), "{e}");
 }
 
-/// The smoke size on the real all-MiniLM-L6-v2 and SST-2 (minutes in a debug build; opt in with
-/// `FORGE_REAL_MODEL_TESTS=1`, and `FORGE_MINILM_DIR` / `FORGE_TEXT_DATA_DIR` if the shared
-/// folders are elsewhere).
+/// The smoke size on the real all-MiniLM-L6-v2 and SST-2 passes the committed gate
+/// (xtask/gates.json, as CI's `xtask/ci-demo.sh` checks it in release). A few minutes in a debug
+/// build: opt in with `FORGE_REAL_MODEL_TESTS=1` (and `FORGE_MINILM_DIR` / `FORGE_TEXT_DATA_DIR`
+/// if the shared folders are not at `../shared`).
 #[test]
-fn smoke_size_on_real_minilm_learns_sst2() {
+fn smoke_size_on_real_minilm_passes_the_committed_gate() {
     if std::env::var("FORGE_REAL_MODEL_TESTS").as_deref() != Ok("1") {
         eprintln!("skipped: set FORGE_REAL_MODEL_TESTS=1 to run on the real MiniLM");
         return;
@@ -210,21 +211,11 @@ fn smoke_size_on_real_minilm_learns_sst2() {
         model.display()
     );
     let r = run(&ctx(Some(model), Some(text)), vec![0]).unwrap();
-    let (full, r4) = (record(&r, "full-ft"), record(&r, "lora-r4"));
-    assert!(
-        full.quality > 0.6,
-        "full fine-tuning accuracy {}",
-        full.quality
-    );
-    assert!(r4.quality > 0.55, "LoRA r4 accuracy {}", r4.quality);
-    assert!(
-        r4.extra_metrics["params_pct_full"] < 2.0,
-        "{:?}",
-        r4.extra_metrics
-    );
-    assert!(
-        r4.extra_metrics["storage_pct_full"] < 5.0,
-        "{:?}",
-        r4.extra_metrics
-    );
+    let t: forge_bench::gates::Thresholds =
+        forge_bench::io::read_json(&common::root().join("xtask/gates.json")).unwrap();
+    assert!(t.quality_floors.contains_key(SST2_FULL_VS_LORA));
+    let rep = forge_bench::gates::check(&r, &t);
+    assert!(rep.passed(), "{:?}", rep.violations);
+    let r4 = record(&r, "lora-r4");
+    assert!(r4.quality > 0.5, "LoRA r4 accuracy {}", r4.quality);
 }
