@@ -12,7 +12,8 @@
 //!
 //! Each target runs for `FORGE_FUZZ_SECS` seconds (default 1, for CI) from `FORGE_FUZZ_SEED`:
 //! `FORGE_FUZZ_SECS=600 cargo test --release -p forge-cli --test fuzz -- --nocapture --test-threads 1`
-//! runs each for ten minutes and prints the execution counts.
+//! runs each for ten minutes and prints the execution counts; `FORGE_FUZZ_CASE=<seed>` replays the
+//! one case a failure printed, in a folder kept under the temporary directory.
 
 use candle_core::{Device, Tensor};
 use forge_models::{AnyClassifier, ModelFiles, SequenceClassifier};
@@ -176,6 +177,19 @@ fn mutate_safetensors(bytes: &[u8], rng: &mut Rng) -> Vec<u8> {
 /// Runs `case` on fresh inputs until the budget is spent; a panic fails the test with the input's
 /// seed. Returns the number of executions.
 fn fuzz(name: &str, mut case: impl FnMut(&mut Rng, &Path) -> Result<(), String>) -> u64 {
+    if let Some(case_seed) = std::env::var("FORGE_FUZZ_CASE")
+        .ok()
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+    {
+        // Replay one case (the seed a failure printed) in a folder that is kept for inspection.
+        let dir = std::env::temp_dir().join(format!("forge-fuzz-{name}-{case_seed:x}"));
+        std::fs::create_dir_all(&dir).expect("case dir");
+        eprintln!("fuzz {name}: replaying case {case_seed:#x} in {}", dir.display());
+        if let Err(e) = case(&mut Rng(case_seed), &dir) {
+            panic!("{name}: case seed {case_seed:#x}: {e}");
+        }
+        return 1;
+    }
     let start = Instant::now();
     let mut execs = 0u64;
     let mut rng = Rng(seed()
