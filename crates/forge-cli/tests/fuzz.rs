@@ -184,7 +184,10 @@ fn fuzz(name: &str, mut case: impl FnMut(&mut Rng, &Path) -> Result<(), String>)
         // Replay one case (the seed a failure printed) in a folder that is kept for inspection.
         let dir = std::env::temp_dir().join(format!("forge-fuzz-{name}-{case_seed:x}"));
         std::fs::create_dir_all(&dir).expect("case dir");
-        eprintln!("fuzz {name}: replaying case {case_seed:#x} in {}", dir.display());
+        eprintln!(
+            "fuzz {name}: replaying case {case_seed:#x} in {}",
+            dir.display()
+        );
         if let Err(e) = case(&mut Rng(case_seed), &dir) {
             panic!("{name}: case seed {case_seed:#x}: {e}");
         }

@@ -99,11 +99,33 @@ pub fn non_finite_count(t: &Tensor) -> Result<usize> {
     Ok(bad.sum_all()?.to_scalar::<u32>()? as usize)
 }
 
-/// Check a tensor read from `path` before it becomes a parameter: a floating-point dtype and no
-/// NaN or infinity.
+/// Largest weight magnitude accepted on load. Trained weights stay far below 1e3; a flipped
+/// exponent bit in a stored float gives values like 8e37 that overflow a forward pass to NaN
+/// (found by the fuzz targets of `forge-cli/tests/fuzz.rs`), so they are refused as damage.
+pub const MAX_WEIGHT_ABS: f64 = 1e15;
+
+/// The largest magnitude in a float tensor (0 for an empty one).
 ///
 /// # Errors
-/// [`LoraError::BadDType`] / [`LoraError::NonFinite`] naming `name` and `path`.
+/// Candle errors only.
+pub fn max_abs(t: &Tensor) -> Result<f64> {
+    if t.elem_count() == 0 {
+        return Ok(0.0);
+    }
+    Ok(t.to_dtype(candle_core::DType::F32)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f32>()?
+        .into())
+}
+
+/// Check a tensor read from `path` before it becomes a parameter: a floating-point dtype, no
+/// NaN or infinity, and no magnitude above [`MAX_WEIGHT_ABS`].
+///
+/// # Errors
+/// [`LoraError::BadDType`] / [`LoraError::NonFinite`] / [`LoraError::Corrupt`] naming `name`
+/// and `path`.
 pub fn check_weight(name: &str, t: &Tensor, path: &Path) -> Result<()> {
     if !t.dtype().is_float() {
         return Err(LoraError::BadDType {
@@ -118,6 +140,16 @@ pub fn check_weight(name: &str, t: &Tensor, path: &Path) -> Result<()> {
             tensor: name.to_string(),
             path: path.to_path_buf(),
             count,
+        });
+    }
+    let max = max_abs(t)?;
+    if max > MAX_WEIGHT_ABS {
+        return Err(LoraError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "tensor {name:?} holds a value of magnitude {max:e}; no trained weight is above \
+                 {MAX_WEIGHT_ABS:e} (a damaged file: such values overflow to NaN)"
+            ),
         });
     }
     Ok(())

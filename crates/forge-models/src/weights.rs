@@ -260,27 +260,20 @@ impl Weights {
                 count,
             });
         }
-        let t = t.to_dtype(DType::F32)?;
-        if t.elem_count() > 0 {
-            let max = t.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-            if f64::from(max) > MAX_WEIGHT_ABS {
-                return Err(ModelError::Corrupt {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "tensor {name:?} holds a value of magnitude {max:e}; no trained weight is \
-                         above {MAX_WEIGHT_ABS:e} (a damaged file: such values overflow to NaN)"
-                    ),
-                });
-            }
+        let max = forge_lora::io::max_abs(&t)?;
+        if max > forge_lora::io::MAX_WEIGHT_ABS {
+            return Err(ModelError::Corrupt {
+                path: self.path.clone(),
+                reason: format!(
+                    "tensor {name:?} holds a value of magnitude {max:e}; no trained weight is \
+                     above {:e} (a damaged file: such values overflow to NaN)",
+                    forge_lora::io::MAX_WEIGHT_ABS
+                ),
+            });
         }
-        Ok(t)
+        Ok(t.to_dtype(DType::F32)?)
     }
 }
-
-/// Largest weight magnitude accepted on load. Trained transformer weights stay far below 1e3; a
-/// flipped exponent bit in a stored float gives values like 8e37 that overflow the forward pass
-/// to NaN (found by the fuzz target `forge-cli/tests/fuzz.rs`), so they are refused as damage.
-pub const MAX_WEIGHT_ABS: f64 = 1e15;
 
 /// forge-linalg's reader errors as forge-models' (missing file, I/O, corrupt file), naming the file.
 fn linalg_err(path: &Path, e: forge_linalg::LinalgError) -> ModelError {

@@ -62,6 +62,8 @@ def model_cases(out, expected):
     st("nan-weight.safetensors", lambda t: t[lin1].__setitem__((3, 5), float("nan")), "NonFinite", lin1)
     ln = "distilbert.embeddings.LayerNorm.bias"
     st("inf-weight.safetensors", lambda t: t[ln].__setitem__(0, float("inf")), "NonFinite", ln)
+    # a flipped exponent bit: finite, but the forward pass overflows to NaN (found by fuzzing)
+    st("exponent-flip-bias.safetensors", lambda t: t[ln].__setitem__(0, -8.121356e37), "Corrupt", ln)
     st("neg-inf-head.safetensors", lambda t: t["classifier.bias"].__setitem__(1, float("-inf")),
        "NonFinite", "classifier.bias")
     gone = "distilbert.transformer.layer.1.sa_layer_norm.bias"
@@ -112,6 +114,7 @@ def adapter_cases(base_dir, prefix, out, expected, key_a, key_b, other_lin, over
 
     st("nan-lora-b.safetensors", lambda t: t[key_b].__setitem__((0, 0), float("nan")), "NonFinite", key_b)
     st("inf-lora-a.safetensors", lambda t: t[key_a].__setitem__((1, 2), float("inf")), "NonFinite", key_a)
+    st("huge-lora-b.safetensors", lambda t: t[key_b].__setitem__((0, 0), 3e38), "Corrupt", key_b)
     st("int-lora-a.safetensors", lambda t: t.__setitem__(key_a, (t[key_a] * 100).to(torch.int64)),
        "BadDType", key_a)
     st("missing-lora-b.safetensors", lambda t: t.pop(key_b), "MissingTensor", key_b)
