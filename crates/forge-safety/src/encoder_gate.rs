@@ -174,7 +174,8 @@ pub struct NullTest {
 pub struct SourceAssessment {
     /// The candidate's name.
     pub name: String,
-    /// 1 = best.
+    /// 1 = best: by verdict (transfer, then with caution, then blocked), then by LogME score,
+    /// then by LEEP.
     pub rank: usize,
     /// The verdict.
     pub verdict: Verdict,
@@ -296,11 +297,23 @@ pub fn rank_sources(
     for a in &mut raw {
         decide(a, best_logme_gain, best_leep_gain, &best_name, config);
     }
+    // Recommended candidates first: a blocked source never outranks one the gate lets through,
+    // however high its raw LogME (a shuffled-label fine-tune can have better-separated features
+    // than the pretrained encoder and no evidence about the labels; measured on SST-2).
+    let order = |v: Verdict| match v {
+        Verdict::Transfer => 0,
+        Verdict::TransferWithCaution => 1,
+        Verdict::Block => 2,
+    };
     raw.sort_by(|a, b| {
-        b.logme.score.total_cmp(&a.logme.score).then_with(|| {
-            let l = |x: &SourceAssessment| x.leep.as_ref().map_or(f64::NEG_INFINITY, |l| l.score);
-            l(b).total_cmp(&l(a))
-        })
+        order(a.verdict)
+            .cmp(&order(b.verdict))
+            .then_with(|| b.logme.score.total_cmp(&a.logme.score))
+            .then_with(|| {
+                let l =
+                    |x: &SourceAssessment| x.leep.as_ref().map_or(f64::NEG_INFINITY, |l| l.score);
+                l(b).total_cmp(&l(a))
+            })
     });
     for (i, a) in raw.iter_mut().enumerate() {
         a.rank = i + 1;
