@@ -603,13 +603,12 @@ impl CsvRow {
 /// A last row without its newline that has too few cells is the torn tail of an append that was
 /// killed: it was never committed, so it is skipped with a warning (the next append removes it).
 pub fn read_csv(path: &Path) -> Result<Vec<CsvRow>> {
-    let torn_tail_possible = std::fs::read(path)
-        .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
-        .unwrap_or(false);
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| CarbonError::BadFile {
+    let bytes = std::fs::read(path).map_err(|e| CarbonError::BadFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
+    let torn_tail_possible = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let mut rdr = csv::Reader::from_reader(bytes.as_slice());
     let headers = rdr
         .headers()
         .map_err(|e| CarbonError::BadFile {

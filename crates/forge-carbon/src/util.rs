@@ -112,14 +112,17 @@ pub(crate) fn sync_dir(dir: &Path) {
 
 /// This machine as 8 hex digits (FNV-1a of the host name), as in `forge_linalg::io`'s temporary
 /// names, so that both crates recognise each other's files.
-fn host_tag() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default();
-    let h = host.trim().bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    format!("{h:08x}")
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_default();
+        let h = host.trim().bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        format!("{h:08x}")
+    })
 }
 
 /// `.forge-tmp-<host>-<pid>-`: the prefix of this process's temporary files.

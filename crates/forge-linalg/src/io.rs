@@ -175,16 +175,19 @@ const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600)
 
 /// This machine, as 8 hex digits (FNV-1a of the host name): temporary files of another machine
 /// sharing the folder (NFS, a cluster's scratch space) are never judged by process id.
-fn host_tag() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default();
-    let mut h: u32 = 0x811c_9dc5;
-    for b in host.trim().bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("{h:08x}")
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_default();
+        let mut h: u32 = 0x811c_9dc5;
+        for b in host.trim().bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        format!("{h:08x}")
+    })
 }
 
 /// `.forge-tmp-<host>-<pid>-`: the prefix of this process's temporary files.

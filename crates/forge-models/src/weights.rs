@@ -252,6 +252,9 @@ impl Weights {
             }
             Store::Memory(m) => m[name].to_device(&self.device)?,
         };
+        // Converted once; f16/bf16 infinities and NaNs stay so in f32, and max_abs on an f32
+        // tensor converts nothing.
+        let t = t.to_dtype(DType::F32)?;
         let count = forge_lora::io::non_finite_count(&t)?;
         if count > 0 {
             return Err(ModelError::NonFinite {
@@ -271,7 +274,7 @@ impl Weights {
                 ),
             });
         }
-        Ok(t.to_dtype(DType::F32)?)
+        Ok(t)
     }
 }
 
