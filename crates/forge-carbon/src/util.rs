@@ -169,7 +169,7 @@ pub fn clean_stale_temp_files(dir: &Path, min_age: std::time::Duration) -> usize
         if !name.to_string_lossy().starts_with(TMP_PREFIX) {
             continue;
         }
-        let old = dead_local_writer(&name.to_string_lossy(), &host)
+        let old = dead_local_writer(&name.to_string_lossy(), host)
             || e.metadata()
                 .and_then(|m| m.modified())
                 .ok()
