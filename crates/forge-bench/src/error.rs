@@ -29,6 +29,12 @@ pub enum BenchError {
     /// An error from forge-lora (injecting, saving or loading an adapter).
     #[error(transparent)]
     Lora(#[from] forge_lora::LoraError),
+    /// An EWC error (Fisher estimation, penalty).
+    #[error(transparent)]
+    Ewc(#[from] forge_ewc::EwcError),
+    /// A model-merging error.
+    #[error(transparent)]
+    Merge(#[from] forge_merge::MergeError),
     /// A training run of a scenario failed or diverged.
     #[error("training {strategy:?} in scenario {scenario:?} failed: {reason}")]
     Training {

@@ -120,6 +120,9 @@ pub enum Metric {
     R2,
     /// Classification accuracy on held-out target data.
     Accuracy,
+    /// Centered kernel alignment (Kornblith et al. 2019) between two models' representations of
+    /// the same sentences, in [0, 1] (1 = the same up to rotation and scale).
+    Cka,
 }
 
 impl Metric {
@@ -128,6 +131,7 @@ impl Metric {
         match self {
             Metric::R2 => "R2",
             Metric::Accuracy => "acc",
+            Metric::Cka => "CKA",
         }
     }
 }

@@ -224,6 +224,7 @@ pub fn validate(r: &ResultsFile) -> Result<()> {
     let check_quality = |field: String, metric: Metric, q: f64| -> Result<()> {
         let ok = match metric {
             Metric::Accuracy => (0.0..=1.0).contains(&q),
+            Metric::Cka => (-1e-9..=1.0 + 1e-9).contains(&q),
             Metric::R2 => q <= 1.0 + 1e-9,
         };
         if ok {

@@ -63,6 +63,6 @@ pub use injector::{
     ParamCount, ParamGroup, PEFT_PREFIX,
 };
 pub use io::{load_adapter, read_adapter_config, save_adapter};
-pub use linear::{LoraAdapter, LoraLinear};
+pub use linear::{AdapterMixture, LoraAdapter, LoraLinear, MixtureGate};
 pub use model::{named_base_params_mut, named_linears_mut, LoraModel, ModuleMut};
 pub use param::{DeepClone, Param};

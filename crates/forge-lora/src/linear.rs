@@ -4,6 +4,81 @@ use crate::config::InitLoraWeights;
 use crate::{DeepClone, LoraError, Param, Result};
 use candle_core::{DType, Tensor};
 use forge_linalg::rng::{rand_uniform, randn, ForgeRng};
+use std::sync::Arc;
+
+/// A gate of an [`AdapterMixture`]: maps the layer input `x` `[n, in]` to mixing weights
+/// `[n, k]` (one row per token, typically a softmax over the `k` adapters).
+pub type MixtureGate = Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
+
+/// Several frozen low-rank updates of one layer mixed per token by a learned gate, as LoRA-Flow
+/// (Wang et al. 2024, "LoRA-Flow: Dynamic LoRA Fusion for Large Language Models in Generative
+/// Tasks"): `y = x W^T + b + sum_i w_i(x) s_i x A_i^T B_i^T` with `w(x)` from the gate. The
+/// adapters are constants (no gradient); gradients flow to whatever the gate closes over.
+#[derive(Clone)]
+pub struct AdapterMixture {
+    adapters: Vec<(Tensor, Tensor, f64)>,
+    gate: MixtureGate,
+}
+
+impl std::fmt::Debug for AdapterMixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterMixture")
+            .field("adapters", &self.adapters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdapterMixture {
+    /// A mixture of `adapters` (`(A [r_i, in], B [out, r_i], scaling_i)`, detached) weighted
+    /// by `gate`.
+    ///
+    /// # Errors
+    /// [`LoraError::ShapeMismatch`] when there is no adapter or an A / B pair does not chain.
+    pub fn new(adapters: Vec<(Tensor, Tensor, f64)>, gate: MixtureGate) -> Result<Self> {
+        if adapters.is_empty() {
+            return Err(LoraError::ShapeMismatch {
+                tensor: "adapter mixture (no adapter)".into(),
+                expected: vec![1],
+                got: vec![0],
+            });
+        }
+        let mut out = Vec::with_capacity(adapters.len());
+        for (i, (a, b, s)) in adapters.into_iter().enumerate() {
+            let (r, _) = a.dims2().map_err(|_| LoraError::ShapeMismatch {
+                tensor: format!("mixture adapter {i} A"),
+                expected: vec![0, 0],
+                got: a.dims().to_vec(),
+            })?;
+            let (_, rb) = b.dims2().map_err(|_| LoraError::ShapeMismatch {
+                tensor: format!("mixture adapter {i} B"),
+                expected: vec![0, 0],
+                got: b.dims().to_vec(),
+            })?;
+            if rb != r {
+                return Err(LoraError::ShapeMismatch {
+                    tensor: format!("mixture adapter {i} B"),
+                    expected: vec![b.dims()[0], r],
+                    got: b.dims().to_vec(),
+                });
+            }
+            out.push((a.detach(), b.detach(), s));
+        }
+        Ok(Self {
+            adapters: out,
+            gate,
+        })
+    }
+
+    /// Number of adapters mixed.
+    pub fn len(&self) -> usize {
+        self.adapters.len()
+    }
+
+    /// Always false (a mixture has at least one adapter).
+    pub fn is_empty(&self) -> bool {
+        self.adapters.is_empty()
+    }
+}
 
 /// The low-rank update of one layer: `delta W = scaling * B A`. Not `Clone` (it would share
 /// storage): see [`crate::DeepClone`].
@@ -74,6 +149,7 @@ pub struct LoraLinear {
     weight: Param,
     bias: Option<Param>,
     adapter: Option<LoraAdapter>,
+    mixture: Option<AdapterMixture>,
     merged: bool,
     training: bool,
 }
@@ -103,6 +179,7 @@ impl LoraLinear {
             weight: Param::new(weight, true)?,
             bias: bias.map(|b| Param::new(b, true)).transpose()?,
             adapter: None,
+            mixture: None,
             merged: false,
             training: false,
         })
@@ -274,6 +351,36 @@ impl LoraLinear {
         Ok(())
     }
 
+    /// Attach (or with `None` remove) a gated mixture of frozen adapters (LoRA-Flow), added to
+    /// the output on top of the base layer and any own adapter. Returns the previous mixture.
+    /// The mixture is not part of the layer's weights: [`LoraLinear::effective_weight`], merging
+    /// and saving ignore it (its output depends on the input).
+    ///
+    /// # Errors
+    /// [`LoraError::ShapeMismatch`] when an adapter's A is not `[r, in]` or its B not `[out, r]`.
+    pub fn set_mixture(
+        &mut self,
+        mixture: Option<AdapterMixture>,
+    ) -> Result<Option<AdapterMixture>> {
+        if let Some(m) = &mixture {
+            for (i, (a, b, _)) in m.adapters.iter().enumerate() {
+                if a.dims()[1] != self.in_features() || b.dims()[0] != self.out_features() {
+                    return Err(LoraError::ShapeMismatch {
+                        tensor: format!("mixture adapter {i} (B A)"),
+                        expected: vec![self.out_features(), self.in_features()],
+                        got: vec![b.dims()[0], a.dims()[1]],
+                    });
+                }
+            }
+        }
+        Ok(std::mem::replace(&mut self.mixture, mixture))
+    }
+
+    /// The attached adapter mixture, if any.
+    pub fn mixture(&self) -> Option<&AdapterMixture> {
+        self.mixture.as_ref()
+    }
+
     /// The weight the layer computes with: `W + scaling * B A` when an adapter is attached and
     /// not merged, else `W`, detached. The layer is not changed; without an unmerged adapter the
     /// result shares storage with `W` (copy it to keep a snapshot). This is what PEFT's
@@ -377,12 +484,27 @@ impl LoraLinear {
             let xd = if train && ad.dropout > 0.0 {
                 candle_nn::ops::dropout(&x2, ad.dropout as f32)?
             } else {
-                x2
+                x2.clone()
             };
             let z = xd
                 .matmul(&ad.a.tensor().t()?)?
                 .matmul(&ad.b.tensor().t()?)?;
             y = (y + (z * ad.scaling)?)?;
+        }
+        if let Some(mix) = &self.mixture {
+            let w = (mix.gate)(&x2)?;
+            if w.dims() != [n, mix.adapters.len()] {
+                return Err(candle_core::Error::Msg(format!(
+                    "adapter mixture gate returned shape {:?}, expected [{n}, {}]",
+                    w.dims(),
+                    mix.adapters.len()
+                )));
+            }
+            for (i, (a, b, s)) in mix.adapters.iter().enumerate() {
+                let z = x2.matmul(&a.t()?)?.matmul(&b.t()?)?;
+                let wi = (w.narrow(1, i, 1)? * *s)?;
+                y = (y + z.broadcast_mul(&wi)?)?;
+            }
         }
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1 checked above") = out_f;
@@ -408,6 +530,9 @@ impl DeepClone for LoraLinear {
             weight: self.weight.try_clone_deep()?,
             bias: self.bias.try_clone_deep()?,
             adapter: self.adapter.try_clone_deep()?,
+            // The mixture's adapters are constants and its gate is shared on purpose (one gate
+            // per layer drives several linears).
+            mixture: self.mixture.clone(),
             merged: self.merged,
             training: self.training,
         })
@@ -429,6 +554,68 @@ mod tests {
         let w = Tensor::new(&[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]], &Device::Cpu).unwrap();
         let b = Tensor::new(&[0.5f32, -0.5], &Device::Cpu).unwrap();
         LoraLinear::new(&w, Some(&b)).unwrap()
+    }
+
+    #[test]
+    fn adapter_mixture_adds_the_gate_weighted_updates_and_trains_the_gate() {
+        let dev = Device::Cpu;
+        let mut l = layer();
+        let x = Tensor::new(&[[1.0f32, 0.0, -1.0], [0.5, 2.0, 1.0]], &dev).unwrap();
+        let a1 = Tensor::new(&[[1.0f32, 2.0, 0.0]], &dev).unwrap();
+        let b1 = Tensor::new(&[[1.0f32], [-1.0]], &dev).unwrap();
+        let a2 = Tensor::new(&[[0.0f32, 1.0, 1.0], [1.0, 0.0, 0.0]], &dev).unwrap();
+        let b2 = Tensor::new(&[[2.0f32, 0.0], [0.0, 3.0]], &dev).unwrap();
+        // A gate with a trainable logit per adapter (the same for every token).
+        let logits = candle_core::Var::new(&[0.0f32, 1.0], &dev).unwrap();
+        let lg = logits.clone();
+        let gate: MixtureGate = Arc::new(move |x: &Tensor| {
+            let n = x.dims()[0];
+            let w = candle_nn::ops::softmax(lg.as_tensor(), 0)?;
+            w.unsqueeze(0)?.broadcast_as((n, 2))?.contiguous()
+        });
+        let mix = AdapterMixture::new(
+            vec![(a1.clone(), b1.clone(), 0.5), (a2.clone(), b2.clone(), 2.0)],
+            gate,
+        )
+        .unwrap();
+        assert!(l.set_mixture(Some(mix)).unwrap().is_none());
+        let y = l.forward(&x).unwrap();
+        let e = [1.0f64.exp(), 0.0f64.exp()];
+        let (w1, w2) = (1.0 / (1.0 + e[0]), e[0] / (1.0 + e[0]));
+        let d1 = (b1.matmul(&a1).unwrap() * (0.5 * w1)).unwrap();
+        let d2 = (b2.matmul(&a2).unwrap() * (2.0 * w2)).unwrap();
+        let w_eff = ((l.weight().tensor() + d1).unwrap() + d2).unwrap();
+        let want = x
+            .matmul(&w_eff.t().unwrap())
+            .unwrap()
+            .broadcast_add(&l.bias().unwrap().tensor())
+            .unwrap();
+        let diff: f32 = (y.clone() - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-5, "{diff}");
+        // Gradients reach the gate; the weights of the mixture are constants.
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let g = grads.get(logits.as_tensor()).expect("gate gradient");
+        let gn: f32 = g.abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert!(gn > 0.0);
+        // A mixture is not part of the weights, and a wrong shape is refused.
+        let ew = l.effective_weight().unwrap();
+        let base: Vec<Vec<f32>> = l.weight().tensor().to_vec2().unwrap();
+        assert_eq!(ew.to_vec2::<f32>().unwrap(), base);
+        let bad = AdapterMixture::new(
+            vec![(Tensor::zeros((1, 4), DType::F32, &dev).unwrap(), b1, 1.0)],
+            Arc::new(|x: &Tensor| Tensor::ones((x.dims()[0], 1), DType::F32, x.device())),
+        )
+        .unwrap();
+        assert!(l.set_mixture(Some(bad)).is_err());
+        assert!(AdapterMixture::new(vec![], Arc::new(|x: &Tensor| Ok(x.clone()))).is_err());
+        assert!(l.set_mixture(None).unwrap().is_some());
     }
 
     #[test]

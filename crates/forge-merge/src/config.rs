@@ -40,8 +40,10 @@ use std::path::Path;
 
 /// What to do with a tensor whose shape differs between models, or that some models lack
 /// (backbone-only merges of models with different heads).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+///
+/// In YAML: `mismatch: error`, `mismatch: skip` or `mismatch: {take_from: MODEL}` (YAML's tag
+/// form `!take_from MODEL` is read too).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum MismatchPolicy {
     /// Fail with [`MergeError::ShapeMismatch`] / [`MergeError::MissingTensor`] (the default).
     #[default]
@@ -50,6 +52,54 @@ pub enum MismatchPolicy {
     Skip,
     /// Copy the tensor unchanged from the named model (reported as taken).
     TakeFrom(String),
+}
+
+/// The YAML / JSON forms of [`MismatchPolicy`].
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum MismatchRepr {
+    /// `error` or `skip`.
+    Word(String),
+    /// `{take_from: MODEL}`.
+    Map { take_from: String },
+    /// `!take_from MODEL` (serde's externally tagged form).
+    Tagged(TaggedTakeFrom),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TaggedTakeFrom {
+    TakeFrom(String),
+}
+
+impl Serialize for MismatchPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            MismatchPolicy::Error => MismatchRepr::Word("error".into()),
+            MismatchPolicy::Skip => MismatchRepr::Word("skip".into()),
+            MismatchPolicy::TakeFrom(m) => MismatchRepr::Map {
+                take_from: m.clone(),
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MismatchPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match MismatchRepr::deserialize(d)? {
+            MismatchRepr::Word(w) => match w.as_str() {
+                "error" => Ok(MismatchPolicy::Error),
+                "skip" => Ok(MismatchPolicy::Skip),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown mismatch policy {other:?}: expected error, skip or {{take_from: MODEL}}"
+                ))),
+            },
+            MismatchRepr::Map { take_from } | MismatchRepr::Tagged(TaggedTakeFrom::TakeFrom(take_from)) => {
+                Ok(MismatchPolicy::TakeFrom(take_from))
+            }
+        }
+    }
 }
 
 /// One entry of `models:`.
@@ -489,6 +539,30 @@ impl MergeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mismatch_policy_reads_the_documented_forms_and_round_trips() {
+        let base = "merge_method: linear\nmodels:\n  - model: a\n";
+        for (yaml, want) in [
+            ("mismatch: error\n", MismatchPolicy::Error),
+            ("mismatch: skip\n", MismatchPolicy::Skip),
+            (
+                "mismatch: {take_from: models/ft1}\n",
+                MismatchPolicy::TakeFrom("models/ft1".into()),
+            ),
+            (
+                "mismatch: !take_from a\n",
+                MismatchPolicy::TakeFrom("a".into()),
+            ),
+        ] {
+            let c = MergeConfig::from_yaml(&format!("{base}{yaml}")).unwrap();
+            assert_eq!(c.mismatch, want, "{yaml}");
+            let back = MergeConfig::from_yaml(&c.to_yaml().unwrap()).unwrap();
+            assert_eq!(back.mismatch, want, "round trip of {yaml}");
+        }
+        let e = MergeConfig::from_yaml(&format!("{base}mismatch: ignore\n")).unwrap_err();
+        assert!(e.to_string().contains("mismatch"), "{e}");
+    }
 
     #[test]
     fn parses_mergekit_ties_yaml() {

@@ -18,17 +18,27 @@
 //! injecting the adapter and the epochs of training; the evaluation and the storage
 //! measurement are outside the window.
 
+mod agnews_ewc;
+mod cka_layers;
+mod dl_gate;
+mod lora_soup;
+mod merging;
+pub mod shared;
 mod sst2_lora;
 pub mod storage;
 pub mod strategy;
 
+pub use agnews_ewc::{Sst2ToAgNews, SST2_TO_AGNEWS};
+pub use cka_layers::{CkaLayers, CKA_LAYERS};
+pub use dl_gate::{DlGate, DL_GATE};
+pub use lora_soup::{Sst2LoraSoup, SST2_LORA_SOUP};
+pub use merging::{Sst2Merge, SST2_MERGE};
 pub use sst2_lora::{Sst2FullVsLora, SST2_FULL_VS_LORA};
 pub use strategy::FineTune;
 
 use crate::error::{BenchError, Result};
 use crate::scenario::{Mode, Registry, RunContext};
-use forge_data::{Budget, TextSplit};
-use forge_models::train::{derive_seed, TextDataset};
+use forge_models::train::TextDataset;
 use forge_models::{ModelFiles, TextTokenizer};
 
 /// Registers the transformer scenarios.
@@ -37,26 +47,35 @@ use forge_models::{ModelFiles, TextTokenizer};
 /// [`BenchError::InvalidConfig`] if a name is taken (a bug).
 pub fn register(r: &mut Registry) -> Result<()> {
     r.register(Box::new(Sst2FullVsLora::new()))?;
+    r.register(Box::new(Sst2ToAgNews::new()))?;
+    r.register(Box::new(Sst2Merge::new()))?;
+    r.register(Box::new(Sst2LoraSoup::new()))?;
+    r.register(Box::new(CkaLayers::new()))?;
+    r.register(Box::new(DlGate::new()))?;
     Ok(())
 }
 
 /// The data and training budget of a text scenario in one run mode.
 ///
-/// | mode | train sentences | eval sentences | epochs | max length | batch |
-/// |---|---|---|---|---|---|
-/// | quick (smoke, CI) | 200 | 200 (fixed subset of dev) | 1 | 32 | 8 |
-/// | standard | 600 | the whole dev set (872) | 3 | 64 | 16 |
-/// | full | 2,000 | the whole dev set | 3 | 64 | 16 |
+/// | mode | SST-2 train | SST-2 eval | AG News train | AG News eval | epochs | max length | batch |
+/// |---|---|---|---|---|---|---|---|
+/// | quick (smoke, CI) | 200 | 200 (fixed subset of dev) | 200 | 200 (fixed subset of test) | 1 | 32 | 8 |
+/// | standard | 600 | the whole dev set (872) | 400 | 1,000 | 3 | 64 | 16 |
+/// | full | 2,000 | the whole dev set | 2,000 | 2,000 | 3 | 64 | 16 |
 ///
-/// Standard is the seed's size (600 SST-2 sentences, 3 epochs); full is the size of the
-/// training parity recipe (docs/training-parity.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Standard is the seed's size (600 SST-2 sentences, 400 AG News sentences, 3 epochs); full is
+/// the size of the training parity recipe (docs/training-parity.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TextSizes {
     /// Training sentences, a class-stratified sample drawn per seed.
     pub n_train: usize,
     /// Evaluation sentences: a fixed (seed-independent) stratified subset of the dev set, or
     /// the whole dev set (`None`, or a dev set no larger than this).
     pub n_eval: Option<usize>,
+    /// AG News training sentences, a class-stratified sample drawn per seed.
+    pub n_train_agnews: usize,
+    /// AG News evaluation sentences: a fixed stratified subset of the test set.
+    pub n_eval_agnews: usize,
     /// Passes over the training sentences.
     pub epochs: usize,
     /// Longest sequence in tokens.
@@ -72,6 +91,8 @@ impl TextSizes {
             Mode::Quick => Self {
                 n_train: 200,
                 n_eval: Some(200),
+                n_train_agnews: 200,
+                n_eval_agnews: 200,
                 epochs: 1,
                 max_length: 32,
                 // 25 optimizer steps instead of 13: the smoke shows learning at the same compute.
@@ -80,6 +101,8 @@ impl TextSizes {
             Mode::Standard => Self {
                 n_train: 600,
                 n_eval: None,
+                n_train_agnews: 400,
+                n_eval_agnews: 1000,
                 epochs: 3,
                 max_length: 64,
                 batch_size: 16,
@@ -87,21 +110,14 @@ impl TextSizes {
             Mode::Full => Self {
                 n_train: 2000,
                 n_eval: None,
+                n_train_agnews: 2000,
+                n_eval_agnews: 2000,
                 epochs: 3,
                 max_length: 64,
                 batch_size: 16,
             },
         }
     }
-}
-
-/// Independent random streams of a text trial, derived from the run seed with
-/// [`derive_seed`].
-#[derive(Debug, Clone, Copy)]
-#[repr(u64)]
-enum TextStream {
-    /// The training-sentence sample.
-    TrainSample = 1,
 }
 
 /// The seed of the evaluation subset: fixed, so that every seed and strategy is scored on the
@@ -145,8 +161,7 @@ pub(crate) fn model_and_tokenizer(
 /// [`TextSizes::n_eval`]). Returns `(train, eval)`.
 ///
 /// # Errors
-/// [`BenchError::MissingResource`] without a text-data folder; forge-data errors naming the
-/// file (missing, malformed, fewer sentences than asked for); tokenizer errors.
+/// As [`shared::task_data`].
 pub(crate) fn sst2_splits(
     scenario: &str,
     ctx: &RunContext,
@@ -154,27 +169,12 @@ pub(crate) fn sst2_splits(
     tok: &TextTokenizer,
     seed: u64,
 ) -> Result<(TextDataset, TextDataset)> {
-    let dir = ctx
-        .text_data_dir
-        .as_ref()
-        .ok_or_else(|| BenchError::MissingResource {
-            scenario: scenario.into(),
-            reason: "needs the text data sets (--text-data-dir / FORGE_TEXT_DATA_DIR)".into(),
-        })?;
-    let train = forge_data::sst2(dir, TextSplit::Train)?.subsample(
-        Budget::Count(sizes.n_train),
-        derive_seed(seed, TextStream::TrainSample as u64),
-    )?;
-    let dev = forge_data::sst2(dir, TextSplit::Eval)?;
-    let dev = match sizes.n_eval {
-        Some(n) if n < dev.len() => dev.subsample(Budget::Count(n), EVAL_SUBSET_SEED)?,
-        _ => dev,
-    };
-    Ok((tokenise(&train, tok)?, tokenise(&dev, tok)?))
+    let d = shared::task_data(scenario, ctx, shared::Task::Sst2, sizes, tok, seed)?;
+    Ok((d.train, d.eval))
 }
 
 /// forge-data's labelled texts as forge-models' tokenised training set.
-fn tokenise(d: &forge_data::TextDataset, tok: &TextTokenizer) -> Result<TextDataset> {
+pub(crate) fn tokenise(d: &forge_data::TextDataset, tok: &TextTokenizer) -> Result<TextDataset> {
     let labels: Vec<u32> = d
         .labels
         .iter()

@@ -6,6 +6,7 @@
 //! checkpoint, written for real), wall time, energy per component and CO2; the runner adds the
 //! reductions against full fine-tuning and the mean ± std over seeds.
 
+use super::shared::{self, Task};
 use super::storage::stored_bytes;
 use super::strategy::FineTune;
 use super::{model_and_tokenizer, sst2_splits, TextSizes};
@@ -14,7 +15,6 @@ use crate::scenario::{Requirements, RunContext, Scenario, StrategyOutcome, Strat
 use crate::schema::{Config, MeasurePolicy, Measurement, Metric, Wording};
 use forge_lora::{count_parameters, LoraInjector};
 use forge_models::train::{evaluate, fine_tune, Hooks, TextDataset, TrainConfig};
-use forge_models::transfer::{replace_head, HF_INIT_STD};
 use forge_models::{AnyClassifier, ModelFiles};
 use std::collections::BTreeMap;
 
@@ -23,9 +23,6 @@ pub const SST2_FULL_VS_LORA: &str = "sst2-full-vs-lora";
 
 /// SST-2 has two classes (negative, positive).
 const SST2_CLASSES: usize = 2;
-
-/// Sentences per evaluation batch (no backward pass: larger than the training batch).
-const EVAL_BATCH: usize = 64;
 
 /// Keys of the strategy outcomes' `extra_metrics`.
 pub mod metric {
@@ -149,24 +146,14 @@ struct Sst2Trial {
 
 impl Sst2Trial {
     fn train_config(&self, strategy: FineTune) -> TrainConfig {
-        TrainConfig {
-            epochs: self.sizes.epochs,
-            batch_size: self.sizes.batch_size,
-            eval_batch_size: EVAL_BATCH,
-            max_length: self.sizes.max_length,
-            learning_rate: strategy.learning_rate(),
-            seed: self.seed,
-            ..TrainConfig::default()
-        }
+        shared::train_config(&self.sizes, strategy.learning_rate(), self.seed)
     }
 
     /// The pretrained model with a new 2-class head initialised from the seed, as transformers
     /// does (the same head for every strategy of a seed; a head the checkpoint may have is
     /// discarded).
     fn load(&self, ctx: &RunContext) -> Result<AnyClassifier> {
-        let mut model = AnyClassifier::from_files(&self.files, None, self.seed, &ctx.device)?;
-        replace_head(&mut model, SST2_CLASSES, HF_INIT_STD, self.seed)?;
-        Ok(model)
+        shared::pretrained_with_head(&self.files, SST2_CLASSES, self.seed, ctx)
     }
 
     /// Bytes of a full checkpoint of this model, written once per seed when full fine-tuning
@@ -209,6 +196,21 @@ impl Trial for Sst2Trial {
             Ok((model, lora, history))
         })?;
         let eval = evaluate(&mut model, &self.eval, &config)?;
+        // The models the EWC, merging and LoRA-soup scenarios build on: kept, not retrained.
+        shared::remember(
+            SST2_FULL_VS_LORA,
+            ctx,
+            Task::Sst2,
+            &self.sizes,
+            strategy,
+            config.learning_rate,
+            self.seed,
+            &model,
+            lora.as_ref(),
+            &training,
+            eval.accuracy,
+            history.steps as u64,
+        )?;
         let params = count_parameters(&mut model);
         let bytes = stored_bytes(&mut model, lora.as_ref())?;
         drop(model);

@@ -115,3 +115,26 @@ pub fn tiny_sst2(dir: &std::path::Path, n_train: u32, n_dev: u32) -> std::path::
     write("dev.tsv", n_dev, 1000);
     dir.to_path_buf()
 }
+
+/// An AG News folder (`<dir>/ag_news/{train,test}.tsv`) in the tiny vocabulary: `n_train` and
+/// `n_test` texts, class `c` (World, Sports, Business, Sci/Tech) from the words
+/// `w{4 + 15 c}`..`w{18 + 15 c}` (separable).
+pub fn tiny_ag_news(dir: &std::path::Path, n_train: u32, n_test: u32) -> std::path::PathBuf {
+    let ag = dir.join("ag_news");
+    std::fs::create_dir_all(&ag).unwrap();
+    let names = ["World", "Sports", "Business", "Sci/Tech"];
+    let write = |file: &str, n: u32, offset: u32| {
+        let mut s = String::from("text\tlabel\n");
+        for i in 0..n {
+            let c = i % 4;
+            let words: Vec<String> = (0..6)
+                .map(|k| format!("w{}", 4 + 15 * c + ((i + offset) * 7 + k * 3) % 15))
+                .collect();
+            s += &format!("{}\t{}\n", words.join(" "), names[c as usize]);
+        }
+        std::fs::write(ag.join(file), s).unwrap();
+    };
+    write("train.tsv", n_train, 0);
+    write("test.tsv", n_test, 1000);
+    dir.to_path_buf()
+}

@@ -1,0 +1,436 @@
+//! What the transformer scenarios share within one process: the fine-tuned models they build on.
+//!
+//! Full fine-tuning on SST-2 is the baseline of `sst2-full-vs-lora`, the source of the EWC
+//! scenario, one of the merged models and a CKA subject. Training it again for each would cost
+//! minutes per seed, so a trained model is kept in a process-wide cache, keyed by everything that
+//! determines it (model folder, task, seed, data sizes, learning rate), together with the
+//! measurement of the one training that produced it. A scenario that finds its model in the cache
+//! reports that measurement (the cost was paid once, in this run); one run alone trains the model
+//! itself. Models are deep copies: a scenario may change its copy freely.
+
+use super::strategy::FineTune;
+use super::{model_and_tokenizer, tokenise, TextSizes};
+use crate::error::{BenchError, Result};
+use crate::scenario::RunContext;
+use crate::schema::Measurement;
+use forge_data::{Budget, TextSplit};
+use forge_lora::{DeepClone, LoraConfig, LoraInjector};
+use forge_models::representations::Representations;
+use forge_models::train::{derive_seed, evaluate, fine_tune, Hooks, TextDataset, TrainConfig};
+use forge_models::transfer::{replace_head, HF_INIT_STD};
+use forge_models::{
+    extract_representations, AnyClassifier, Encoded, HiddenStates, LayerSelection, ModelFiles,
+    Pooling, SequenceClassifier, TextTokenizer,
+};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Sentences per evaluation batch (no backward pass: larger than the training batch).
+pub const EVAL_BATCH: usize = 64;
+
+/// The text classification tasks of the scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Task {
+    /// GLUE SST-2 (Socher et al. 2013): binary sentiment of movie-review sentences.
+    Sst2,
+    /// AG News (Zhang et al. 2015): 4-class news topic.
+    AgNews,
+}
+
+impl Task {
+    /// Number of classes.
+    pub fn classes(self) -> usize {
+        match self {
+            Task::Sst2 => 2,
+            Task::AgNews => 4,
+        }
+    }
+
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Sst2 => "SST-2",
+            Task::AgNews => "AG News",
+        }
+    }
+
+    /// Training sentences in `sizes`.
+    fn n_train(self, sizes: &TextSizes) -> usize {
+        match self {
+            Task::Sst2 => sizes.n_train,
+            Task::AgNews => sizes.n_train_agnews,
+        }
+    }
+
+    /// Evaluation sentences in `sizes` (`None`: the whole evaluation split).
+    fn n_eval(self, sizes: &TextSizes) -> Option<usize> {
+        match self {
+            Task::Sst2 => sizes.n_eval,
+            Task::AgNews => Some(sizes.n_eval_agnews),
+        }
+    }
+
+    /// The derived-seed stream of this task's training sample (SST-2 keeps the stream of
+    /// `sst2-full-vs-lora`, so that every scenario trains on the same sentences).
+    fn sample_stream(self) -> u64 {
+        match self {
+            Task::Sst2 => 1,
+            Task::AgNews => 2,
+        }
+    }
+
+    /// The fixed seed of the evaluation subset.
+    fn eval_seed(self) -> u64 {
+        match self {
+            Task::Sst2 => super::EVAL_SUBSET_SEED,
+            Task::AgNews => super::EVAL_SUBSET_SEED + 1,
+        }
+    }
+}
+
+/// A task's tokenised training sample and evaluation set for one seed.
+#[derive(Debug, Clone)]
+pub struct TaskData {
+    /// Training sentences (class-stratified sample drawn with the seed).
+    pub train: TextDataset,
+    /// Evaluation sentences (fixed across seeds).
+    pub eval: TextDataset,
+}
+
+/// `task`'s data from `ctx`'s text-data folder (see [`TextSizes`]).
+///
+/// # Errors
+/// [`BenchError::MissingResource`] without a text-data folder; forge-data errors naming the
+/// file; tokenizer errors.
+pub fn task_data(
+    scenario: &str,
+    ctx: &RunContext,
+    task: Task,
+    sizes: &TextSizes,
+    tok: &TextTokenizer,
+    seed: u64,
+) -> Result<TaskData> {
+    let dir = ctx
+        .text_data_dir
+        .as_ref()
+        .ok_or_else(|| BenchError::MissingResource {
+            scenario: scenario.into(),
+            reason: "needs the text data sets (--text-data-dir / FORGE_TEXT_DATA_DIR)".into(),
+        })?;
+    let (train, eval) = match task {
+        Task::Sst2 => (
+            forge_data::sst2(dir, TextSplit::Train)?,
+            forge_data::sst2(dir, TextSplit::Eval)?,
+        ),
+        Task::AgNews => (
+            forge_data::ag_news(dir, TextSplit::Train)?,
+            forge_data::ag_news(dir, TextSplit::Eval)?,
+        ),
+    };
+    let train = train.subsample(
+        Budget::Count(task.n_train(sizes)),
+        derive_seed(seed, task.sample_stream()),
+    )?;
+    let eval = match task.n_eval(sizes) {
+        Some(n) if n < eval.len() => eval.subsample(Budget::Count(n), task.eval_seed())?,
+        _ => eval,
+    };
+    Ok(TaskData {
+        train: tokenise(&train, tok)?,
+        eval: tokenise(&eval, tok)?,
+    })
+}
+
+/// The training configuration of the scenarios' fine-tunings at `lr` (the parity recipe of
+/// docs/training-parity.md: AdamW, weight decay 0.01, 6% warmup then linear decay, clipping 1).
+pub fn train_config(sizes: &TextSizes, lr: f64, seed: u64) -> TrainConfig {
+    TrainConfig {
+        epochs: sizes.epochs,
+        batch_size: sizes.batch_size,
+        eval_batch_size: EVAL_BATCH,
+        max_length: sizes.max_length,
+        learning_rate: lr,
+        seed,
+        ..TrainConfig::default()
+    }
+}
+
+/// The pretrained encoder of `files` with a new `classes`-way head initialised from `seed`, as
+/// transformers does (a head the checkpoint may have is discarded). The checkpoint is read from
+/// disk once per process and device; later calls deep-copy it (the copy is independent).
+///
+/// # Errors
+/// forge-models errors (bad folder, bad weights).
+pub fn pretrained_with_head(
+    files: &ModelFiles,
+    classes: usize,
+    seed: u64,
+    ctx: &RunContext,
+) -> Result<AnyClassifier> {
+    type Pristine = Mutex<Vec<((PathBuf, String), Arc<AnyClassifier>)>>;
+    static PRISTINE: OnceLock<Pristine> = OnceLock::new();
+    let key = (files.dir.clone(), format!("{:?}", ctx.device.location()));
+    let cached = {
+        let c = PRISTINE
+            .get_or_init(|| Mutex::new(Vec::new()))
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        c.iter().find(|(k, _)| k == &key).map(|(_, m)| m.clone())
+    };
+    let mut model = match cached {
+        Some(m) => m.try_clone_deep()?,
+        None => {
+            // The seed only initialises a head the checkpoint lacks; it is replaced below.
+            let m = AnyClassifier::from_files(files, None, seed, &ctx.device)?;
+            let copy = m.try_clone_deep()?;
+            PRISTINE
+                .get_or_init(|| Mutex::new(Vec::new()))
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((key, Arc::new(m)));
+            copy
+        }
+    };
+    replace_head(&mut model, classes, HF_INIT_STD, seed)?;
+    Ok(model)
+}
+
+/// A model fully fine-tuned on one task from the pretrained encoder, with the measurement of
+/// the training that produced it.
+#[derive(Debug)]
+pub struct FineTuned {
+    /// The trained model (a deep copy of the cached one).
+    pub model: AnyClassifier,
+    /// Loading plus training, measured once when it was trained.
+    pub training: Measurement,
+    /// Accuracy on the task's evaluation set.
+    pub accuracy: f64,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Whether it came from the cache (trained earlier in this process).
+    pub cached: bool,
+    /// The LoRA configuration of its adapter (`None`: fully fine-tuned).
+    pub lora: Option<LoraConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    model: PathBuf,
+    task: Task,
+    /// The strategy's name (`full-ft`, `lora-r4`, ...).
+    variant: String,
+    seed: u64,
+    sizes: TextSizes,
+    lr_bits: u64,
+}
+
+struct Entry {
+    key: Key,
+    model: AnyClassifier,
+    lora: Option<LoraConfig>,
+    training: Measurement,
+    accuracy: f64,
+    steps: u64,
+}
+
+/// At most this many models are kept (MiniLM: ~90 MB each; 3 seeds x (full, LoRA r4, LoRA r8,
+/// a second full SST-2 model, AG News)).
+const CACHE_CAPACITY: usize = 16;
+
+fn cache() -> &'static Mutex<Vec<Arc<Entry>>> {
+    static CACHE: OnceLock<Mutex<Vec<Arc<Entry>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+fn lookup(key: &Key) -> Option<Arc<Entry>> {
+    let c = cache().lock().unwrap_or_else(|p| p.into_inner());
+    c.iter().find(|e| &e.key == key).cloned()
+}
+
+fn store(entry: Entry) {
+    let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
+    c.retain(|e| e.key != entry.key);
+    if c.len() >= CACHE_CAPACITY {
+        c.remove(0);
+    }
+    c.push(Arc::new(entry));
+}
+
+/// Empties the cache (tests; a caller that wants every training measured afresh).
+pub fn clear_cache() {
+    cache().lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+/// The pretrained model of `ctx` fully fine-tuned on `task` (new seeded head, learning rate
+/// `lr`, the sizes of `sizes`), from the cache or trained now (loading and training measured
+/// once), then evaluated on `data.eval`.
+///
+/// # Errors
+/// Resource, data, training and measurement errors.
+pub fn fine_tuned(
+    scenario: &str,
+    ctx: &RunContext,
+    task: Task,
+    sizes: &TextSizes,
+    lr: f64,
+    seed: u64,
+    data: &TaskData,
+) -> Result<FineTuned> {
+    adapted(scenario, ctx, task, sizes, FineTune::Full, lr, seed, data)
+}
+
+/// [`fine_tuned`] for any [`FineTune`] strategy (full, or a LoRA adapter of a rank; the LoRA
+/// configuration of [`FineTune::lora_config`], injected with the seed).
+///
+/// # Errors
+/// As [`fine_tuned`].
+#[allow(clippy::too_many_arguments)]
+pub fn adapted(
+    scenario: &str,
+    ctx: &RunContext,
+    task: Task,
+    sizes: &TextSizes,
+    strategy: FineTune,
+    lr: f64,
+    seed: u64,
+    data: &TaskData,
+) -> Result<FineTuned> {
+    let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
+    let key = Key {
+        model: files.dir.clone(),
+        task,
+        variant: strategy.name(),
+        seed,
+        sizes: *sizes,
+        lr_bits: lr.to_bits(),
+    };
+    if let Some(e) = lookup(&key) {
+        return Ok(FineTuned {
+            model: e.model.try_clone_deep()?,
+            training: e.training.clone(),
+            accuracy: e.accuracy,
+            steps: e.steps,
+            cached: true,
+            lora: e.lora.clone(),
+        });
+    }
+    let config = train_config(sizes, lr, seed);
+    let ((mut model, lora, steps), training) = ctx.measure_once(|| {
+        let mut model = pretrained_with_head(&files, task.classes(), seed, ctx)?;
+        let lora = strategy.lora_config(&model);
+        if let Some(cfg) = &lora {
+            LoraInjector::new(cfg.clone())?
+                .with_seed(seed)
+                .inject(&mut model)?;
+        }
+        let history = fine_tune(&mut model, &data.train, None, &config, &mut Hooks::new())?;
+        Ok((model, lora, history.steps as u64))
+    })?;
+    let accuracy = evaluate(&mut model, &data.eval, &config)?.accuracy;
+    model.set_training(false);
+    store(Entry {
+        key,
+        model: model.try_clone_deep()?,
+        lora: lora.clone(),
+        training: training.clone(),
+        accuracy,
+        steps,
+    });
+    Ok(FineTuned {
+        model,
+        training,
+        accuracy,
+        steps,
+        cached: false,
+        lora,
+    })
+}
+
+/// Registers a model trained elsewhere (by `sst2-full-vs-lora`) under the key [`adapted`]
+/// would use for `strategy`, so that later scenarios reuse it.
+///
+/// # Errors
+/// Resource errors; candle errors copying the model.
+#[allow(clippy::too_many_arguments)]
+pub fn remember(
+    scenario: &str,
+    ctx: &RunContext,
+    task: Task,
+    sizes: &TextSizes,
+    strategy: FineTune,
+    lr: f64,
+    seed: u64,
+    model: &AnyClassifier,
+    lora: Option<&LoraConfig>,
+    training: &Measurement,
+    accuracy: f64,
+    steps: u64,
+) -> Result<()> {
+    let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
+    store(Entry {
+        key: Key {
+            model: files.dir.clone(),
+            task,
+            variant: strategy.name(),
+            seed,
+            sizes: *sizes,
+            lr_bits: lr.to_bits(),
+        },
+        model: model.try_clone_deep()?,
+        lora: lora.cloned(),
+        training: training.clone(),
+        accuracy,
+        steps,
+    });
+    Ok(())
+}
+
+/// The sum of measurements (wall time, energy per component, CO2).
+pub fn sum_measurements(parts: &[&Measurement]) -> Measurement {
+    let mut m = parts.first().map(|p| (*p).clone()).unwrap_or_default();
+    for p in parts.iter().skip(1) {
+        m.wall_time_s += p.wall_time_s;
+        m.cpu_kwh += p.cpu_kwh;
+        m.ram_kwh += p.ram_kwh;
+        m.gpu_kwh += p.gpu_kwh;
+        m.total_kwh += p.total_kwh;
+        m.co2_kg += p.co2_kg;
+    }
+    m
+}
+
+/// Mean-pooled hidden states of `model`'s encoder on `data`'s sentences (in batches of
+/// [`EVAL_BATCH`]), for the hidden states `layers` (0 = the embeddings), on the CPU.
+///
+/// # Errors
+/// forge-models errors (bad batch).
+pub fn pooled_features(
+    model: &AnyClassifier,
+    data: &TextDataset,
+    layers: &LayerSelection,
+    max_length: usize,
+    ctx: &RunContext,
+) -> Result<Representations> {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let batches: Vec<Encoded> = idx
+        .chunks(EVAL_BATCH)
+        .map(|c| {
+            let b = data.batch(c, max_length, &ctx.device)?;
+            Ok(Encoded {
+                input_ids: b.input_ids,
+                attention_mask: b.attention_mask,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let encoder: &dyn HiddenStates = match model {
+        AnyClassifier::Bert(m) => &m.bert,
+        AnyClassifier::DistilBert(m) => &m.distilbert,
+    };
+    Ok(extract_representations(
+        encoder,
+        &batches,
+        layers,
+        Pooling::Mean,
+        |_| {},
+    )?)
+}

@@ -1,0 +1,155 @@
+//! The transformer scenarios built on `sst2-full-vs-lora` (`sst2-to-agnews`, `sst2-merge`,
+//! `sst2-lora-soup`) end to end on forge-models' tiny fixture models, in one run through the
+//! real registry, runner and carbon meter: every record's fields, the models shared between
+//! scenarios (trained once), and what each method must show.
+
+mod common;
+
+use forge_bench::scenario::{Mode, RunContext};
+use forge_bench::schema::{ConfigValue, RunRecord, StrategyKind};
+use forge_bench::transformer::{SST2_FULL_VS_LORA, SST2_LORA_SOUP, SST2_MERGE, SST2_TO_AGNEWS};
+use forge_bench::{runner, ResultsFile, RunPlan};
+use std::path::PathBuf;
+
+fn ctx(model: PathBuf, text: PathBuf) -> RunContext {
+    let mut c = forge_bench::context(Mode::Quick, forge_bench::default_data_dir()).unwrap();
+    c.model_id = Some(model.display().to_string());
+    c.model_dir = Some(model);
+    c.text_data_dir = Some(text);
+    c
+}
+
+fn record<'a>(r: &'a ResultsFile, scenario: &str, strategy: &str) -> &'a RunRecord {
+    r.records
+        .iter()
+        .find(|x| x.scenario == scenario && x.strategy == strategy)
+        .unwrap_or_else(|| panic!("no record for {scenario} / {strategy}"))
+}
+
+fn extra(r: &RunRecord, key: &str) -> f64 {
+    *r.extra_metrics.get(key).unwrap_or_else(|| {
+        panic!(
+            "{} / {} lacks {key}: {:?}",
+            r.scenario, r.strategy, r.extra_metrics
+        )
+    })
+}
+
+#[test]
+fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model_with_tokenizer("tiny-bert", dir.path());
+    let text = common::tiny_sst2(&dir.path().join("text"), 240, 60);
+    common::tiny_ag_news(&text, 240, 80);
+    let c = ctx(model, text);
+    let plan = RunPlan {
+        mode: Mode::Quick,
+        seeds: vec![0],
+        scenarios: Some(
+            [
+                SST2_FULL_VS_LORA,
+                SST2_TO_AGNEWS,
+                SST2_MERGE,
+                SST2_LORA_SOUP,
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    };
+    let r = common::within(600, move || {
+        runner::run(
+            &forge_bench::registry().unwrap(),
+            &plan,
+            &c,
+            &mut runner::NoProgress,
+        )
+        .unwrap()
+    });
+    assert_eq!(r.records.len(), 3 + 4 + 8 + 5);
+    for rec in &r.records {
+        assert!((0.0..=1.0).contains(&rec.quality), "{rec:?}");
+        let m = &rec.training;
+        assert!(m.wall_time_s > 0.0 && m.co2_kg > 0.0, "{rec:?}");
+        assert_eq!(m.repeats, 1, "measured once: {rec:?}");
+        assert!(rec.config.contains_key("model") && rec.config.contains_key("strategy"));
+    }
+
+    // sst2-to-agnews: the SST-2 model of sst2-full-vs-lora is reused, not retrained.
+    let full = record(&r, SST2_FULL_VS_LORA, "full-ft");
+    let src = r
+        .source_costs
+        .iter()
+        .find(|s| s.scenario == SST2_TO_AGNEWS)
+        .expect("source cost");
+    assert_eq!(
+        src.training, full.training,
+        "the source is the full fine-tuning"
+    );
+    let plain = record(&r, SST2_TO_AGNEWS, "all-at-once");
+    assert_eq!(plain.kind, StrategyKind::Baseline);
+    assert_eq!(plain.config["source_cached"], ConfigValue::Bool(true));
+    assert!((extra(plain, "sst2_before") - full.quality).abs() < 1e-12);
+    let ewc = record(&r, SST2_TO_AGNEWS, "ewc");
+    for name in ["all-at-once", "ewc", "online-ewc", "progressive"] {
+        let x = record(&r, SST2_TO_AGNEWS, name);
+        assert!((0.0..=1.0).contains(&extra(x, "sst2_retention")));
+        assert!(extra(x, "drift_l2") > 0.0, "{name} moved the backbone");
+        assert_eq!(
+            x.gradient_steps, 25,
+            "{name}: 200 sentences, batches of 8, 1 epoch"
+        );
+    }
+    // The penalty holds the backbone nearer the SST-2 solution, so does progressive unfreezing.
+    assert!(
+        extra(ewc, "drift_l2") < extra(plain, "drift_l2"),
+        "{ewc:?} vs {plain:?}"
+    );
+    let prog = record(&r, SST2_TO_AGNEWS, "progressive");
+    assert!(extra(prog, "drift_l2") < extra(plain, "drift_l2"));
+    // EWC's cost includes the Fisher.
+    assert!(ewc.config.contains_key("fisher_samples"));
+
+    // sst2-merge: merges train nothing and cost a fraction of a training.
+    let base = record(&r, SST2_MERGE, "finetune");
+    assert_eq!(
+        base.training, full.training,
+        "the first model is the full fine-tuning"
+    );
+    for name in ["linear", "slerp", "task-arithmetic", "ties", "dare-ties"] {
+        let x = record(&r, SST2_MERGE, name);
+        assert_eq!((x.trainable_params, x.gradient_steps), (0, 0));
+        assert!(x.training.co2_kg < base.training.co2_kg, "{name}");
+        let cos = extra(x, "task_vector_cosine");
+        assert!((-1.0..=1.0).contains(&cos) && cos > 0.0, "{cos}");
+        assert_eq!(extra(x, "tensors_taken"), 0.0);
+    }
+    let multi = record(&r, SST2_MERGE, "multitask-ties");
+    assert!((0.0..=1.0).contains(&extra(multi, "agnews_acc")));
+    assert!((0.0..=1.0).contains(&extra(multi, "agnews_alone")));
+    // The 2- and 4-class heads cannot be merged: taken from the SST-2 model, and reported.
+    assert_eq!(extra(multi, "tensors_taken"), 2.0);
+
+    // sst2-lora-soup: the adapters of sst2-full-vs-lora are reused.
+    let r4 = record(&r, SST2_LORA_SOUP, "lora-r4");
+    assert_eq!(
+        r4.training,
+        record(&r, SST2_FULL_VS_LORA, "lora-r4").training
+    );
+    assert_eq!(r4.quality, record(&r, SST2_FULL_VS_LORA, "lora-r4").quality);
+    let soup = record(&r, SST2_LORA_SOUP, "soup");
+    let soup_r4 = record(&r, SST2_LORA_SOUP, "soup-r4");
+    assert!(
+        extra(soup, "storage_bytes") > extra(r4, "storage_bytes"),
+        "rank 12 > rank 4"
+    );
+    let err = extra(soup_r4, "compression_error");
+    assert!(err > 0.0 && err < 1.0, "{err}");
+    let flow = record(&r, SST2_LORA_SOUP, "lora-flow");
+    let w = extra(flow, "flow_weight_r8");
+    assert!(w > 0.0 && w < 1.0, "{w}");
+    assert!(flow.trainable_params > 0 && flow.gradient_steps > 0);
+    assert!(
+        flow.training.co2_kg < r4.training.co2_kg,
+        "a gate is cheaper than an adapter"
+    );
+}
