@@ -1,5 +1,5 @@
 //! The transformer scenarios built on `sst2-full-vs-lora` (`sst2-to-agnews`, `sst2-merge`,
-//! `sst2-lora-soup`) end to end on forge-models' tiny fixture models, in one run through the
+//! `sst2-lora-soup`, `cka-layers`, `dl-gate`) end to end on forge-models' tiny fixture models, in one run through the
 //! real registry, runner and carbon meter: every record's fields, the models shared between
 //! scenarios (trained once), and what each method must show.
 
@@ -7,7 +7,9 @@ mod common;
 
 use forge_bench::scenario::{Mode, RunContext};
 use forge_bench::schema::{ConfigValue, RunRecord, StrategyKind};
-use forge_bench::transformer::{SST2_FULL_VS_LORA, SST2_LORA_SOUP, SST2_MERGE, SST2_TO_AGNEWS};
+use forge_bench::transformer::{
+    CKA_LAYERS, DL_GATE, SST2_FULL_VS_LORA, SST2_LORA_SOUP, SST2_MERGE, SST2_TO_AGNEWS,
+};
 use forge_bench::{runner, ResultsFile, RunPlan};
 use std::path::PathBuf;
 
@@ -51,6 +53,8 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
                 SST2_TO_AGNEWS,
                 SST2_MERGE,
                 SST2_LORA_SOUP,
+                CKA_LAYERS,
+                DL_GATE,
             ]
             .map(String::from)
             .to_vec(),
@@ -65,7 +69,7 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
         )
         .unwrap()
     });
-    assert_eq!(r.records.len(), 3 + 4 + 8 + 5);
+    assert_eq!(r.records.len(), 3 + 4 + 8 + 5 + 3 + 3);
     for rec in &r.records {
         assert!((0.0..=1.0).contains(&rec.quality), "{rec:?}");
         let m = &rec.training;
@@ -152,4 +156,53 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
         flow.training.co2_kg < r4.training.co2_kg,
         "a gate is cheaper than an adapter"
     );
+
+    // cka-layers: one CKA per hidden state, the fine-tuned models reused.
+    let cka = record(&r, CKA_LAYERS, "pretrained-vs-sst2");
+    let layers: Vec<f64> = (0..)
+        .map_while(|i| cka.extra_metrics.get(&format!("cka_layer_{i}")).copied())
+        .collect();
+    assert!(layers.len() >= 2, "{:?}", cka.extra_metrics);
+    assert!(
+        layers.iter().all(|v| (0.0..=1.0 + 1e-9).contains(v)),
+        "{layers:?}"
+    );
+    assert!((cka.quality - layers[layers.len() - 1]).abs() < 1e-12);
+    let src = r
+        .source_costs
+        .iter()
+        .find(|s| s.scenario == CKA_LAYERS)
+        .expect("cka source cost");
+    assert!(
+        src.training.co2_kg > full.training.co2_kg,
+        "SST-2 + AG News trainings"
+    );
+    for name in ["pretrained-vs-agnews", "sst2-vs-agnews"] {
+        assert!((0.0..=1.0).contains(&record(&r, CKA_LAYERS, name).quality));
+    }
+
+    // dl-gate: every candidate ranked, trained anyway, and the gate record names its subject.
+    let mut ranks: Vec<u64> = ["from-pretrained", "from-sst2", "from-random-init"]
+        .iter()
+        .map(|n| extra(record(&r, DL_GATE, n), "gate_rank") as u64)
+        .collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, [1, 2, 3]);
+    let refused = record(&r, DL_GATE, "from-random-init");
+    assert_eq!(refused.kind, StrategyKind::Baseline);
+    assert!(extra(refused, "gate_co2_kg") > 0.0);
+    let pre = record(&r, DL_GATE, "from-pretrained");
+    assert_eq!(
+        pre.config["source_cached"],
+        ConfigValue::Bool(true),
+        "AG News model reused"
+    );
+    let g = r
+        .gate
+        .iter()
+        .find(|g| g.scenario == DL_GATE)
+        .expect("gate record");
+    assert!(g.subject.contains("random-init"), "{}", g.subject);
+    assert!(!g.statistics.is_empty());
+    assert!(g.transfer_hurt.is_some());
 }

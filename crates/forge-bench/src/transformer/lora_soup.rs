@@ -33,9 +33,17 @@ use std::sync::Arc;
 /// The scenario's name.
 pub const SST2_LORA_SOUP: &str = "sst2-lora-soup";
 
-/// LoRA-Flow gate training: AdamW learning rate and passes over its sentences.
+/// LoRA-Flow gate training: AdamW learning rate.
 const FLOW_LR: f64 = 1e-2;
-const FLOW_EPOCHS: usize = 10;
+
+/// Passes of the LoRA-Flow gate training over its sentences (fewer at smoke size, where the
+/// adapters themselves train for only 25 steps).
+fn flow_epochs(mode: Mode) -> usize {
+    match mode {
+        Mode::Quick => 5,
+        Mode::Standard | Mode::Full => 10,
+    }
+}
 
 /// Keys of the strategy outcomes' `extra_metrics`.
 pub mod metric {
@@ -177,9 +185,10 @@ impl Scenario for Sst2LoraSoup {
                        are the source cost) combined without retraining: a LoRA soup (mean of \
                        the per-module updates B A, heads averaged; exact, or re-compressed to \
                        rank 4 by SVD), and LoRA-Flow (a per-layer, per-token softmax gate over \
-                       the two adapters, trained for 10 epochs at lr 1e-2 on 64 SST-2 training \
-                       sentences in standard mode, 32 in quick mode, with the encoder, adapters \
-                       and averaged heads frozen). Accuracy on the SST-2 dev set."
+                       the two adapters, trained at lr 1e-2 on 64 SST-2 training sentences for \
+                       10 epochs in standard mode, 32 for 5 epochs in quick mode, with the \
+                       encoder, adapters and averaged heads frozen). Accuracy on the SST-2 dev \
+                       set."
                 .into(),
         }
     }
@@ -391,7 +400,7 @@ impl SoupTrial {
             .collect::<forge_models::Result<_>>()?;
         let cfg = GateTrainConfig {
             lr: FLOW_LR,
-            epochs: FLOW_EPOCHS,
+            epochs: flow_epochs(ctx.mode),
             weight_decay: 0.0,
         };
         let m: &AnyClassifier = &model;
@@ -469,8 +478,9 @@ impl Trial for SoupTrial {
                 flow_log = Some(log);
                 extra.insert(metric::FLOW_SAMPLES.to_string(), self.n_flow as f64);
                 c.insert("flow_lr".into(), FLOW_LR.into());
-                c.insert("flow_epochs".into(), FLOW_EPOCHS.into());
-                let steps = (FLOW_EPOCHS * self.n_flow.div_ceil(self.sizes.batch_size)) as u64;
+                let epochs = flow_epochs(ctx.mode);
+                c.insert("flow_epochs".into(), epochs.into());
+                let steps = (epochs * self.n_flow.div_ceil(self.sizes.batch_size)) as u64;
                 (model, n as u64, steps, training)
             }
             Strategy::R4 | Strategy::R8 => unreachable!("handled above"),
