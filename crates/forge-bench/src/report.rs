@@ -446,6 +446,62 @@ pub fn metric_tables(r: &ResultsFile) -> Vec<Table> {
     out
 }
 
+/// Experiments a year in the impact arithmetic (the seed's figure for a team that fine-tunes
+/// daily).
+pub const EXPERIMENTS_PER_YEAR: f64 = 10_000.0;
+
+/// The seed's impact arithmetic, from this run's numbers: for each scenario whose headline
+/// transfer emits less than its baseline, the CO2 saved per experiment scaled to
+/// [`EXPERIMENTS_PER_YEAR`] experiments, in km driven by an average car and months of one
+/// tree's uptake (forge-carbon's equivalents, the factors of `compare_emissions`). Empty when no
+/// scenario saves anything. Source costs are excluded (shared, already paid); the note says so.
+pub fn impact_table(r: &ResultsFile) -> Table {
+    let mut rows = Vec::new();
+    for s in &r.scenarios {
+        let saved = s.baseline_co2_kg.mean - s.transfer_co2_kg.mean;
+        if !(saved > 0.0) {
+            continue;
+        }
+        let year = saved * EXPERIMENTS_PER_YEAR;
+        let eq = forge_carbon::equivalents(year);
+        let (f, u) = co2_unit(saved);
+        rows.push(vec![
+            s.scenario.clone(),
+            format!("{} -> {}", s.baseline, s.transfer),
+            format!("{:.3} {u}", saved * f),
+            format!("{year:.3} kg"),
+            format!("{:.1}", eq.km_driven),
+            format!("{:.1}", eq.tree_months),
+            signed(s.quality_delta),
+        ]);
+    }
+    Table {
+        title: format!(
+            "Impact at scale: {} experiments a year with the transfer instead of the baseline",
+            EXPERIMENTS_PER_YEAR
+        ),
+        headers: [
+            "Scenario",
+            "Baseline -> transfer",
+            "Saved/exp",
+            "Saved/year",
+            "km driven",
+            "Tree-months",
+            "Quality",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        notes: vec![format!(
+            "Saved CO2 per experiment (mean over {} seed(s), source trainings excluded) x {}; \
+             equivalents from forge-carbon's compare_emissions factors (average passenger car per \
+             km, one mature tree's monthly uptake). Quality = the transfer's change vs the baseline.",
+            r.run.seeds.len(),
+            EXPERIMENTS_PER_YEAR
+        )],
+    }
+}
+
 /// The per-method table with every column, all scenarios in one table (wide: `--verbose`).
 pub fn method_table(r: &ResultsFile) -> Table {
     let (f, unit) = aggregate_co2_unit(r);
@@ -765,6 +821,11 @@ pub fn readme_section(r: &ResultsFile, command: &str) -> String {
     let conv = convergence_table(r);
     if !conv.rows.is_empty() {
         s.push_str(&conv.to_markdown());
+        s.push('\n');
+    }
+    let impact = impact_table(r);
+    if !impact.rows.is_empty() {
+        s.push_str(&impact.to_markdown());
         s.push('\n');
     }
     let mut foot = footer(r);

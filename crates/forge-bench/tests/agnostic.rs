@@ -216,6 +216,24 @@ fn a_registered_scenario_goes_through_run_tables_figures_and_gate() {
     }
     text.push_str(&report::convergence_table(&r).to_text());
     text.push_str(&report::gate_table(&r).to_text());
+    // The impact arithmetic scales this run's saving per experiment to a year of experiments.
+    let impact = report::impact_table(&r);
+    let row = impact
+        .rows
+        .iter()
+        .find(|row| row[0] == "dummy-ft")
+        .expect("impact row");
+    let saved_year = s.baseline_co2_kg.mean - s.transfer_co2_kg.mean;
+    let want = format!("{:.3} kg", saved_year * report::EXPERIMENTS_PER_YEAR);
+    assert_eq!(row[3], want, "{row:?}");
+    let km: f64 = row[4].parse().unwrap();
+    let eq = forge_carbon::equivalents(saved_year * report::EXPERIMENTS_PER_YEAR);
+    assert!(
+        (km - eq.km_driven).abs() < 0.051,
+        "{km} vs {}",
+        eq.km_driven
+    );
+    text.push_str(&impact.to_text());
     for f in report::footer(&r) {
         text.push_str(&report::wrap(&f, report::TERMINAL_WIDTH, 2));
         text.push('\n');
