@@ -3,8 +3,11 @@
 # Runs the classical scenarios in --quick mode, saves the results, then checks them against the
 # committed thresholds in xtask/gates.json. Then, when the shared model and text data are there
 # (.ci/run exports FORGE_MINILM_DIR and FORGE_TEXT_DATA_DIR when ../shared exists), the
-# transformer smoke: full fine-tuning vs LoRA r4/r8 of all-MiniLM-L6-v2 on 200 SST-2 sentences,
-# 1 epoch, 1 seed (about 1-2 minutes on 2 cores), through the same gate.
+# transformer smoke, 1 seed, all-MiniLM-L6-v2 at smoke size (200 SST-2 / AG News sentences, 1
+# epoch), through the same gate: full fine-tuning vs LoRA r4/r8 on SST-2; the five merges and the
+# backbone-only multi-task merge; LoRA soups and LoRA-Flow; the encoder gate blocking a
+# random-init source. One process, so that the later scenarios reuse the first one's models
+# (about 5 minutes on 2 cores).
 # Exits non-zero on any regression, naming what broke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +21,7 @@ if [ -n "${FORGE_MINILM_DIR:-}" ] && [ -n "${FORGE_TEXT_DATA_DIR:-}" ]; then
   smoke="${FORGE_CI_SMOKE_RESULTS:-target/forge-results/ci-sst2-smoke.json}"
   start=$(date +%s)
   FORGE_MODEL="$FORGE_MINILM_DIR" cargo xtask demo --quick --scenario sst2-full-vs-lora \
+    --scenario sst2-merge --scenario sst2-lora-soup --scenario dl-gate \
     --seeds 1 --quiet --save-json "$smoke"
   echo "transformer smoke: $(( $(date +%s) - start )) s"
   cargo xtask gate --results "$smoke" --thresholds xtask/gates.json

@@ -675,6 +675,199 @@ pub struct Figures {
     pub notes: Vec<String>,
 }
 
+/// Prefix of the per-layer similarity keys a scenario may put in `extra_metrics`
+/// (`<prefix><i>` for hidden state `i`), drawn as a heat map by [`layer_similarity`].
+pub const LAYER_KEY_PREFIX: &str = "cka_layer_";
+
+/// The scenarios whose strategies train very different numbers of parameters (at least two
+/// with trainable parameters, a factor of 20 or more apart, the largest at least 10,000, as full
+/// fine-tuning vs an adapter): parameter-efficiency panels.
+fn parameter_scenarios(r: &ResultsFile) -> Vec<&String> {
+    with_aggregates(r)
+        .into_iter()
+        .filter(|sc| {
+            let p: Vec<f64> = r
+                .aggregates
+                .iter()
+                .filter(|a| &&a.scenario == sc && a.trainable_params > 0.0)
+                .map(|a| a.trainable_params)
+                .collect();
+            let (lo, hi) = p
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+            p.len() >= 2 && hi >= 20.0 * lo && hi >= 1e4
+        })
+        .collect()
+}
+
+/// Quality against trainable parameters (log scale), one panel per scenario whose strategies
+/// train very different numbers of parameters (e.g. full fine-tuning vs LoRA).
+///
+/// # Errors
+/// [`BenchError::Plot`] / [`BenchError::Io`].
+pub fn parameter_efficiency(r: &ResultsFile, path: &Path) -> Result<()> {
+    let fig = "parameter_efficiency";
+    let scen = parameter_scenarios(r);
+    render_png(path, (W, H), |root| {
+        let areas = panels(
+            root,
+            "Parameter efficiency: quality vs trainable parameters (mean ± std over seeds)\nUp and to the left is better. Grey: baseline, blue: reference, green: transfer; dark green: the headline transfer.",
+            scen.len(),
+            fig,
+        )?;
+        for (area, &sc) in areas.iter().zip(&scen) {
+            let aggs: Vec<_> = r
+                .aggregates
+                .iter()
+                .filter(|a| &a.scenario == sc && a.trainable_params > 0.0)
+                .collect();
+            let (xlo, xhi) = log_range(aggs.iter().map(|a| a.trainable_params));
+            let (xlo, xhi) = (xlo / 2.0, xhi * 8.0);
+            let (ylo, yhi) = linear_range(aggs.iter().map(|a| a.quality.mean), 0.15, 0.02);
+            let metric = aggs.first().map(|a| a.metric.short()).unwrap_or("quality");
+            let mut chart = ChartBuilder::on(area)
+                .caption(sc, (FONT, 46).into_font().style(FontStyle::Bold))
+                .margin(25)
+                .x_label_area_size(90)
+                .y_label_area_size(120)
+                .build_cartesian_2d((xlo..xhi).log_scale(), ylo..yhi)
+                .map_err(plot_err(fig))?;
+            chart
+                .configure_mesh()
+                .x_labels(8)
+                .y_labels(5)
+                .x_desc("trainable parameters, log scale")
+                .y_desc(format!("{metric} (held-out target)"))
+                .x_label_formatter(&|x| tick(*x))
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .label_style((FONT, 32))
+                .axis_desc_style((FONT, 36))
+                .draw()
+                .map_err(plot_err(fig))?;
+            for a in &aggs {
+                let c = kind_color(a.kind, is_headline(r, sc, &a.strategy));
+                let (x, q) = (fin(a.trainable_params).max(xlo), fin(a.quality.mean));
+                let sd = fin(a.quality.std).abs();
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x, fin(q - sd)), (x, fin(q + sd))],
+                        c.stroke_width(3),
+                    )))
+                    .map_err(plot_err(fig))?;
+                chart
+                    .draw_series(std::iter::once(Circle::new((x, q), 14, c.filled())))
+                    .map_err(plot_err(fig))?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        a.strategy.clone(),
+                        (x, q),
+                        TextStyle::from((FONT, 28).into_font())
+                            .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                    )))
+                    .map_err(plot_err(fig))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Per scenario with per-layer similarity metrics ([`LAYER_KEY_PREFIX`]): strategy -> the mean
+/// over seeds of each layer's value.
+fn layer_matrices(r: &ResultsFile) -> Vec<(String, Vec<(String, Vec<f64>)>)> {
+    let mut out = Vec::new();
+    for sc in with_aggregates(r) {
+        let mut rows = Vec::new();
+        for a in r.aggregates.iter().filter(|a| &a.scenario == sc) {
+            let mut vals = Vec::new();
+            for i in 0.. {
+                let key = format!("{LAYER_KEY_PREFIX}{i}");
+                match crate::gates::mean_extra_metric(r, sc, &a.strategy, &key) {
+                    Some(v) => vals.push(v),
+                    None => break,
+                }
+            }
+            if !vals.is_empty() {
+                rows.push((a.strategy.clone(), vals));
+            }
+        }
+        if !rows.is_empty() {
+            out.push((sc.clone(), rows));
+        }
+    }
+    out
+}
+
+/// A heat map of per-layer representation similarity (e.g. linear CKA per hidden state), one
+/// panel per scenario that reports it: rows are the compared pairs, columns the hidden states
+/// (0 = embeddings), each cell labelled with its value.
+///
+/// # Errors
+/// [`BenchError::Plot`] / [`BenchError::Io`].
+pub fn layer_similarity(r: &ResultsFile, path: &Path) -> Result<()> {
+    let fig = "layer_similarity";
+    let mats = layer_matrices(r);
+    render_png(path, (W, H), |root| {
+        let areas = panels(
+            root,
+            "Representation similarity per layer (CKA, mean over seeds)\nDark: similar (1 = the same up to rotation and scale); light: the representations moved apart.",
+            mats.len(),
+            fig,
+        )?;
+        for (area, (sc, rows)) in areas.iter().zip(&mats) {
+            let cols = rows.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
+            let mut chart = ChartBuilder::on(area)
+                .caption(sc, (FONT, 46).into_font().style(FontStyle::Bold))
+                .margin(25)
+                .x_label_area_size(90)
+                .y_label_area_size(520)
+                .build_cartesian_2d(0.0..cols as f64, 0.0..rows.len() as f64)
+                .map_err(plot_err(fig))?;
+            let names: Vec<String> = rows.iter().map(|(n, _)| n.clone()).collect();
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(cols)
+                .y_labels(rows.len())
+                .x_desc("hidden state (0 = embeddings)")
+                .x_label_formatter(&|x| format!("{}", x.floor() as i64))
+                .y_label_formatter(&|y| names.get(y.floor() as usize).cloned().unwrap_or_default())
+                .label_style((FONT, 30))
+                .axis_desc_style((FONT, 36))
+                .draw()
+                .map_err(plot_err(fig))?;
+            for (ri, (_, vals)) in rows.iter().enumerate() {
+                for (ci, &v) in vals.iter().enumerate() {
+                    let t = fin(v).clamp(0.0, 1.0);
+                    // White (0) to dark blue (1).
+                    let c = RGBColor(
+                        (255.0 - 235.0 * t) as u8,
+                        (255.0 - 185.0 * t) as u8,
+                        (255.0 - 95.0 * t) as u8,
+                    );
+                    let (x, y) = (ci as f64, ri as f64);
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(x + 0.02, y + 0.04), (x + 0.98, y + 0.96)],
+                            c.filled(),
+                        )))
+                        .map_err(plot_err(fig))?;
+                    let fg = if t > 0.6 { WHITE } else { BLACK };
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            format!("{v:.2}"),
+                            (x + 0.5, y + 0.5),
+                            TextStyle::from((FONT, 30).into_font())
+                                .color(&fg)
+                                .pos(Pos::new(HPos::Center, VPos::Center)),
+                        )))
+                        .map_err(plot_err(fig))?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Writes every figure into `dir`. A figure whose data is absent (e.g. no gate decisions) is
 /// skipped, and so is a scenario with no aggregates, with a note.
 ///
@@ -708,6 +901,16 @@ pub fn write_all(r: &ResultsFile, dir: &Path) -> Result<Figures> {
     if r.gate.iter().any(|g| !g.statistics.is_empty()) {
         let p = dir.join("gate.png");
         gate_statistics(r, &p)?;
+        out.written.push(p);
+    }
+    if !parameter_scenarios(r).is_empty() {
+        let p = dir.join("parameter_efficiency.png");
+        parameter_efficiency(r, &p)?;
+        out.written.push(p);
+    }
+    if !layer_matrices(r).is_empty() {
+        let p = dir.join("layer_similarity.png");
+        layer_similarity(r, &p)?;
         out.written.push(p);
     }
     Ok(out)

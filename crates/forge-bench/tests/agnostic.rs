@@ -257,7 +257,13 @@ fn a_registered_scenario_goes_through_run_tables_figures_and_gate() {
     // Figures.
     let out = tempfile::tempdir().unwrap();
     let figs = figures::write_all(&r, out.path()).unwrap();
-    assert_eq!(figs.written.len(), 4, "{:?}", figs.notes);
+    // CO2 per strategy, quality vs CO2, convergence, gate, and parameter efficiency (full-ft
+    // trains 50x more parameters than LoRA r4).
+    assert_eq!(figs.written.len(), 5, "{:?}", figs.notes);
+    assert!(figs
+        .written
+        .iter()
+        .any(|p| p.ends_with("parameter_efficiency.png")));
 
     // Gate: floors on the new scenario pass, a broken one fails naming it.
     let mut t = Thresholds::default();
