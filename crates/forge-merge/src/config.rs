@@ -393,6 +393,7 @@ impl MergeConfig {
                     "weight" => p.weights[0] = v,
                     "density" => p.densities[0] = v,
                     "gamma" => p.gammas[0] = v,
+                    "epsilon" => p.epsilons[0] = v,
                     "t" => p.t = v,
                     "lambda" => p.lambda = v,
                     _ => continue,
@@ -507,6 +508,9 @@ impl MergeConfig {
             }
             if let Some(g) = lookup(m, "gamma") {
                 p.gammas[i] = g;
+            }
+            if let Some(e) = lookup(m, "epsilon") {
+                p.epsilons[i] = e;
             }
         }
         if let Some(b) = self.shared_bool("normalize") {

@@ -318,14 +318,26 @@ fn rescale_l1(d: &mut [f32], before: f64) {
 }
 
 /// Sparsify one task vector in place.
+/// The method-specific settings of [`sparsify`].
+#[derive(Debug, Clone, Copy)]
+struct SparsifyShape {
+    /// Breadcrumbs' outlier fraction.
+    gamma: f64,
+    /// DELLA's half-width of the keep-probability range.
+    epsilon: f64,
+    /// Entries per row (DELLA ranks within rows); 0 = one row.
+    row_len: usize,
+}
+
 fn sparsify(
     d: &mut [f32],
     method: Sparsification,
     density: f64,
-    gamma: f64,
+    shape: SparsifyShape,
     rescale: bool,
     rng: impl FnOnce() -> rand_chacha::ChaCha8Rng,
 ) {
+    let gamma = shape.gamma;
     if density >= 1.0 || d.is_empty() {
         return;
     }
@@ -364,6 +376,56 @@ fn sparsify(
                 }
             }
         }
+        Sparsification::MagnitudeSampling => {
+            magprune(
+                d,
+                density,
+                shape.epsilon,
+                shape.row_len,
+                rescale,
+                &mut rng(),
+            );
+        }
+    }
+}
+
+/// DELLA's MAGPRUNE (Deep et al. 2024, section 3): within each row of `row_len` entries (the
+/// whole slice when 0), entries are ranked by magnitude (rank 0 = smallest) and kept with
+/// probability `p_i = density - epsilon + 2 epsilon rank_i / (n - 1)` (`density` for a
+/// one-entry row); survivors are divided by `p_i` when `rescale` (the paper's rescaling, so that
+/// the expected task vector is unchanged; mergekit instead matches the L1 norm), dropped
+/// entries become zero (-0.0 for negatives, as a multiplication by a zero mask).
+fn magprune(
+    d: &mut [f32],
+    density: f64,
+    epsilon: f64,
+    row_len: usize,
+    rescale: bool,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) {
+    let n = if row_len == 0 { d.len() } else { row_len };
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for row in d.chunks_mut(n.max(1)) {
+        let m = row.len();
+        order.clear();
+        order.extend(0..m);
+        order.sort_by(|&a, &b| row[a].abs().total_cmp(&row[b].abs()).then(a.cmp(&b)));
+        let mut prob = vec![density; m];
+        if m > 1 {
+            for (rank, &i) in order.iter().enumerate() {
+                prob[i] = density - epsilon + 2.0 * epsilon * rank as f64 / (m - 1) as f64;
+            }
+        }
+        for (x, &p) in row.iter_mut().zip(&prob) {
+            let u: f64 = rng.random();
+            if u < p {
+                if rescale {
+                    *x = (f64::from(*x) / p) as f32;
+                }
+            } else {
+                *x *= 0.0;
+            }
+        }
     }
 }
 
@@ -386,7 +448,12 @@ pub fn task_arithmetic_family(
         .enumerate()
         .map(|(i, m)| {
             let mut d: Vec<f32> = m.iter().zip(base).map(|(&x, &b)| x - b).collect();
-            sparsify(&mut d, sp, p.densities[i], p.gammas[i], p.rescale, || {
+            let shape = SparsifyShape {
+                gamma: p.gammas[i],
+                epsilon: p.epsilons[i],
+                row_len: p.row_len,
+            };
+            sparsify(&mut d, sp, p.densities[i], shape, p.rescale, || {
                 dare_rng(p.seed, tensor, i)
             });
             let w = p.weights[i] as f32;

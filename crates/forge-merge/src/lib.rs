@@ -4,7 +4,8 @@
 //! no training at all.
 //!
 //! - [`MergeMethod`]: linear (model soups), SLERP, task arithmetic, TIES, DARE (with TIES or
-//!   linear), breadcrumbs — the arithmetic of mergekit, element for element ([`kernels`]).
+//!   linear), breadcrumbs, DELLA (with TIES or linear) — the arithmetic of mergekit, element for
+//!   element ([`kernels`]).
 //! - [`MergeConfig`]: mergekit's YAML (`merge_method`, `base_model`, `models` with
 //!   `weight`/`density`, shared `parameters`, per-layer gradients and name filters, `dtype`).
 //! - [`merge_files`]: merges checkpoints on disk tensor by tensor (memory-mapped inputs; memory
@@ -29,9 +30,10 @@
 //! not bit for bit: PyTorch reduces the norms and the dot product in f32 in its own vectorised
 //! order and evaluates `acos`/`sin` with SLEEF, so the two interpolation coefficients can differ
 //! in their last bits (relative differences ~1e-7, up to ~1e-5 next to the collinearity
-//! threshold, where the coefficients are ill-conditioned). DARE's drops use a different RNG than PyTorch's, so DARE is
-//! tested on its statistics (kept fraction, rescaled mean). DARE rescales survivors by
-//! 1/(1-p) as in the paper; mergekit instead matches the L1 norm of the task vector.
+//! threshold, where the coefficients are ill-conditioned). DARE's and DELLA's drops use a different RNG than PyTorch's, so
+//! they are tested on their statistics (kept fraction by magnitude rank, rescaled mean). Both
+//! rescale survivors by their inverse keep probability as in the papers; mergekit instead
+//! matches the L1 norm of the task vector.
 //!
 //! ```
 //! use forge_merge::{MergeConfig, MergeMethod};

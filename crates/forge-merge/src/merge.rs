@@ -504,7 +504,11 @@ pub(crate) fn execute(
             Ok(out)
         }
         Action::Merge => {
-            let params = config.tensor_params(name, layer_t(name, layers))?;
+            let mut params = config.tensor_params(name, layer_t(name, layers))?;
+            // Row-wise sparsification (DELLA) ranks within the last dimension.
+            if p.spec.shape.len() >= 2 {
+                params.row_len = p.spec.shape.last().copied().unwrap_or(0);
+            }
             let values = merge_values(config.merge_method, inputs, name, &params)?;
             if let Some((index, value)) = kernels::first_non_finite(&values) {
                 return Err(MergeError::NonFinite {
@@ -650,6 +654,13 @@ pub fn merge_tensor(
             let last = config.models.last_mut().expect("just pushed");
             last.parameters
                 .insert("gamma".into(), crate::ParamValue::Scalar(params.gammas[i]));
+        }
+        if method.sparsification() == crate::method::Sparsification::MagnitudeSampling {
+            let last = config.models.last_mut().expect("just pushed");
+            last.parameters.insert(
+                "epsilon".into(),
+                crate::ParamValue::Scalar(params.epsilons[i]),
+            );
         }
     }
     config = config

@@ -8,6 +8,7 @@
 //! | [`Ties`](MergeMethod::Ties) | Yadav et al. 2023, *TIES-Merging* | yes | `weight`, `density` in `(0, 1]` | `normalize: true` |
 //! | [`DareTies`](MergeMethod::DareTies), [`DareLinear`](MergeMethod::DareLinear) | Yu et al. 2024, *Language models are Super Mario* | yes | `weight`, `density` = 1 - drop rate p | `rescale: true` (by 1/(1-p)) |
 //! | [`Breadcrumbs`](MergeMethod::Breadcrumbs), [`BreadcrumbsTies`](MergeMethod::BreadcrumbsTies) | Davari & Belilovsky 2024, *Model breadcrumbs* | yes | `weight`, `density`, `gamma` | `gamma: 0.01` |
+//! | [`Della`](MergeMethod::Della), [`DellaLinear`](MergeMethod::DellaLinear) | Deep et al. 2024, *DELLA-Merging* | yes | `weight`, `density`, `epsilon` | `epsilon: 0.1`, `rescale: true` (by 1/p_i) |
 //!
 //! `density` is the fraction of each task vector kept; DARE's drop rate is `p = 1 - density`.
 
@@ -38,6 +39,13 @@ pub enum MergeMethod {
     Breadcrumbs,
     /// Breadcrumbs followed by TIES sign election.
     BreadcrumbsTies,
+    /// DELLA (Deep et al. 2024, "DELLA-Merging: Reducing Interference in Model Merging through
+    /// Magnitude-Based Sampling"): MAGPRUNE keeps each task-vector entry with a probability
+    /// that grows with its magnitude rank within its row, from `density - epsilon` (smallest)
+    /// to `density + epsilon` (largest), rescales survivors by 1/p_i, then TIES sign election.
+    Della,
+    /// DELLA's MAGPRUNE with a plain weighted sum (no sign election).
+    DellaLinear,
 }
 
 /// How a task vector is sparsified before combining.
@@ -51,11 +59,14 @@ pub enum Sparsification {
     Random,
     /// Drop the top `gamma` fraction and the smallest entries, keeping `density` (breadcrumbs).
     MagnitudeOutliers,
+    /// Keep each entry with a probability set by its magnitude rank within its row, in
+    /// `[density - epsilon, density + epsilon]` (DELLA's MAGPRUNE), seeded.
+    MagnitudeSampling,
 }
 
 impl MergeMethod {
     /// Every method, in documentation order.
-    pub const ALL: [MergeMethod; 8] = [
+    pub const ALL: [MergeMethod; 10] = [
         MergeMethod::Linear,
         MergeMethod::Slerp,
         MergeMethod::TaskArithmetic,
@@ -64,6 +75,8 @@ impl MergeMethod {
         MergeMethod::DareLinear,
         MergeMethod::Breadcrumbs,
         MergeMethod::BreadcrumbsTies,
+        MergeMethod::Della,
+        MergeMethod::DellaLinear,
     ];
 
     /// mergekit's name of the method (`merge_method:` in its YAML).
@@ -77,6 +90,8 @@ impl MergeMethod {
             MergeMethod::DareLinear => "dare_linear",
             MergeMethod::Breadcrumbs => "breadcrumbs",
             MergeMethod::BreadcrumbsTies => "breadcrumbs_ties",
+            MergeMethod::Della => "della",
+            MergeMethod::DellaLinear => "della_linear",
         }
     }
 
@@ -112,6 +127,7 @@ impl MergeMethod {
             MergeMethod::Breadcrumbs | MergeMethod::BreadcrumbsTies => {
                 Sparsification::MagnitudeOutliers
             }
+            MergeMethod::Della | MergeMethod::DellaLinear => Sparsification::MagnitudeSampling,
             _ => Sparsification::None,
         }
     }
@@ -120,7 +136,10 @@ impl MergeMethod {
     pub fn sign_consensus(self) -> bool {
         matches!(
             self,
-            MergeMethod::Ties | MergeMethod::DareTies | MergeMethod::BreadcrumbsTies
+            MergeMethod::Ties
+                | MergeMethod::DareTies
+                | MergeMethod::BreadcrumbsTies
+                | MergeMethod::Della
         )
     }
 
@@ -131,7 +150,13 @@ impl MergeMethod {
 
     /// Default of `rescale` (DARE's 1/(1-p)), as in mergekit.
     pub fn default_rescale(self) -> bool {
-        matches!(self, MergeMethod::DareTies | MergeMethod::DareLinear)
+        matches!(
+            self,
+            MergeMethod::DareTies
+                | MergeMethod::DareLinear
+                | MergeMethod::Della
+                | MergeMethod::DellaLinear
+        )
     }
 
     /// Whether the method uses per-model `density`.
@@ -163,6 +188,12 @@ pub struct TensorParams {
     pub densities: Vec<f64>,
     /// Breadcrumbs' outlier fraction of each non-base model.
     pub gammas: Vec<f64>,
+    /// DELLA's half-width of the keep-probability range of each non-base model.
+    pub epsilons: Vec<f64>,
+    /// Entries per row for row-wise sparsification (DELLA ranks magnitudes within each row of
+    /// a matrix, as mergekit does; the last dimension of the tensor); 0 = the whole tensor is
+    /// one row.
+    pub row_len: usize,
     /// Divide by the sum of contributing weights.
     pub normalize: bool,
     /// DARE: rescale kept entries by 1/density (= 1/(1-p)).
@@ -183,6 +214,8 @@ impl TensorParams {
             weights: vec![1.0; n],
             densities: vec![1.0; n],
             gammas: vec![0.01; n],
+            epsilons: vec![0.1; n],
+            row_len: 0,
             normalize: method.default_normalize(),
             rescale: method.default_rescale(),
             lambda: 1.0,
@@ -196,7 +229,8 @@ impl TensorParams {
     /// # Errors
     /// [`MergeError::OutOfRange`] naming the parameter (and model index) and value: weights
     /// must be finite; densities in `(0, 1]` (DARE: drop rate p = 1 - density in `[0, 1)`);
-    /// gamma in `[0, 1)` with density + gamma <= 1; `t` in `[0, 1]`; lambda finite.
+    /// gamma in `[0, 1)` with density + gamma <= 1; DELLA's epsilon >= 0 with density -
+    /// epsilon > 0 and density + epsilon <= 1 (for density < 1); `t` in `[0, 1]`; lambda finite.
     pub fn validate(&self, method: MergeMethod, tensor: &str) -> Result<()> {
         let bad = |name: String, value: f64, reason: &str| MergeError::OutOfRange {
             name,
@@ -240,6 +274,18 @@ impl TensorParams {
                         format!("gamma of model {i} for {tensor}"),
                         g,
                         "must be in [0, 1) with density + gamma <= 1",
+                    ));
+                }
+            }
+        }
+        if method.sparsification() == Sparsification::MagnitudeSampling {
+            for (i, (&e, &d)) in self.epsilons.iter().zip(&self.densities).enumerate() {
+                let ok = e.is_finite() && e >= 0.0 && (d >= 1.0 || (d - e > 0.0 && d + e <= 1.0));
+                if !ok {
+                    return Err(bad(
+                        format!("epsilon of model {i} for {tensor}"),
+                        e,
+                        "must be >= 0 with density - epsilon > 0 and density + epsilon <= 1",
                     ));
                 }
             }

@@ -117,3 +117,37 @@ pub fn dare(
     p.seed = seed;
     merge_tensor(method, Some(base), models, &p)
 }
+
+/// DELLA (Deep et al. 2024, "DELLA-Merging: Reducing Interference in Model Merging through
+/// Magnitude-Based Sampling"): each task vector is MAGPRUNEd (every entry kept with a
+/// probability from `density - epsilon` for the smallest magnitude of its row to
+/// `density + epsilon` for the largest, survivors divided by their probability), weighted, then
+/// combined with TIES' sign election (`ties`) or summed. Seeded.
+///
+/// # Shapes
+/// All the same shape; rows are the last dimension.
+///
+/// # Errors
+/// `density` outside `(0, 1]`, `epsilon` with `density +- epsilon` outside `(0, 1]`, shape
+/// mismatch, non-finite result.
+pub fn della(
+    base: &Tensor,
+    models: &[&Tensor],
+    weights: &[f64],
+    density: f64,
+    epsilon: f64,
+    seed: u64,
+    ties: bool,
+) -> Result<Tensor> {
+    let method = if ties {
+        MergeMethod::Della
+    } else {
+        MergeMethod::DellaLinear
+    };
+    let mut p = TensorParams::new(method, models.len());
+    p.weights = weights.to_vec();
+    p.densities = vec![density; models.len()];
+    p.epsilons = vec![epsilon; models.len()];
+    p.seed = seed;
+    merge_tensor(method, Some(base), models, &p)
+}

@@ -1,4 +1,4 @@
-//! DARE statistics (its drops cannot match PyTorch's RNG bit for bit), breadcrumbs, task
+//! DARE and DELLA statistics (their drops cannot match PyTorch's RNG bit for bit), breadcrumbs, task
 //! vectors and their similarity, and the tensor-level functions against closed forms.
 
 use candle_core::{Device, Tensor};
@@ -68,6 +68,98 @@ fn dare_rejects_drop_rates_outside_0_1() {
             other => panic!("p={p}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn della_keeps_large_magnitudes_more_often_and_rescales_to_preserve_the_mean() {
+    // 100 rows of 2,000 entries whose magnitudes rise along each row: MAGPRUNE keeps the
+    // smallest of a row with probability density - epsilon and the largest with density +
+    // epsilon, and survivors divided by their probability leave the expected delta unchanged.
+    let (rows, cols) = (100usize, 2000usize);
+    let (density, eps) = (0.5, 0.3);
+    let delta: Vec<f32> = (0..rows * cols)
+        .map(|i| 0.001 * (1 + i % cols) as f32 * if i % 3 == 0 { -1.0 } else { 1.0 })
+        .collect();
+    let base = Tensor::zeros((rows, cols), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let ft = Tensor::from_vec(delta.clone(), (rows, cols), &Device::Cpu).unwrap();
+    let out = ops::della(&base, &[&ft], &[1.0], density, eps, 3, false).unwrap();
+    let out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+    let kept_in = |lo: usize, hi: usize| {
+        let (mut k, mut n) = (0usize, 0usize);
+        for r in 0..rows {
+            for c in lo..hi {
+                n += 1;
+                k += usize::from(out[r * cols + c] != 0.0);
+            }
+        }
+        k as f64 / n as f64
+    };
+    // Ranks 0..199 keep with p in [0.2, 0.26]; ranks 1800..1999 with p in [0.74, 0.8].
+    let (low, high) = (kept_in(0, 200), kept_in(1800, 2000));
+    assert!((low - 0.23).abs() < 0.02, "smallest tenth kept {low}");
+    assert!((high - 0.77).abs() < 0.02, "largest tenth kept {high}");
+    let overall = kept_in(0, cols);
+    let sd = (0.25f64 / (rows * cols) as f64).sqrt();
+    assert!(
+        (overall - density).abs() < 6.0 * sd + 1e-3,
+        "kept {overall}"
+    );
+    // Each survivor is its delta over its probability.
+    for c in [0usize, 999, 1999] {
+        let p = density - eps + 2.0 * eps * c as f64 / (cols - 1) as f64;
+        for r in 0..rows {
+            let (o, d) = (out[r * cols + c], delta[r * cols + c]);
+            if o != 0.0 {
+                assert!(
+                    (f64::from(o) - f64::from(d) / p).abs() < 1e-5 * f64::from(d.abs()) / p + 1e-9
+                );
+            }
+        }
+    }
+    let sum_in: f64 = delta.iter().map(|&d| f64::from(d)).sum();
+    let sum_out: f64 = out.iter().map(|&d| f64::from(d)).sum();
+    assert!(
+        (sum_out - sum_in).abs() < 0.02 * delta.iter().map(|d| f64::from(d.abs())).sum::<f64>(),
+        "{sum_out} vs {sum_in}"
+    );
+    // Seeded; TIES' sign election on top with one model changes nothing.
+    let again = ops::della(&base, &[&ft], &[1.0], density, eps, 3, false).unwrap();
+    let again: Vec<f32> = again.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(again, out);
+    let other = ops::della(&base, &[&ft], &[1.0], density, eps, 4, false).unwrap();
+    assert_ne!(other.flatten_all().unwrap().to_vec1::<f32>().unwrap(), out);
+    let ties = ops::della(&base, &[&ft], &[1.0], density, eps, 3, true).unwrap();
+    assert_eq!(ties.flatten_all().unwrap().to_vec1::<f32>().unwrap(), out);
+}
+
+#[test]
+fn della_rejects_epsilon_outside_the_density_range() {
+    let base = filled(8, 0.0);
+    let ft = filled(8, 1.0);
+    for (d, e) in [(0.5, 0.6), (0.8, 0.3), (0.5, -0.1), (0.5, f64::NAN)] {
+        match ops::della(&base, &[&ft], &[1.0], d, e, 0, true) {
+            Err(e @ MergeError::OutOfRange { .. }) => {
+                assert!(e.to_string().contains("epsilon"), "{e}")
+            }
+            other => panic!("density {d} epsilon {e}: {other:?}"),
+        }
+    }
+    // The YAML names and the epsilon parameter are read.
+    let cfg = forge_merge::MergeConfig::from_yaml(
+        "merge_method: della\nbase_model: b\nmodels:\n  - model: a\n    parameters: {weight: 1.0, density: 0.5, epsilon: 0.2}\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.merge_method, forge_merge::MergeMethod::Della);
+    let p = cfg.tensor_params("x.weight", 0.0).unwrap();
+    assert_eq!((p.densities[0], p.epsilons[0], p.rescale), (0.5, 0.2, true));
+    // density + epsilon > 1 is refused when the tensor's parameters are resolved (before any
+    // output is written).
+    let bad = forge_merge::MergeConfig::from_yaml(
+        "merge_method: della_linear\nbase_model: b\nmodels:\n  - model: a\n    parameters: {weight: 1.0, density: 0.5, epsilon: 0.7}\n",
+    )
+    .unwrap();
+    let e = bad.tensor_params("x.weight", 0.0).unwrap_err();
+    assert!(e.to_string().contains("epsilon"), "{e}");
 }
 
 #[test]
