@@ -302,13 +302,20 @@ fn resolve_resources(
     mode: Mode,
     ctx: &mut forge_bench::RunContext,
 ) -> Result<()> {
-    ctx.text_data_dir = forge_bench::catalog::resolve_text_data_dir(a.text_data_dir.clone())?;
     let named: Vec<_> = a.scenarios.iter().filter_map(|n| registry.get(n)).collect();
-    let needs_model = if named.is_empty() {
-        registry.any_requires(mode, |r| r.model)
-    } else {
-        named.iter().any(|s| s.requires().model)
+    let needs = |what: fn(forge_bench::scenario::Requirements) -> bool| {
+        if named.is_empty() {
+            registry.any_requires(mode, what)
+        } else {
+            named.iter().any(|s| what(s.requires()))
+        }
     };
+    // Only looked for when a scenario to run needs it (without a folder this may try the
+    // Hugging Face cache and Hub, which takes seconds offline).
+    if needs(|r| r.text_data) || a.text_data_dir.is_some() {
+        ctx.text_data_dir = forge_bench::catalog::resolve_text_data_dir(a.text_data_dir.clone())?;
+    }
+    let needs_model = needs(|r| r.model);
     if !needs_model {
         return Ok(());
     }

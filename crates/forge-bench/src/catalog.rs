@@ -61,8 +61,10 @@ pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(name_or_path)))
 }
 
-/// The text data folder: `explicit` (from `--text-data-dir`) or `$FORGE_TEXT_DATA_DIR`, if it
-/// is an existing folder; `None` otherwise.
+/// The text data folder: `explicit` (from `--text-data-dir`) or `$FORGE_TEXT_DATA_DIR` if one
+/// is given (it must be an existing folder); otherwise SST-2 and AG News from the Hugging Face
+/// Hub's dataset files ([`hf_text_data_dir`]: the Hugging Face cache, else a download), and
+/// `None` when those cannot be had (offline and not cached), with the reason logged.
 ///
 /// # Errors
 /// [`BenchError::InvalidConfig`] if a folder was given but does not exist (a typo should not
@@ -70,7 +72,16 @@ pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
 pub fn resolve_text_data_dir(explicit: Option<PathBuf>) -> Result<Option<PathBuf>> {
     let given = explicit.or_else(|| std::env::var_os("FORGE_TEXT_DATA_DIR").map(PathBuf::from));
     match given {
-        None => Ok(None),
+        None => match hf_text_data_dir(None, &forge_text_cache_dir()) {
+            Ok(dir) => Ok(Some(dir)),
+            Err(e) => {
+                tracing::info!(
+                    "no text data: {e}; set FORGE_TEXT_DATA_DIR (or --text-data-dir) to a folder \
+                     with sst2/ and ag_news/"
+                );
+                Ok(None)
+            }
+        },
         Some(p) if p.as_os_str().is_empty() => Ok(None),
         Some(p) if p.is_dir() => Ok(Some(p)),
         Some(p) => Err(BenchError::config(
@@ -81,6 +92,45 @@ pub fn resolve_text_data_dir(explicit: Option<PathBuf>) -> Result<Option<PathBuf
             ),
         )),
     }
+}
+
+/// Where Forge keeps text data converted from the Hub's parquet files: `$FORGE_CACHE_DIR/text`,
+/// else `$XDG_CACHE_HOME/forge/text`, else `~/.cache/forge/text`.
+pub fn forge_text_cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("FORGE_CACHE_DIR") {
+        return PathBuf::from(p).join("text");
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache")
+        });
+    base.join("forge").join("text")
+}
+
+/// SST-2 (`stanfordnlp/sst2`) and AG News (`fancyzhx/ag_news`) from the Hugging Face Hub's
+/// parquet files, found in the Hugging Face cache under `hf_root` (default: the standard cache)
+/// or downloaded into it, converted once into Forge's TSV layout under `out`
+/// (`out/sst2/{train,dev}.tsv`, `out/ag_news/{train,test}.tsv`; existing files are reused).
+/// Returns `out`.
+///
+/// # Errors
+/// forge-models' Hub errors (offline and not cached, unreachable, unknown file); forge-data's
+/// parquet errors (bad columns or labels), naming the file.
+pub fn hf_text_data_dir(hf_root: Option<&Path>, out: &Path) -> Result<PathBuf> {
+    use forge_data::text_hf::{tsv_from_parquet, HfText};
+    for kind in [HfText::Sst2, HfText::AgNews] {
+        for (file, tsv) in kind.files() {
+            let dst = out.join(kind.folder()).join(tsv);
+            if dst.is_file() {
+                continue;
+            }
+            let src = forge_models::ModelFiles::hub_dataset_file(kind.repo(), file, hf_root)?;
+            let n = tsv_from_parquet(kind, &src, &dst)?;
+            tracing::info!("{}: {n} rows from {}", dst.display(), src.display());
+        }
+    }
+    Ok(out.to_path_buf())
 }
 
 #[cfg(test)]
@@ -97,6 +147,54 @@ mod tests {
         dedup.sort();
         dedup.dedup();
         assert_eq!(dedup.len(), names.len());
+    }
+
+    #[test]
+    fn text_data_comes_from_the_hugging_face_cache_when_no_folder_is_given() {
+        // A Hugging Face cache holding the Hub's parquet files (forge-data's fixtures in the
+        // Hub's layout): converted once into Forge's TSV folders and loaded from there.
+        let hf = tempfile::tempdir().unwrap();
+        let fixtures =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../forge-data/tests/fixtures/hf");
+        for (repo, files) in [
+            (
+                "datasets--stanfordnlp--sst2",
+                [("train", "sst2-train"), ("validation", "sst2-validation")],
+            ),
+            (
+                "datasets--fancyzhx--ag_news",
+                [("train", "ag_news-train"), ("test", "ag_news-test")],
+            ),
+        ] {
+            let snap = hf.path().join(repo).join("snapshots/abc123/data");
+            std::fs::create_dir_all(&snap).unwrap();
+            std::fs::create_dir_all(hf.path().join(repo).join("refs")).unwrap();
+            std::fs::write(hf.path().join(repo).join("refs/main"), "abc123").unwrap();
+            for (split, fixture) in files {
+                std::fs::copy(
+                    fixtures.join(format!("{fixture}.parquet")),
+                    snap.join(format!("{split}-00000-of-00001.parquet")),
+                )
+                .unwrap();
+            }
+        }
+        let out = tempfile::tempdir().unwrap();
+        let dir = hf_text_data_dir(Some(hf.path()), out.path()).unwrap();
+        let sst = forge_data::sst2(&dir, forge_data::TextSplit::Train).unwrap();
+        assert_eq!(sst.labels, [1, 0, 1, 0]);
+        let ag = forge_data::ag_news(&dir, forge_data::TextSplit::Eval).unwrap();
+        assert_eq!(ag.len(), 2);
+        // Converted once: a second call reuses the TSVs even without the cache.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            hf_text_data_dir(Some(empty.path()), out.path()).unwrap(),
+            dir
+        );
+        // Nothing cached and offline: a Hub error naming the dataset, fast.
+        std::env::set_var("HF_HUB_OFFLINE", "1");
+        let fresh = tempfile::tempdir().unwrap();
+        let e = hf_text_data_dir(Some(empty.path()), fresh.path()).unwrap_err();
+        assert!(e.to_string().contains("stanfordnlp/sst2"), "{e}");
     }
 
     #[test]

@@ -181,6 +181,14 @@ pub enum DataError {
     /// An operation would produce (or was given) an empty data set.
     #[error("empty data set: {0}")]
     Empty(String),
+    /// A parquet file could not be read or does not have the expected columns.
+    #[error("{path}: {reason}")]
+    Parquet {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A target value does not fit the data set's task (e.g. a class id outside `0..n_classes`).
     #[error("{dataset}: target value {value} at row {row} is not a valid label for task {task}")]
     BadLabel {

@@ -32,6 +32,9 @@ pub mod splits;
 mod table;
 pub mod tabular;
 pub mod text;
+#[cfg(feature = "parquet")]
+#[path = "text_hf.rs"]
+pub mod text_hf;
 
 pub use error::{DataError, Result};
 pub use splits::{

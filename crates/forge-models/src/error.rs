@@ -115,6 +115,18 @@ pub enum ModelError {
         /// What went wrong.
         reason: String,
     },
+    /// A dataset file could not be had from the Hugging Face cache or Hub.
+    #[error(
+        "cannot fetch {file} of dataset {dataset} from the Hugging Face cache or Hub: {reason}"
+    )]
+    HubDataset {
+        /// The dataset repository id.
+        dataset: String,
+        /// The file in the repository.
+        file: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A training hyperparameter is invalid.
     #[error("invalid training config field {field}: {reason}")]
     TrainConfig {

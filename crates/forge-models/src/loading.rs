@@ -172,6 +172,66 @@ impl ModelFiles {
         })
     }
 
+    /// A file of a Hugging Face **dataset** repository (e.g. `stanfordnlp/sst2`,
+    /// `data/train-00000-of-00001.parquet`): from the cache
+    /// (`<root>/datasets--<org>--<name>/snapshots/<revision>/<file>`, the revision from
+    /// `refs/main`, else any snapshot that has the file), else downloaded from the Hub into the
+    /// cache, failing fast offline as [`ModelFiles::from_hub`] does. `root` defaults to
+    /// [`ModelFiles::hf_cache_root`]; a download always goes to that default cache.
+    ///
+    /// # Errors
+    /// [`ModelError::HubDataset`] (not cached and offline, unreachable, unknown repository or
+    /// file).
+    pub fn hub_dataset_file(repo_id: &str, file: &str, root: Option<&Path>) -> Result<PathBuf> {
+        let root = root
+            .map(Path::to_path_buf)
+            .unwrap_or_else(Self::hf_cache_root);
+        let repo = root.join(format!("datasets--{}", repo_id.replace('/', "--")));
+        let snapshots = repo.join("snapshots");
+        if let Ok(rev) = std::fs::read_to_string(repo.join("refs").join("main")) {
+            let p = snapshots.join(rev.trim()).join(file);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&snapshots) {
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path().join(file)))
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            if let Some(p) = found.into_iter().next() {
+                return Ok(p);
+            }
+        }
+        let hub_err = |reason: String| ModelError::HubDataset {
+            dataset: repo_id.to_string(),
+            file: file.to_string(),
+            reason,
+        };
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        if offline {
+            return Err(hub_err(
+                "HF_HUB_OFFLINE is set and the file is not in the local cache".into(),
+            ));
+        }
+        let endpoint =
+            std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+        probe(&endpoint, HUB_PROBE_TIMEOUT)
+            .map_err(|e| hub_err(format!("{endpoint} is unreachable ({e})")))?;
+        let api = hf_hub::api::sync::ApiBuilder::new()
+            .with_progress(true)
+            .with_retries(0)
+            .with_cache_dir(Self::hf_cache_root())
+            .build()
+            .map_err(|e| hub_err(e.to_string()))?;
+        api.dataset(repo_id.to_string())
+            .get(file)
+            .map_err(|e| hub_err(e.to_string()))
+    }
+
     /// A local folder if `name_or_path` is one, else the Hugging Face cache, else the Hub.
     ///
     /// # Errors
