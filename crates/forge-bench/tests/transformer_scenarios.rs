@@ -6,7 +6,7 @@
 mod common;
 
 use forge_bench::scenario::{Mode, RunContext};
-use forge_bench::schema::{ConfigValue, RunRecord, StrategyKind};
+use forge_bench::schema::{RunRecord, StrategyKind};
 use forge_bench::transformer::{
     CKA_LAYERS, DL_GATE, SST2_FULL_VS_LORA, SST2_LORA_SOUP, SST2_MERGE, SST2_TO_AGNEWS,
 };
@@ -91,7 +91,10 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
     );
     let plain = record(&r, SST2_TO_AGNEWS, "all-at-once");
     assert_eq!(plain.kind, StrategyKind::Baseline);
-    assert_eq!(plain.config["source_cached"], ConfigValue::Bool(true));
+    assert_eq!(
+        plain.note.as_deref(),
+        Some(forge_bench::transformer::shared::CACHED_NOTE)
+    );
     assert!((extra(plain, "sst2_before") - full.quality).abs() < 1e-12);
     let ewc = record(&r, SST2_TO_AGNEWS, "ewc");
     for name in ["all-at-once", "ewc", "online-ewc", "progressive"] {
@@ -193,8 +196,8 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
     assert!(extra(refused, "gate_co2_kg") > 0.0);
     let pre = record(&r, DL_GATE, "from-pretrained");
     assert_eq!(
-        pre.config["source_cached"],
-        ConfigValue::Bool(true),
+        pre.note.as_deref(),
+        Some(forge_bench::transformer::shared::CACHED_NOTE),
         "AG News model reused"
     );
     let g = r

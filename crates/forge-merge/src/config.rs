@@ -41,8 +41,7 @@ use std::path::Path;
 /// What to do with a tensor whose shape differs between models, or that some models lack
 /// (backbone-only merges of models with different heads).
 ///
-/// In YAML: `mismatch: error`, `mismatch: skip` or `mismatch: {take_from: MODEL}` (YAML's tag
-/// form `!take_from MODEL` is read too).
+/// In YAML: `mismatch: error`, `mismatch: skip` or `mismatch: {take_from: MODEL}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum MismatchPolicy {
     /// Fail with [`MergeError::ShapeMismatch`] / [`MergeError::MissingTensor`] (the default).
@@ -62,14 +61,6 @@ enum MismatchRepr {
     Word(String),
     /// `{take_from: MODEL}`.
     Map { take_from: String },
-    /// `!take_from MODEL` (serde's externally tagged form).
-    Tagged(TaggedTakeFrom),
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum TaggedTakeFrom {
-    TakeFrom(String),
 }
 
 impl Serialize for MismatchPolicy {
@@ -95,9 +86,7 @@ impl<'de> Deserialize<'de> for MismatchPolicy {
                     "unknown mismatch policy {other:?}: expected error, skip or {{take_from: MODEL}}"
                 ))),
             },
-            MismatchRepr::Map { take_from } | MismatchRepr::Tagged(TaggedTakeFrom::TakeFrom(take_from)) => {
-                Ok(MismatchPolicy::TakeFrom(take_from))
-            }
+            MismatchRepr::Map { take_from } => Ok(MismatchPolicy::TakeFrom(take_from)),
         }
     }
 }
@@ -546,17 +535,14 @@ mod tests {
 
     #[test]
     fn mismatch_policy_reads_the_documented_forms_and_round_trips() {
-        let base = "merge_method: linear\nmodels:\n  - model: a\n";
+        // `take_from` must name one of the models.
+        let base = "merge_method: linear\nmodels:\n  - model: a\n  - model: models/ft1\n";
         for (yaml, want) in [
             ("mismatch: error\n", MismatchPolicy::Error),
             ("mismatch: skip\n", MismatchPolicy::Skip),
             (
                 "mismatch: {take_from: models/ft1}\n",
                 MismatchPolicy::TakeFrom("models/ft1".into()),
-            ),
-            (
-                "mismatch: !take_from a\n",
-                MismatchPolicy::TakeFrom("a".into()),
             ),
         ] {
             let c = MergeConfig::from_yaml(&format!("{base}{yaml}")).unwrap();

@@ -302,7 +302,7 @@ impl Trial for GateTrial {
         c.insert("epochs".into(), self.sizes.epochs.into());
         c.insert("n_train".into(), self.ag.train.len().into());
         c.insert("n_eval".into(), self.ag.eval.len().into());
-        c.insert("source_cached".into(), cached.into());
+        let note = cached.then(|| shared::CACHED_NOTE.to_string());
         Ok(StrategyOutcome {
             quality: eval.accuracy,
             extra_metrics: extra,
@@ -310,7 +310,7 @@ impl Trial for GateTrial {
             gradient_steps: steps,
             epochs: Some(self.sizes.epochs as u32),
             training,
-            note: None,
+            note,
             config: c,
         })
     }

@@ -25,6 +25,11 @@ use forge_models::{
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// The record note of a strategy whose model was trained earlier in the same run by another
+/// scenario and reused (its measured cost is reported, not paid twice). A note, not a `config`
+/// entry: it depends on what else ran in the process, not on what was trained.
+pub const CACHED_NOTE: &str = "reused the model trained earlier in this run";
+
 /// Sentences per evaluation batch (no backward pass: larger than the training batch).
 pub const EVAL_BATCH: usize = 64;
 
