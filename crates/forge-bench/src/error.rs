@@ -142,6 +142,78 @@ pub enum BenchError {
         /// What went wrong.
         reason: String,
     },
+    /// A shard specification (`--shard i/N`) that names no shard of the sweep.
+    #[error("invalid shard {spec:?}: {reason}")]
+    InvalidShard {
+        /// The specification as given (e.g. `5/4`).
+        spec: String,
+        /// Why it is invalid, with the bounds.
+        reason: String,
+    },
+    /// Aggregation was given no shard files.
+    #[error("no results shards given (expected shard-*-of-*.json files or a folder holding them)")]
+    NoShards,
+    /// Two shards of one aggregation disagree on something every shard of a sweep must share.
+    #[error("shards disagree on {field}: {} has {first_value}, {} has {other_value}", first.display(), other.display())]
+    ShardMismatch {
+        /// What differs (`code version`, `mode`, `seeds`, `carbon settings`, ...).
+        field: String,
+        /// The first shard file.
+        first: PathBuf,
+        /// Its value.
+        first_value: String,
+        /// The shard file that differs.
+        other: PathBuf,
+        /// Its value.
+        other_value: String,
+    },
+    /// A shard file does not hold what its header says (wrong units for its index, a missing
+    /// record).
+    #[error("results shard {}: {reason}", path.display())]
+    ShardContents {
+        /// The shard file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A work unit is covered by two shard files (the same shard given twice, or shards of two
+    /// different splits).
+    #[error("work unit {unit} is in both {} and {}", first.display(), second.display())]
+    DuplicateUnit {
+        /// The unit (`scenario/strategy/seed N`).
+        unit: String,
+        /// The first file holding it.
+        first: PathBuf,
+        /// The second file holding it.
+        second: PathBuf,
+    },
+    /// Work units of the sweep that no shard covers.
+    #[error("{count} work unit(s) missing: no shard file for shard(s) {shards} (e.g. {examples}); rerun them with --resume")]
+    MissingUnits {
+        /// The missing shards, as `i/N`, comma-separated.
+        shards: String,
+        /// Number of units missing.
+        count: usize,
+        /// The first few missing units.
+        examples: String,
+    },
+    /// Whole-machine energy tracking on a node shared by overlapping tasks: each task would
+    /// count the whole machine, so the sum would count it several times.
+    #[error("machine-mode carbon tracking on shared node {host}: shards {shards} overlapped in time there, so each measured the whole machine (double counting); use process mode (FORGE_TRACKING_MODE=process) or one task per node")]
+    SharedNodeMachineMode {
+        /// The node.
+        host: String,
+        /// The overlapping shards, as `i/N`.
+        shards: String,
+    },
+    /// Two results files differ in a field that must be equal (timing and energy excluded).
+    #[error("results differ in {count} field(s) (timing and energy ignored):\n{differences}")]
+    ResultsDiffer {
+        /// How many fields differ.
+        count: usize,
+        /// The first differences, one per line: `path: left != right`.
+        differences: String,
+    },
     /// The README has no (or a malformed) generated-results section.
     #[error("README section markers: {0}")]
     ReadmeMarkers(String),

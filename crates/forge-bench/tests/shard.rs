@@ -1,0 +1,231 @@
+//! Sharded sweeps: the aggregate of shards equals a single run (timing and energy aside), and
+//! aggregation refuses mismatched, incomplete or duplicated shard sets with named errors.
+
+mod common;
+
+use common::{fixed_ctx, FixedMeter};
+use forge_bench::runner::{self, NoProgress, RunPlan};
+use forge_bench::scenario::{Mode, Registry};
+use forge_bench::shard::{
+    aggregate, check_equal, partition, read_shard, run_shard, write_shard, ShardFile,
+    ShardOptions, ShardSpec,
+};
+use forge_bench::BenchError;
+use std::path::PathBuf;
+
+fn toy_registry() -> Registry {
+    let mut r = Registry::new();
+    r.register(Box::new(forge_bench::example::Toy)).unwrap();
+    r
+}
+
+fn toy_plan() -> RunPlan {
+    RunPlan {
+        mode: Mode::Quick,
+        seeds: vec![0, 1, 2],
+        scenarios: None,
+    }
+}
+
+fn opts(i: usize, n: usize) -> ShardOptions {
+    ShardOptions {
+        spec: ShardSpec::new(i, n).unwrap(),
+        code_version: "test".into(),
+        tracking_mode: "process".into(),
+    }
+}
+
+/// Every shard of `n` for `plan`, each measured as a task with a fixed meter.
+fn shards(reg: &Registry, plan: &RunPlan, n: usize) -> Vec<(PathBuf, ShardFile)> {
+    let ctx = fixed_ctx(1e-6);
+    let task = FixedMeter { co2_kg: 1e-3 };
+    (1..=n)
+        .map(|i| {
+            let s = run_shard(reg, plan, &ctx, &opts(i, n), Some(&task), &mut NoProgress).unwrap();
+            (PathBuf::from(format!("shard-{i}-of-{n}.json")), s)
+        })
+        .collect()
+}
+
+#[test]
+fn a_sharded_toy_run_aggregates_to_the_single_run_for_every_shard_count() {
+    let reg = toy_registry();
+    let plan = toy_plan();
+    let single = runner::run(&reg, &plan, &fixed_ctx(1e-6), &mut NoProgress).unwrap();
+    assert!(single.sweep.is_none());
+    for n in 1..=6 {
+        let agg = aggregate(&reg, &shards(&reg, &plan, n)).unwrap();
+        check_equal(&single, &agg, 0.0).unwrap_or_else(|e| panic!("{n} shards: {e}"));
+        // The fixed meter makes even the energy fields equal: the source cost is counted once.
+        assert_eq!(agg.records, single.records, "{n} shards");
+        assert_eq!(agg.source_costs, single.source_costs, "{n} shards");
+        let sw = agg.sweep.as_ref().unwrap();
+        assert_eq!((sw.shard_count, sw.shards.len()), (n, n));
+        assert!((sw.total.co2_kg - n as f64 * 1e-3).abs() < 1e-12);
+        assert_eq!(sw.nodes.len(), 1);
+        assert_eq!(sw.nodes[0].tasks, n);
+        forge_bench::validate::validate(&agg).unwrap();
+    }
+}
+
+#[test]
+fn a_sharded_classical_run_equals_the_single_run() {
+    let reg = forge_bench::registry().unwrap();
+    // Two scenarios x 1 seed: 20 units; 3 shards split trials across shards.
+    let plan = RunPlan {
+        mode: Mode::Quick,
+        seeds: vec![0],
+        scenarios: Some(vec!["diabetes".into(), "harmful-source".into()]),
+    };
+    let single = runner::run(&reg, &plan, &fixed_ctx(1e-6), &mut NoProgress).unwrap();
+    let parts = shards(&reg, &plan, 3);
+    let agg = aggregate(&reg, &parts).unwrap();
+    check_equal(&single, &agg, 0.0).unwrap();
+    assert_eq!(agg.gate, single.gate);
+    assert_eq!(agg.convergence, single.convergence);
+    assert!(agg.sweep.unwrap().extra_trials > 0, "a trial was split");
+}
+
+#[test]
+fn written_shards_read_back_and_aggregate() {
+    let reg = toy_registry();
+    let dir = tempfile::tempdir().unwrap();
+    let mut read = Vec::new();
+    for (name, s) in shards(&reg, &toy_plan(), 2) {
+        let p = dir.path().join(name);
+        write_shard(&p, &s).unwrap();
+        read.push((p.clone(), read_shard(&p).unwrap()));
+    }
+    assert_eq!(forge_bench::shard::shard_files_in(dir.path()).unwrap().len(), 2);
+    aggregate(&reg, &read).unwrap();
+    // A truncated shard (a task killed mid-write without the atomic writer) is a JSON error
+    // naming the file.
+    let p = &read[0].0;
+    let text = std::fs::read_to_string(p).unwrap();
+    std::fs::write(p, &text[..text.len() / 2]).unwrap();
+    let e = read_shard(p).unwrap_err();
+    assert!(matches!(e, BenchError::Json { .. }), "{e}");
+    assert!(e.to_string().contains("shard-1-of-2.json"), "{e}");
+}
+
+#[test]
+fn missing_shards_are_named() {
+    let reg = toy_registry();
+    let mut parts = shards(&reg, &toy_plan(), 4);
+    parts.remove(2);
+    parts.remove(0);
+    let e = aggregate(&reg, &parts).unwrap_err();
+    assert!(matches!(e, BenchError::MissingUnits { .. }), "{e}");
+    assert!(e.to_string().contains("1/4, 3/4"), "{e}");
+    assert!(e.to_string().contains("--resume"), "{e}");
+    assert!(matches!(aggregate(&reg, &[]), Err(BenchError::NoShards)));
+}
+
+#[test]
+fn a_shard_given_twice_is_a_duplicate_unit() {
+    let reg = toy_registry();
+    let mut parts = shards(&reg, &toy_plan(), 3);
+    let again = (PathBuf::from("copy-of-2.json"), parts[1].1.clone());
+    parts.push(again);
+    let e = aggregate(&reg, &parts).unwrap_err();
+    assert!(matches!(e, BenchError::DuplicateUnit { .. }), "{e}");
+    assert!(e.to_string().contains("shard-2-of-3.json"), "{e}");
+    assert!(e.to_string().contains("copy-of-2.json"), "{e}");
+}
+
+#[test]
+fn shards_of_another_split_or_run_are_refused_naming_the_field() {
+    let reg = toy_registry();
+    let base = shards(&reg, &toy_plan(), 2);
+    let field_of = |parts: &[(PathBuf, ShardFile)]| match aggregate(&reg, parts).unwrap_err() {
+        BenchError::ShardMismatch { field, .. } => field,
+        other => panic!("expected a mismatch, got {other}"),
+    };
+    let mut parts = base.clone();
+    parts[1].1.provenance.code_version = "other".into();
+    assert_eq!(field_of(&parts), "code version");
+    let mut parts = base.clone();
+    parts[1].1.run.mode = "full".into();
+    assert_eq!(field_of(&parts), "mode");
+    let mut parts = base.clone();
+    parts[1].1.run.seeds = vec![0, 1];
+    assert_eq!(field_of(&parts), "seeds");
+    let mut parts = base.clone();
+    parts[1].1.carbon.carbon_intensity_g_per_kwh = 50.0;
+    assert_eq!(field_of(&parts), "carbon settings");
+    let mut parts = base.clone();
+    parts[1].1.provenance.tracking_mode = "machine".into();
+    assert_eq!(field_of(&parts), "tracking mode");
+    // Shards of two different splits.
+    let mut parts = base.clone();
+    parts[1] = shards(&reg, &toy_plan(), 3).remove(1);
+    assert_eq!(field_of(&parts), "shard count");
+    // The carbon note is per machine (W per CPU): it may differ.
+    let mut parts = base.clone();
+    parts[1].1.carbon.note = "another node".into();
+    aggregate(&reg, &parts).unwrap();
+}
+
+#[test]
+fn a_shard_missing_a_record_or_holding_foreign_units_is_refused() {
+    let reg = toy_registry();
+    let base = shards(&reg, &toy_plan(), 2);
+    let mut parts = base.clone();
+    parts[0].1.raw.records.pop();
+    let e = aggregate(&reg, &parts).unwrap_err();
+    assert!(matches!(e, BenchError::ShardContents { .. }), "{e}");
+    assert!(e.to_string().contains("no record for its unit"), "{e}");
+    let mut parts = base.clone();
+    parts[0].1.units.pop();
+    let e = aggregate(&reg, &parts).unwrap_err();
+    assert!(e.to_string().contains("not shard 1/2's"), "{e}");
+}
+
+#[test]
+fn machine_mode_tasks_overlapping_on_one_node_are_refused() {
+    let reg = toy_registry();
+    let mut parts = shards(&reg, &toy_plan(), 2);
+    for (_, s) in parts.iter_mut() {
+        s.provenance.tracking_mode = "machine".into();
+        s.provenance.host = "node1".into();
+        s.provenance.started_unix_s = 100.0;
+        s.provenance.finished_unix_s = 200.0;
+    }
+    let e = aggregate(&reg, &parts).unwrap_err();
+    assert!(matches!(e, BenchError::SharedNodeMachineMode { .. }), "{e}");
+    assert!(e.to_string().contains("node1"), "{e}");
+    // One after the other on the node, or on two nodes: each machine counted once.
+    parts[1].1.provenance.started_unix_s = 200.0;
+    parts[1].1.provenance.finished_unix_s = 300.0;
+    aggregate(&reg, &parts).unwrap();
+    parts[1].1.provenance.started_unix_s = 100.0;
+    parts[1].1.provenance.host = "node2".into();
+    let agg = aggregate(&reg, &parts).unwrap();
+    assert_eq!(agg.sweep.unwrap().nodes.len(), 2);
+}
+
+#[test]
+fn results_that_differ_in_quality_are_named_and_timing_is_ignored() {
+    let reg = toy_registry();
+    let plan = toy_plan();
+    let a = runner::run(&reg, &plan, &fixed_ctx(1e-6), &mut NoProgress).unwrap();
+    // Another meter: every energy field differs, nothing else.
+    let b = runner::run(&reg, &plan, &fixed_ctx(7e-6), &mut NoProgress).unwrap();
+    check_equal(&a, &b, 0.0).unwrap();
+    let mut c = b.clone();
+    c.records[1].quality += 1e-3;
+    let e = check_equal(&a, &c, 0.0).unwrap_err();
+    assert!(matches!(e, BenchError::ResultsDiffer { .. }), "{e}");
+    assert!(e.to_string().contains("records[1].quality"), "{e}");
+    check_equal(&a, &c, 1e-2).unwrap();
+}
+
+#[test]
+fn more_shards_than_units_is_a_typed_error() {
+    let reg = toy_registry();
+    let e = run_shard(&reg, &toy_plan(), &fixed_ctx(1e-6), &opts(7, 7), None, &mut NoProgress)
+        .unwrap_err();
+    assert!(matches!(e, BenchError::InvalidShard { .. }), "{e}");
+    let units = runner::units_of(&[&forge_bench::example::Toy], &[0, 1, 2]);
+    assert_eq!(partition(&units, ShardSpec::new(6, 6).unwrap()).unwrap().len(), 1);
+}
