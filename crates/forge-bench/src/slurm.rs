@@ -144,6 +144,24 @@ impl SlurmOptions {
     }
 }
 
+/// Refuses whole-machine carbon tracking for array tasks that may share a node: each task
+/// would measure the whole machine, and the sum would count the node once per task. Process
+/// mode (the default) measures each task's own process and sums without double counting.
+///
+/// # Errors
+/// [`BenchError::InvalidConfig`] for `tracking_mode == "machine"` without `exclusive`.
+pub fn check_tracking_mode(tracking_mode: &str, exclusive: bool) -> Result<()> {
+    if tracking_mode == "machine" && !exclusive {
+        return Err(BenchError::config(
+            "tracking mode",
+            "machine-mode carbon tracking with array tasks that may share a node would count \
+             the node once per task; use process mode (unset FORGE_TRACKING_MODE) or give each \
+             task a node (--exclusive / \"exclusive\": true)",
+        ));
+    }
+    Ok(())
+}
+
 /// Quotes `s` for a POSIX shell (single quotes; `'` written as `'\''`).
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
@@ -345,6 +363,14 @@ mod tests {
         assert!(j.script().unwrap().contains("#SBATCH --array=3\n"));
         j.indices = vec![5];
         assert!(j.script().unwrap_err().to_string().contains("outside 1..=4"));
+    }
+
+    #[test]
+    fn machine_mode_needs_a_node_per_task() {
+        check_tracking_mode("process", false).unwrap();
+        check_tracking_mode("machine", true).unwrap();
+        let e = check_tracking_mode("machine", false).unwrap_err();
+        assert!(e.to_string().contains("once per task"), "{e}");
     }
 
     #[test]
