@@ -48,7 +48,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the benchmark scenarios and print the CO2 tables.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// A short narrative walk-through of one real domain shift.
     Story(StoryArgs),
     /// Print the tables of a results file.
@@ -220,7 +220,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(project_root()).context("cd to the project root")?;
     let verbose = cli.verbose > 0;
     match cli.cmd {
-        Cmd::Demo(a) => demo(a, verbose),
+        Cmd::Demo(a) => demo(*a, verbose),
         Cmd::Story(a) if a.which == "dl" => story::run_dl(
             a.seed,
             a.include_bad_source,
@@ -378,9 +378,7 @@ fn demo(a: DemoArgs, verbose: bool) -> Result<()> {
         (sweep::Executor::Slurm, Some(_)) => {
             bail!("--shard runs one shard here; --executor slurm runs every shard (use --shards N)")
         }
-        (sweep::Executor::Slurm, None) => {
-            return sweep::slurm(&a, &registry, &plan, &ctx, verbose)
-        }
+        (sweep::Executor::Slurm, None) => return sweep::slurm(&a, &registry, &plan, &ctx, verbose),
         (sweep::Executor::Local, Some(spec)) => {
             return sweep::shard(&a, &registry, &plan, &ctx, spec, quiet)
         }

@@ -133,7 +133,7 @@ fn default_shard_dir() -> PathBuf {
 /// `1.234e-5 kWh, 5.678e-6 kg CO2e, 12.3 s`.
 fn carbon_words(m: &Measurement) -> String {
     format!(
-        "{:.3e} kWh, {:.3e} kg CO2e, {:.1} CPU-task-s",
+        "{:.3e} kWh, {:.3e} kg CO2e, {:.1} task-s of wall time",
         m.total_kwh, m.co2_kg, m.wall_time_s
     )
 }
@@ -208,7 +208,7 @@ fn sweep_summary(sw: &SweepInfo, wall_s: f64) {
 }
 
 /// Reads the shard files in `paths` (folders expanded to their `shard-*-of-*.json`).
-fn read_shards(paths: &[PathBuf]) -> Result<Vec<(PathBuf, ShardFile)>> {
+fn read_shards(paths: &[PathBuf]) -> Result<Shards> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -229,7 +229,10 @@ fn read_shards(paths: &[PathBuf]) -> Result<Vec<(PathBuf, ShardFile)>> {
 /// `cargo xtask aggregate`.
 pub(crate) fn aggregate(a: AggregateArgs, verbose: bool) -> Result<()> {
     if !a.tolerance.is_finite() || a.tolerance < 0.0 {
-        bail!("--tolerance must be a finite number >= 0, got {}", a.tolerance);
+        bail!(
+            "--tolerance must be a finite number >= 0, got {}",
+            a.tolerance
+        );
     }
     let shards = read_shards(&a.shards)?;
     let registry = forge_bench::registry()?;
@@ -249,13 +252,8 @@ pub(crate) fn aggregate(a: AggregateArgs, verbose: bool) -> Result<()> {
     }
     if let Some(reference) = &a.check_equal {
         let r = forge_bench::io::read_results(reference)?;
-        shard::check_equal(&r, &results, a.tolerance).with_context(|| {
-            format!(
-                "{} vs {}",
-                reference.display(),
-                a.out.display()
-            )
-        })?;
+        shard::check_equal(&r, &results, a.tolerance)
+            .with_context(|| format!("{} vs {}", reference.display(), a.out.display()))?;
         eprintln!(
             "equal to {} in every field except timing and energy",
             reference.display()
@@ -314,7 +312,11 @@ fn task_args(a: &DemoArgs) -> Result<Vec<String>> {
         v.extend(["--data-dir".into(), abs(d)?]);
     }
     if let Some(m) = &a.model {
-        let m = if Path::new(m).exists() { abs(Path::new(m))? } else { m.clone() };
+        let m = if Path::new(m).exists() {
+            abs(Path::new(m))?
+        } else {
+            m.clone()
+        };
         v.extend(["--model".into(), m]);
     }
     if let Some(t) = &a.text_data_dir {
@@ -345,13 +347,14 @@ fn carbon_env() -> Vec<(String, String)> {
     v
 }
 
+/// Shard files with their paths.
+type Shards = Vec<(PathBuf, ShardFile)>;
+/// Shard indices that have no valid shard, with the reason.
+type Failed = Vec<(usize, String)>;
+
 /// The valid shards of this sweep in `job.dir`, and why each other index is not (missing,
 /// unreadable, or from another sweep).
-fn collect(
-    job: &ArrayJob,
-    code: &str,
-    run: &forge_bench::schema::RunInfo,
-) -> (Vec<(PathBuf, ShardFile)>, Vec<(usize, String)>) {
+fn collect(job: &ArrayJob, code: &str, run: &forge_bench::schema::RunInfo) -> (Shards, Failed) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for i in 1..=job.count {
@@ -366,7 +369,12 @@ fn collect(
                 let pv = &s.provenance;
                 let why = if pv.code_version != code {
                     Some(format!("code version {} (now {code})", pv.code_version))
-                } else if pv.shard != (ShardSpec { index: i, count: job.count }) {
+                } else if pv.shard
+                    != (ShardSpec {
+                        index: i,
+                        count: job.count,
+                    })
+                {
                     Some(format!("it is shard {}", pv.shard))
                 } else if s.run.mode != run.mode
                     || s.run.seeds != run.seeds

@@ -71,7 +71,14 @@ fn a_killed_task_is_reported_and_rerun_alone_by_resume_and_the_aggregate_equals_
     let sweep_s = sweep.to_str().unwrap();
     let agg = d.join("agg.json");
     let mut args = PLAN.to_vec();
-    args.extend(["--executor", "slurm", "--shards", "3", "--sweep-dir", sweep_s]);
+    args.extend([
+        "--executor",
+        "slurm",
+        "--shards",
+        "3",
+        "--sweep-dir",
+        sweep_s,
+    ]);
     args.extend(["--save-json", agg.to_str().unwrap()]);
 
     // Task 2 is killed: reported by index with its log, the others' shards are kept.
@@ -87,7 +94,10 @@ fn a_killed_task_is_reported_and_rerun_alone_by_resume_and_the_aggregate_equals_
     assert!(sweep.join("shard-3-of-3.json").is_file());
     let script = std::fs::read_to_string(sweep.join("forge-sweep.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=1-3"), "{script}");
-    assert!(!script.contains("cargo "), "tasks run the built binary: {script}");
+    assert!(
+        !script.contains("cargo "),
+        "tasks run the built binary: {script}"
+    );
 
     // --resume runs task 2 only, then aggregates.
     std::fs::remove_file(d.join("ran.txt")).unwrap();
@@ -96,7 +106,11 @@ fn a_killed_task_is_reported_and_rerun_alone_by_resume_and_the_aggregate_equals_
     let o = xtask(d, &resume, &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert_eq!(std::fs::read_to_string(d.join("ran.txt")).unwrap(), "2\n", "{t}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("ran.txt")).unwrap(),
+        "2\n",
+        "{t}"
+    );
     assert!(t.contains("Transfer vs baseline"), "{t}");
     let r = forge_bench::io::read_results(&agg).unwrap();
     let sw = r.sweep.as_ref().unwrap();
@@ -128,7 +142,11 @@ fn a_killed_task_is_reported_and_rerun_alone_by_resume_and_the_aggregate_equals_
 
     // A shard missing from the set is named.
     std::fs::remove_file(sweep.join("shard-3-of-3.json")).unwrap();
-    let o = xtask(d, &["aggregate", sweep_s, "-o", again.to_str().unwrap()], &[]);
+    let o = xtask(
+        d,
+        &["aggregate", sweep_s, "-o", again.to_str().unwrap()],
+        &[],
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("shard(s) 3/3"), "{}", text(&o));
 }
@@ -137,7 +155,11 @@ fn a_killed_task_is_reported_and_rerun_alone_by_resume_and_the_aggregate_equals_
 fn bad_shard_options_are_named_errors_and_dry_run_prints_the_script() {
     let dir = setup();
     let d = dir.path();
-    for (spec, needle) in [("5/4", "between 1 and 4"), ("0/2", "1-based"), ("two", "INDEX/COUNT")] {
+    for (spec, needle) in [
+        ("5/4", "between 1 and 4"),
+        ("0/2", "1-based"),
+        ("two", "INDEX/COUNT"),
+    ] {
         let mut args = PLAN.to_vec();
         args.extend(["--shard", spec]);
         let o = xtask(d, &args, &[]);
@@ -153,7 +175,15 @@ fn bad_shard_options_are_named_errors_and_dry_run_prints_the_script() {
     let t = text(&xtask(d, &args, &[]));
     assert!(t.contains("at most 10"), "{t}");
     let mut args = PLAN.to_vec();
-    args.extend(["--executor", "slurm", "--shards", "4", "--dry-run", "--gres", "gpu:1"]);
+    args.extend([
+        "--executor",
+        "slurm",
+        "--shards",
+        "4",
+        "--dry-run",
+        "--gres",
+        "gpu:1",
+    ]);
     args.extend(["--mem", "2G", "--partition", "short"]);
     let o = xtask(d, &args, &[("FORGE_PUE", "1.3")]);
     let t = text(&o);

@@ -154,18 +154,16 @@ pub enum BenchError {
     #[error("no results shards given (expected shard-*-of-*.json files or a folder holding them)")]
     NoShards,
     /// Two shards of one aggregation disagree on something every shard of a sweep must share.
-    #[error("shards disagree on {field}: {} has {first_value}, {} has {other_value}", first.display(), other.display())]
+    #[error("shards disagree on {field}: {} has {}, {} has {}", first.display(), values.0, other.display(), values.1)]
     ShardMismatch {
         /// What differs (`code version`, `mode`, `seeds`, `carbon settings`, ...).
         field: String,
         /// The first shard file.
         first: PathBuf,
-        /// Its value.
-        first_value: String,
         /// The shard file that differs.
         other: PathBuf,
-        /// Its value.
-        other_value: String,
+        /// The first file's value and the other's (boxed: keeps the error small).
+        values: Box<(String, String)>,
     },
     /// A shard file does not hold what its header says (wrong units for its index, a missing
     /// record).

@@ -3,9 +3,8 @@
 use crate::error::{BenchError, Result};
 use crate::scenario::{Mode, Registry, RunContext, Scenario, StrategyOutcome, StrategySpec};
 use crate::schema::{
-    Aggregate, ConvergenceCurve, ConvergenceSummary, GateRecord, MachineInfo, MeanStd,
-    ResultsFile, RunInfo, RunRecord, ScenarioSummary, SkippedScenario, SourceCost, StrategyKind,
-    SCHEMA_VERSION,
+    Aggregate, ConvergenceCurve, ConvergenceSummary, GateRecord, MachineInfo, MeanStd, ResultsFile,
+    RunInfo, RunRecord, ScenarioSummary, SkippedScenario, SourceCost, StrategyKind, SCHEMA_VERSION,
 };
 use crate::stats::mean_std;
 use std::collections::BTreeMap;
@@ -56,7 +55,9 @@ pub const CONVERGENCE_TOLERANCE: f64 = 0.005;
 
 /// One unit of work: one strategy of one scenario on one seed. A sweep is partitioned into
 /// shards of work units ([`crate::shard`]).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct WorkUnit {
     /// Scenario name.
     pub scenario: String,

@@ -39,7 +39,9 @@ use std::path::{Path, PathBuf};
 pub const SHARD_FORMAT_VERSION: u32 = 1;
 
 /// Shard `index` of `count`, 1-based (`--shard 2/4`), as Slurm numbers array tasks `1-N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ShardSpec {
     /// 1-based index, `1..=count`.
     pub index: usize,
@@ -118,7 +120,7 @@ impl std::str::FromStr for ShardSpec {
 ///
 /// # Errors
 /// [`BenchError::InvalidShard`] if there are more shards than units (a shard would be empty).
-pub fn partition<'a>(units: &'a [WorkUnit], spec: ShardSpec) -> Result<&'a [WorkUnit]> {
+pub fn partition(units: &[WorkUnit], spec: ShardSpec) -> Result<&[WorkUnit]> {
     let n = units.len();
     if spec.count > n {
         return Err(BenchError::InvalidShard {
@@ -391,16 +393,19 @@ pub fn aggregate(registry: &Registry, shards: &[(PathBuf, ShardFile)]) -> Result
                 s0.provenance.tracking_mode.clone(),
                 s.provenance.tracking_mode.clone(),
             ),
-            ("carbon settings", carbon_key(&s0.carbon), carbon_key(&s.carbon)),
+            (
+                "carbon settings",
+                carbon_key(&s0.carbon),
+                carbon_key(&s.carbon),
+            ),
         ];
         for (field, a, b) in checks {
             if a != b {
                 return Err(BenchError::ShardMismatch {
                     field: field.into(),
                     first: p0.clone(),
-                    first_value: a,
                     other: p.clone(),
-                    other_value: b,
+                    values: Box::new((a, b)),
                 });
             }
         }
@@ -473,7 +478,10 @@ pub fn aggregate(registry: &Registry, shards: &[(PathBuf, ShardFile)]) -> Result
     }
     let missing: Vec<&WorkUnit> = all.iter().filter(|u| !owner.contains_key(u)).collect();
     if !missing.is_empty() {
-        let present: BTreeSet<usize> = shards.iter().map(|(_, s)| s.provenance.shard.index).collect();
+        let present: BTreeSet<usize> = shards
+            .iter()
+            .map(|(_, s)| s.provenance.shard.index)
+            .collect();
         let absent: Vec<String> = (1..=count)
             .filter(|i| !present.contains(i))
             .map(|i| format!("{i}/{count}"))
@@ -528,8 +536,8 @@ fn check_machine_mode(shards: &[(PathBuf, ShardFile)]) -> Result<()> {
     for (i, a) in machine.iter().enumerate() {
         for b in &machine[i + 1..] {
             let (pa, pb) = (&a.provenance, &b.provenance);
-            let overlap = pa.started_unix_s < pb.finished_unix_s
-                && pb.started_unix_s < pa.finished_unix_s;
+            let overlap =
+                pa.started_unix_s < pb.finished_unix_s && pb.started_unix_s < pa.finished_unix_s;
             if pa.host == pb.host && overlap {
                 return Err(BenchError::SharedNodeMachineMode {
                     host: pa.host.clone(),
@@ -542,7 +550,8 @@ fn check_machine_mode(shards: &[(PathBuf, ShardFile)]) -> Result<()> {
 }
 
 /// The accounting rule recorded in every [`SweepInfo`].
-pub const CARBON_RULE: &str = "Each task measured its own process (scope: the task, not the machine); \
+pub const CARBON_RULE: &str =
+    "Each task measured its own process (scope: the task, not the machine); \
 the total is the sum over tasks and each node's total the sum over the tasks that ran there. \
 Process-mode measurements of different processes are disjoint, so tasks sharing a node are not \
 double counted; whole-machine (machine-mode) measurements are accepted only when no two tasks \
@@ -675,7 +684,12 @@ pub fn comparable(r: &ResultsFile) -> ResultsFile {
 
 /// The fields in which `a` and `b` differ after [`comparable`], as `path: left != right`, at
 /// most `max` of them (and the total count). Numbers within `rel_tol` (relative) are equal.
-pub fn differences(a: &ResultsFile, b: &ResultsFile, rel_tol: f64, max: usize) -> (usize, Vec<String>) {
+pub fn differences(
+    a: &ResultsFile,
+    b: &ResultsFile,
+    rel_tol: f64,
+    max: usize,
+) -> (usize, Vec<String>) {
     let to_value = |r: &ResultsFile| serde_json::to_value(comparable(r)).unwrap_or_default();
     let (va, vb) = (to_value(a), to_value(b));
     let mut out = Vec::new();
@@ -717,7 +731,12 @@ fn diff_values(
         }
         (Value::Array(x), Value::Array(y)) => {
             if x.len() != y.len() {
-                push(count, out, max, format!("{path}: {} items != {} items", x.len(), y.len()));
+                push(
+                    count,
+                    out,
+                    max,
+                    format!("{path}: {} items != {} items", x.len(), y.len()),
+                );
                 return;
             }
             for (i, (u, v)) in x.iter().zip(y).enumerate() {
@@ -725,7 +744,10 @@ fn diff_values(
             }
         }
         (Value::Number(x), Value::Number(y)) => {
-            let (u, v) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            let (u, v) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
             let equal = x == y || (u - v).abs() <= tol * u.abs().max(v.abs());
             if !equal {
                 push(count, out, max, format!("{path}: {x} != {y}"));
@@ -825,7 +847,10 @@ mod tests {
             assert!(e.to_string().contains(needle), "{s}: {e}");
             assert!(e.to_string().contains(s), "{s}: {e}");
         }
-        assert_eq!("2/4".parse::<ShardSpec>().unwrap(), ShardSpec::new(2, 4).unwrap());
+        assert_eq!(
+            "2/4".parse::<ShardSpec>().unwrap(),
+            ShardSpec::new(2, 4).unwrap()
+        );
         let e = partition(&units(3), ShardSpec::new(1, 4).unwrap()).unwrap_err();
         assert!(e.to_string().contains("at most 3"), "{e}");
     }

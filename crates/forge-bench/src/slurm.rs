@@ -92,9 +92,14 @@ impl SlurmOptions {
     /// or a value with spaces or shell syntax.
     pub fn validate(&self) -> Result<()> {
         if self.cpus_per_task == 0 {
-            return Err(BenchError::config("slurm cpus_per_task", "must be at least 1, got 0"));
+            return Err(BenchError::config(
+                "slurm cpus_per_task",
+                "must be at least 1, got 0",
+            ));
         }
-        let digits = self.mem.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+        let digits = self
+            .mem
+            .trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
         if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
             return Err(BenchError::config(
                 "slurm mem",
@@ -116,7 +121,10 @@ impl SlurmOptions {
         if !time_ok {
             return Err(BenchError::config(
                 "slurm time",
-                format!("{:?} is not a Slurm time limit (e.g. 00:30:00 or 1-00:00:00)", self.time),
+                format!(
+                    "{:?} is not a Slurm time limit (e.g. 00:30:00 or 1-00:00:00)",
+                    self.time
+                ),
             ));
         }
         for (name, v) in [
@@ -134,7 +142,11 @@ impl SlurmOptions {
                 }
             }
         }
-        if let Some(x) = self.extra.iter().find(|x| x.contains('\n') || !x.starts_with('-')) {
+        if let Some(x) = self
+            .extra
+            .iter()
+            .find(|x| x.contains('\n') || !x.starts_with('-'))
+        {
             return Err(BenchError::config(
                 "slurm extra",
                 format!("{x:?} is not one sbatch option (e.g. --qos=short)"),
@@ -164,7 +176,10 @@ pub fn check_tracking_mode(tracking_mode: &str, exclusive: bool) -> Result<()> {
 
 /// Quotes `s` for a POSIX shell (single quotes; `'` written as `'\''`).
 pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -296,7 +311,10 @@ impl ArrayJob {
         }
         s.push_str(&format!("cd {}\n", q(&self.workdir)));
         s.push_str("i=\"${SLURM_ARRAY_TASK_ID:?not an array task}\"\n");
-        s.push_str(&format!("echo \"forge shard $i/{} on $(hostname) at $(date -u +%FT%TZ)\"\n", self.count));
+        s.push_str(&format!(
+            "echo \"forge shard $i/{} on $(hostname) at $(date -u +%FT%TZ)\"\n",
+            self.count
+        ));
         let args: Vec<String> = self.args.iter().map(|a| sh_quote(a)).collect();
         s.push_str(&format!(
             "exec {} {} --shard \"$i/{}\" --shard-out {}/\"shard-$i-of-{}.json\"\n",
@@ -326,7 +344,12 @@ mod tests {
             dir: PathBuf::from("/tmp/sweep"),
             workdir: PathBuf::from("/repo"),
             binary: PathBuf::from("/repo/target/release/xtask"),
-            args: vec!["demo".into(), "--quick".into(), "--scenario".into(), "it's".into()],
+            args: vec![
+                "demo".into(),
+                "--quick".into(),
+                "--scenario".into(),
+                "it's".into(),
+            ],
             env: vec![("FORGE_PUE".into(), "1.2".into())],
         }
     }
@@ -362,7 +385,11 @@ mod tests {
         j.indices = vec![3];
         assert!(j.script().unwrap().contains("#SBATCH --array=3\n"));
         j.indices = vec![5];
-        assert!(j.script().unwrap_err().to_string().contains("outside 1..=4"));
+        assert!(j
+            .script()
+            .unwrap_err()
+            .to_string()
+            .contains("outside 1..=4"));
     }
 
     #[test]
@@ -376,17 +403,52 @@ mod tests {
     #[test]
     fn bad_options_are_named() {
         for (o, needle) in [
-            (SlurmOptions { cpus_per_task: 0, ..Default::default() }, "cpus_per_task"),
-            (SlurmOptions { mem: "lots".into(), ..Default::default() }, "mem"),
-            (SlurmOptions { time: "1:xx".into(), ..Default::default() }, "time"),
-            (SlurmOptions { partition: Some("a b".into()), ..Default::default() }, "partition"),
-            (SlurmOptions { extra: vec!["x\n#SBATCH".into()], ..Default::default() }, "extra"),
+            (
+                SlurmOptions {
+                    cpus_per_task: 0,
+                    ..Default::default()
+                },
+                "cpus_per_task",
+            ),
+            (
+                SlurmOptions {
+                    mem: "lots".into(),
+                    ..Default::default()
+                },
+                "mem",
+            ),
+            (
+                SlurmOptions {
+                    time: "1:xx".into(),
+                    ..Default::default()
+                },
+                "time",
+            ),
+            (
+                SlurmOptions {
+                    partition: Some("a b".into()),
+                    ..Default::default()
+                },
+                "partition",
+            ),
+            (
+                SlurmOptions {
+                    extra: vec!["x\n#SBATCH".into()],
+                    ..Default::default()
+                },
+                "extra",
+            ),
         ] {
             let e = o.validate().unwrap_err();
             assert!(e.to_string().contains(needle), "{e}");
         }
         for t in ["30", "10:00", "00:30:00", "2-00:00:00"] {
-            SlurmOptions { time: t.into(), ..Default::default() }.validate().unwrap();
+            SlurmOptions {
+                time: t.into(),
+                ..Default::default()
+            }
+            .validate()
+            .unwrap();
         }
     }
 
@@ -396,7 +458,10 @@ mod tests {
         let p = dir.path().join("slurm.json");
         std::fs::write(&p, r#"{"mem": "4G", "gres": "gpu:2"}"#).unwrap();
         let o = SlurmOptions::from_file(&p).unwrap();
-        assert_eq!((o.mem.as_str(), o.gres.as_deref(), o.cpus_per_task), ("4G", Some("gpu:2"), 1));
+        assert_eq!(
+            (o.mem.as_str(), o.gres.as_deref(), o.cpus_per_task),
+            ("4G", Some("gpu:2"), 1)
+        );
         std::fs::write(&p, r#"{"memory": "4G"}"#).unwrap();
         let e = SlurmOptions::from_file(&p).unwrap_err();
         assert!(e.to_string().contains("memory"), "{e}");

@@ -7,8 +7,8 @@ use common::{fixed_ctx, FixedMeter};
 use forge_bench::runner::{self, NoProgress, RunPlan};
 use forge_bench::scenario::{Mode, Registry};
 use forge_bench::shard::{
-    aggregate, check_equal, partition, read_shard, run_shard, write_shard, ShardFile,
-    ShardOptions, ShardSpec,
+    aggregate, check_equal, partition, read_shard, run_shard, write_shard, ShardFile, ShardOptions,
+    ShardSpec,
 };
 use forge_bench::BenchError;
 use std::path::PathBuf;
@@ -96,7 +96,12 @@ fn written_shards_read_back_and_aggregate() {
         write_shard(&p, &s).unwrap();
         read.push((p.clone(), read_shard(&p).unwrap()));
     }
-    assert_eq!(forge_bench::shard::shard_files_in(dir.path()).unwrap().len(), 2);
+    assert_eq!(
+        forge_bench::shard::shard_files_in(dir.path())
+            .unwrap()
+            .len(),
+        2
+    );
     aggregate(&reg, &read).unwrap();
     // A truncated shard (a task killed mid-write without the atomic writer) is a JSON error
     // naming the file.
@@ -223,9 +228,21 @@ fn results_that_differ_in_quality_are_named_and_timing_is_ignored() {
 #[test]
 fn more_shards_than_units_is_a_typed_error() {
     let reg = toy_registry();
-    let e = run_shard(&reg, &toy_plan(), &fixed_ctx(1e-6), &opts(7, 7), None, &mut NoProgress)
-        .unwrap_err();
+    let e = run_shard(
+        &reg,
+        &toy_plan(),
+        &fixed_ctx(1e-6),
+        &opts(7, 7),
+        None,
+        &mut NoProgress,
+    )
+    .unwrap_err();
     assert!(matches!(e, BenchError::InvalidShard { .. }), "{e}");
     let units = runner::units_of(&[&forge_bench::example::Toy], &[0, 1, 2]);
-    assert_eq!(partition(&units, ShardSpec::new(6, 6).unwrap()).unwrap().len(), 1);
+    assert_eq!(
+        partition(&units, ShardSpec::new(6, 6).unwrap())
+            .unwrap()
+            .len(),
+        1
+    );
 }
