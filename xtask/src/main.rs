@@ -374,6 +374,9 @@ fn demo(a: DemoArgs, verbose: bool) -> Result<()> {
     if !a.scenarios.is_empty() {
         plan.scenarios = Some(a.scenarios.clone());
     }
+    if a.sweep.executor == sweep::Executor::Local && (a.sweep.dry_run || a.sweep.resume) {
+        bail!("--dry-run and --resume apply to --executor slurm");
+    }
     match (a.sweep.executor, a.sweep.shard.as_deref()) {
         (sweep::Executor::Slurm, Some(_)) => {
             bail!("--shard runs one shard here; --executor slurm runs every shard (use --shards N)")

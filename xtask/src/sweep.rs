@@ -30,7 +30,7 @@ pub(crate) struct SweepArgs {
     /// Run only shard INDEX/COUNT of the work units (scenario x strategy x seed, split into
     /// COUNT contiguous blocks; INDEX is 1-based, 1..=COUNT) and write a results shard instead
     /// of the tables (merge the shards with `cargo xtask aggregate`).
-    #[arg(long, value_name = "INDEX/COUNT")]
+    #[arg(long, value_name = "INDEX/COUNT", conflicts_with_all = ["json", "save_json"])]
     pub(crate) shard: Option<String>,
     /// Where `--shard` writes its results shard [default:
     /// target/forge-results/shards/shard-INDEX-of-COUNT.json].

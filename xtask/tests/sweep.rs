@@ -169,6 +169,12 @@ fn bad_shard_options_are_named_errors_and_dry_run_prints_the_script() {
         assert!(t.contains(needle), "{t}");
         assert!(!t.contains("panicked"), "{t}");
     }
+    let mut args = PLAN.to_vec();
+    args.extend(["--shard", "1/2", "--json"]);
+    assert!(text(&xtask(d, &args, &[])).contains("cannot be used with"));
+    let mut args = PLAN.to_vec();
+    args.push("--resume");
+    assert!(text(&xtask(d, &args, &[])).contains("apply to --executor slurm"));
     // diabetes x 1 seed has 10 units.
     let mut args = PLAN.to_vec();
     args.extend(["--executor", "slurm", "--shards", "11", "--dry-run"]);
