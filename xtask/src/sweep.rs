@@ -252,7 +252,7 @@ pub(crate) fn aggregate(a: AggregateArgs, verbose: bool) -> Result<()> {
     }
     if let Some(reference) = &a.check_equal {
         let r = forge_bench::io::read_results(reference)?;
-        shard::check_equal(&r, &results, a.tolerance)
+        forge_bench::compare::check_equal(&r, &results, a.tolerance)
             .with_context(|| format!("{} vs {}", reference.display(), a.out.display()))?;
         eprintln!(
             "equal to {} in every field except timing and energy",

@@ -4,11 +4,11 @@
 mod common;
 
 use common::{fixed_ctx, FixedMeter};
+use forge_bench::compare::check_equal;
 use forge_bench::runner::{self, NoProgress, RunPlan};
 use forge_bench::scenario::{Mode, Registry};
 use forge_bench::shard::{
-    aggregate, check_equal, partition, read_shard, run_shard, write_shard, ShardFile, ShardOptions,
-    ShardSpec,
+    aggregate, partition, read_shard, run_shard, write_shard, ShardFile, ShardOptions, ShardSpec,
 };
 use forge_bench::BenchError;
 use std::path::PathBuf;
