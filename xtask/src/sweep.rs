@@ -454,81 +454,13 @@ pub(crate) fn slurm(
         out!("{}", job.script()?);
         return Ok(());
     }
-    if sw.resume {
-        let (ok, bad) = collect(&job, &code, &run);
-        for (i, why) in &bad {
-            let p = job.shard_path(*i);
-            if p.exists() {
-                std::fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?;
-                eprintln!("resume: shard {i}/{n} {why}; rerunning it");
-            }
-        }
-        job.indices = bad.iter().map(|(i, _)| *i).collect();
-        eprintln!(
-            "resume: {} of {n} shard(s) already done; running {}",
-            ok.len(),
-            if job.indices.is_empty() {
-                "none".to_string()
-            } else {
-                forge_bench::slurm::array_spec(&job.indices)
-            }
-        );
-    } else {
-        // A fresh sweep: no shard of an earlier one may be taken for this one's.
-        if dir.is_dir() {
-            for p in shard::shard_files_in(&dir)? {
-                std::fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?;
-            }
-        }
-    }
+    select_indices(&mut job, &code, &run, sw.resume)?;
     if !job.indices.is_empty() {
-        let logs = dir.join("logs");
-        std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
-        let script_path = dir.join("forge-sweep.sbatch");
-        forge_bench::io::write_atomic(&script_path, job.script()?.as_bytes())?;
-        eprintln!(
-            "submitting {} array task(s) [{}] of {n}: {} --wait {}",
-            job.indices.len(),
-            forge_bench::slurm::array_spec(&job.indices),
-            sw.sbatch,
-            script_path.display()
-        );
-        let t_submit = Instant::now();
-        let out = Command::new(&sw.sbatch)
-            .args(["--parsable", "--wait"])
-            .arg(&script_path)
-            .output()
-            .with_context(|| format!("run {} (is Slurm installed?)", sw.sbatch))?;
-        let job_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        eprintln!(
-            "job {} finished in {:.1} s ({})",
-            if job_id.is_empty() { "?" } else { &job_id },
-            t_submit.elapsed().as_secs_f64(),
-            out.status
-        );
-        if !out.status.success() && !err.is_empty() {
-            eprintln!("{} said: {err}", sw.sbatch);
-        }
+        submit(&job, &sw.sbatch)?;
     }
     let (shards, bad) = collect(&job, &code, &run);
     if !bad.is_empty() {
-        for (i, why) in &bad {
-            let log = job.log_path(*i);
-            eprintln!(
-                "array task {i} (shard {i}/{n}) failed: it {why}; log: {}\n{}",
-                log.display(),
-                tail(&log, 15)
-            );
-        }
-        bail!(
-            "{} of {n} array task(s) failed ({}); rerun only those with --resume",
-            bad.len(),
-            bad.iter()
-                .map(|(i, _)| i.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        return Err(failures(&job, &bad));
     }
     let results: ResultsFile = shard::aggregate(registry, &shards)?;
     if a.json {
@@ -549,4 +481,99 @@ pub(crate) fn slurm(
         dir.display()
     );
     Ok(())
+}
+
+/// Which shards to run: all of them (deleting the shard files of an earlier sweep in the
+/// folder), or with `resume` only those without a valid shard (deleting stale ones).
+fn select_indices(
+    job: &mut ArrayJob,
+    code: &str,
+    run: &forge_bench::schema::RunInfo,
+    resume: bool,
+) -> Result<()> {
+    let n = job.count;
+    if !resume {
+        // A fresh sweep: no shard of an earlier one may be taken for this one's.
+        if job.dir.is_dir() {
+            for p in shard::shard_files_in(&job.dir)? {
+                std::fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?;
+            }
+        }
+        return Ok(());
+    }
+    let (ok, bad) = collect(job, code, run);
+    for (i, why) in &bad {
+        let p = job.shard_path(*i);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?;
+            eprintln!("resume: shard {i}/{n} {why}; rerunning it");
+        }
+    }
+    job.indices = bad.iter().map(|(i, _)| *i).collect();
+    eprintln!(
+        "resume: {} of {n} shard(s) already done; running {}",
+        ok.len(),
+        if job.indices.is_empty() {
+            "none".to_string()
+        } else {
+            forge_bench::slurm::array_spec(&job.indices)
+        }
+    );
+    Ok(())
+}
+
+/// Writes the script (atomically) and runs `sbatch --parsable --wait` on it. A non-zero exit
+/// (a failed task, or a refused submission) is reported, not returned: the shards say which
+/// tasks failed.
+fn submit(job: &ArrayJob, sbatch: &str) -> Result<()> {
+    let logs = job.dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
+    let script_path = job.dir.join("forge-sweep.sbatch");
+    forge_bench::io::write_atomic(&script_path, job.script()?.as_bytes())?;
+    eprintln!(
+        "submitting {} array task(s) [{}] of {}: {sbatch} --wait {}",
+        job.indices.len(),
+        forge_bench::slurm::array_spec(&job.indices),
+        job.count,
+        script_path.display()
+    );
+    let t_submit = Instant::now();
+    let out = Command::new(sbatch)
+        .args(["--parsable", "--wait"])
+        .arg(&script_path)
+        .output()
+        .with_context(|| format!("run {sbatch} (is Slurm installed?)"))?;
+    let job_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    eprintln!(
+        "job {} finished in {:.1} s ({})",
+        if job_id.is_empty() { "?" } else { &job_id },
+        t_submit.elapsed().as_secs_f64(),
+        out.status
+    );
+    if !out.status.success() && !err.is_empty() {
+        eprintln!("{sbatch} said: {err}");
+    }
+    Ok(())
+}
+
+/// Prints each failed task with its log's path and last lines; the error to return.
+fn failures(job: &ArrayJob, bad: &[(usize, String)]) -> anyhow::Error {
+    let n = job.count;
+    for (i, why) in bad {
+        let log = job.log_path(*i);
+        eprintln!(
+            "array task {i} (shard {i}/{n}) failed: it {why}; log: {}\n{}",
+            log.display(),
+            tail(&log, 15)
+        );
+    }
+    anyhow::anyhow!(
+        "{} of {n} array task(s) failed ({}); rerun only those with --resume",
+        bad.len(),
+        bad.iter()
+            .map(|(i, _)| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
