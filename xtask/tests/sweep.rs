@@ -2,7 +2,9 @@
 //! `sbatch` that runs the array tasks of the generated script one after the other (the real
 //! Slurm runs in CI: xtask/ci-slurm.sh). A failed task is reported by index with its log, and
 //! `--resume` reruns only it; the aggregate equals a single-process run; bad shard
-//! specifications are named errors.
+//! specifications are named errors. Unix only: the stand-in is a bash script (Slurm runs on
+//! Unix).
+#![cfg(unix)]
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -53,11 +55,8 @@ fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let sb = dir.path().join("sbatch");
     std::fs::write(&sb, FAKE_SBATCH).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&sb, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sb, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
 

@@ -278,6 +278,13 @@ pub struct StrategyOutcome {
 }
 
 /// The per-seed state of a scenario.
+///
+/// A sharded sweep ([`crate::shard`]) may build the same trial in several processes, each
+/// running only some of its strategies; only the process running the baseline asks for
+/// [`Trial::source_cost`], [`Trial::convergence`] and [`Trial::gate`]. So a strategy's outcome
+/// must not depend on which other strategies ran before it in this trial, and the convergence
+/// curves and gate decision must need nothing but the baseline having run (recompute what else
+/// they need).
 pub trait Trial {
     /// Trains and evaluates one strategy.
     ///

@@ -264,6 +264,16 @@ impl ArrayJob {
                 format!("shard index {i} is outside 1..={}", self.count),
             ));
         }
+        let dir = self.dir.to_string_lossy();
+        if dir
+            .chars()
+            .any(|c| c.is_whitespace() || "'\"\\$`#".contains(c))
+        {
+            return Err(BenchError::config(
+                "sweep folder",
+                format!("{dir:?}: #SBATCH --output cannot hold spaces, quotes or shell syntax; choose another --sweep-dir"),
+            ));
+        }
         let o = &self.options;
         let q = |p: &Path| sh_quote(&p.to_string_lossy());
         let mut s = String::from("#!/bin/bash\n");
@@ -273,7 +283,7 @@ impl ArrayJob {
         s.push_str(&format!("#SBATCH --cpus-per-task={}\n", o.cpus_per_task));
         s.push_str(&format!("#SBATCH --mem={}\n", o.mem));
         s.push_str(&format!("#SBATCH --time={}\n", o.time));
-        // %a = array index; the path is quoted by sbatch's own parser only if it has no spaces.
+        // %a = array index (the folder was checked to need no quoting).
         s.push_str(&format!(
             "#SBATCH --output={}\n",
             self.dir.join("logs").join("shard-%a.log").display()
@@ -328,7 +338,8 @@ impl ArrayJob {
     }
 }
 
-#[cfg(test)]
+// Unix paths in the expected scripts (Slurm runs on Unix).
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
