@@ -423,7 +423,7 @@ pub(crate) fn slurm(
     let n = sw.shards;
     let spec = ShardSpec::new(n, n)?;
     let resolved = forge_bench::runner::resolve(registry, plan, ctx)?;
-    shard::partition(&resolved.units, spec)?;
+    shard::partition(&resolved.atoms, spec)?;
     let options = slurm_options(sw)?;
     let tracking = forge_bench::carbon::tracking_mode_from_env()?;
     forge_bench::slurm::check_tracking_mode(&tracking, options.exclusive)?;

@@ -47,8 +47,8 @@ pub fn aggregate(registry: &Registry, shards: &[(PathBuf, ShardFile)]) -> Result
             })
         })
         .collect::<Result<_>>()?;
-    let all = runner::units_of(&scenarios, &s0.run.seeds);
-    check_units(&all, shards)?;
+    let atoms = runner::atoms_of(&scenarios, &s0.run.seeds);
+    check_units(&atoms, shards)?;
     check_machine_mode(shards)?;
 
     let mut ordered: Vec<&(PathBuf, ShardFile)> = shards.iter().collect();
@@ -138,13 +138,14 @@ fn check_same_sweep(shards: &[(PathBuf, ShardFile)]) -> Result<()> {
     Ok(())
 }
 
-/// Each shard holds exactly its partition of `all` and one record per unit; together they
+/// Each shard holds exactly its partition of `atoms` and one record per unit; together they
 /// cover every unit exactly once.
-fn check_units(all: &[WorkUnit], shards: &[(PathBuf, ShardFile)]) -> Result<()> {
+fn check_units(atoms: &[Vec<WorkUnit>], shards: &[(PathBuf, ShardFile)]) -> Result<()> {
+    let all = atoms.concat();
     let count = shards.first().map_or(1, |(_, s)| s.provenance.shard.count);
     let mut owner: BTreeMap<&WorkUnit, &Path> = BTreeMap::new();
     for (p, s) in shards {
-        let want = partition(all, s.provenance.shard)?;
+        let want = partition(atoms, s.provenance.shard)?;
         if s.units.as_slice() != want {
             return Err(BenchError::ShardContents {
                 path: p.clone(),

@@ -84,6 +84,8 @@ pub struct Resolved<'a> {
     pub seeds: Vec<u64>,
     /// Every work unit, in canonical order.
     pub units: Vec<WorkUnit>,
+    /// The same units grouped into indivisible pieces ([`atoms_of`]): what shards split.
+    pub atoms: Vec<Vec<WorkUnit>>,
 }
 
 impl std::fmt::Debug for Resolved<'_> {
@@ -103,16 +105,26 @@ impl std::fmt::Debug for Resolved<'_> {
 /// The work units of `scenarios` x `seeds` in canonical order: scenario, then seed, then the
 /// scenario's own strategy order.
 pub fn units_of(scenarios: &[&dyn Scenario], seeds: &[u64]) -> Vec<WorkUnit> {
+    atoms_of(scenarios, seeds).concat()
+}
+
+/// The indivisible pieces of the work of `scenarios` x `seeds`, in canonical order: one per
+/// unit, except that the units of one trial of a scenario with [`Scenario::whole_trials`] form
+/// one piece (they must run in one process).
+pub fn atoms_of(scenarios: &[&dyn Scenario], seeds: &[u64]) -> Vec<Vec<WorkUnit>> {
     let mut out = Vec::new();
     for sc in scenarios {
         let specs = sc.strategies();
         for &seed in seeds {
-            for spec in &specs {
-                out.push(WorkUnit {
-                    scenario: sc.name().to_string(),
-                    seed,
-                    strategy: spec.name.clone(),
-                });
+            let units = specs.iter().map(|spec| WorkUnit {
+                scenario: sc.name().to_string(),
+                seed,
+                strategy: spec.name.clone(),
+            });
+            if sc.whole_trials() {
+                out.push(units.collect());
+            } else {
+                out.extend(units.map(|u| vec![u]));
             }
         }
     }
@@ -140,12 +152,13 @@ pub fn resolve<'a>(
         ));
     }
     let selection = registry.select(plan.scenarios.as_deref(), plan.mode, ctx)?;
-    let units = units_of(&selection.run, &plan.seeds);
+    let atoms = atoms_of(&selection.run, &plan.seeds);
     Ok(Resolved {
         scenarios: selection.run,
         skipped: selection.skipped,
         seeds: plan.seeds.clone(),
-        units,
+        units: atoms.concat(),
+        atoms,
     })
 }
 

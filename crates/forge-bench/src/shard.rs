@@ -113,25 +113,27 @@ impl std::str::FromStr for ShardSpec {
 }
 
 /// The units of shard `spec`: the `spec.index`-th of `spec.count` contiguous blocks of
-/// `units`, whose sizes differ by at most one. Over `1..=count` the blocks cover every unit
-/// exactly once, in order.
+/// `atoms` (the indivisible pieces of a plan, [`runner::atoms_of`]: single units, or whole
+/// trials of a scenario that needs them whole), flattened. Block sizes differ by at most one
+/// piece; over `1..=count` the blocks cover every unit exactly once, in order.
 ///
 /// # Errors
-/// [`BenchError::InvalidShard`] if there are more shards than units (a shard would be empty).
-pub fn partition(units: &[WorkUnit], spec: ShardSpec) -> Result<&[WorkUnit]> {
-    let n = units.len();
+/// [`BenchError::InvalidShard`] if there are more shards than pieces (a shard would be empty).
+pub fn partition(atoms: &[Vec<WorkUnit>], spec: ShardSpec) -> Result<Vec<WorkUnit>> {
+    let n = atoms.len();
     if spec.count > n {
         return Err(BenchError::InvalidShard {
             spec: spec.to_string(),
             reason: format!(
-                "{} shards for {n} work unit(s) would leave shards empty; use at most {n}",
-                spec.count
+                "{} shards for {n} indivisible piece(s) of work ({} unit(s)) would leave shards empty; use at most {n}",
+                spec.count,
+                atoms.iter().map(Vec::len).sum::<usize>()
             ),
         });
     }
     let lo = (spec.index - 1) * n / spec.count;
     let hi = spec.index * n / spec.count;
-    Ok(&units[lo..hi])
+    Ok(atoms[lo..hi].concat())
 }
 
 /// The Slurm job a shard ran in, from the task's environment.
@@ -260,7 +262,7 @@ pub fn run_shard(
     let started = unix_now();
     let t0 = std::time::Instant::now();
     let resolved = runner::resolve(registry, plan, ctx)?;
-    let units = partition(&resolved.units, opts.spec)?.to_vec();
+    let units = partition(&resolved.atoms, opts.spec)?;
     let mut raw = None;
     let mut exec = || -> Result<()> {
         raw = Some(runner::execute(&resolved, Some(&units), ctx, observer)?);
@@ -356,12 +358,14 @@ pub fn shard_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
 
-    fn units(n: usize) -> Vec<WorkUnit> {
+    fn units(n: usize) -> Vec<Vec<WorkUnit>> {
         (0..n)
-            .map(|i| WorkUnit {
-                scenario: format!("s{}", i / 6),
-                seed: (i / 3 % 2) as u64,
-                strategy: format!("m{}", i % 3),
+            .map(|i| {
+                vec![WorkUnit {
+                    scenario: format!("s{}", i / 6),
+                    seed: (i / 3 % 2) as u64,
+                    strategy: format!("m{}", i % 3),
+                }]
             })
             .collect()
     }
@@ -379,7 +383,7 @@ mod tests {
                     sizes.push(part.len());
                     seen.extend(part.iter().cloned());
                 }
-                assert_eq!(seen, all, "{count} shards of {total} units");
+                assert_eq!(seen, all.concat(), "{count} shards of {total} units");
                 let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
                 assert!(hi - lo <= 1, "unbalanced: {sizes:?}");
             }

@@ -238,11 +238,80 @@ fn more_shards_than_units_is_a_typed_error() {
     )
     .unwrap_err();
     assert!(matches!(e, BenchError::InvalidShard { .. }), "{e}");
-    let units = runner::units_of(&[&forge_bench::example::Toy], &[0, 1, 2]);
+    let units = runner::atoms_of(&[&forge_bench::example::Toy], &[0, 1, 2]);
     assert_eq!(
         partition(&units, ShardSpec::new(6, 6).unwrap())
             .unwrap()
             .len(),
         1
     );
+}
+
+/// The toy scenario, asking that its trials run whole.
+struct WholeToy;
+impl forge_bench::Scenario for WholeToy {
+    fn name(&self) -> &str {
+        "whole-toy"
+    }
+    fn description(&self) -> &str {
+        "the toy scenario, trials kept whole"
+    }
+    fn metric(&self) -> forge_bench::schema::Metric {
+        forge_bench::example::Toy.metric()
+    }
+    fn strategies(&self) -> Vec<forge_bench::StrategySpec> {
+        forge_bench::example::Toy.strategies()
+    }
+    fn headline_strategy(&self) -> &str {
+        forge_bench::example::Toy::TRANSFER
+    }
+    fn whole_trials(&self) -> bool {
+        true
+    }
+    fn trial(
+        &self,
+        seed: u64,
+        ctx: &forge_bench::RunContext,
+    ) -> forge_bench::Result<Box<dyn forge_bench::Trial>> {
+        forge_bench::example::Toy.trial(seed, ctx)
+    }
+}
+
+#[test]
+fn a_scenario_that_needs_whole_trials_is_split_by_trial_only() {
+    use forge_bench::Scenario;
+    let mut reg = toy_registry();
+    reg.register(Box::new(WholeToy)).unwrap();
+    let plan = toy_plan();
+    // toy: 3 seeds x 2 strategies split by unit (6 pieces); whole-toy: 3 whole trials.
+    let atoms = runner::atoms_of(&[&forge_bench::example::Toy, &WholeToy], &plan.seeds);
+    assert_eq!(atoms.len(), 9);
+    assert!(atoms[6..].iter().all(|a| a.len() == 2));
+    let single = runner::run(&reg, &plan, &fixed_ctx(1e-6), &mut NoProgress).unwrap();
+    for n in 1..=9 {
+        let parts = shards(&reg, &plan, n);
+        for (_, s) in &parts {
+            for u in s.units.iter().filter(|u| u.scenario == "whole-toy") {
+                let trial = s
+                    .units
+                    .iter()
+                    .filter(|v| v.scenario == u.scenario && v.seed == u.seed)
+                    .count();
+                assert_eq!(trial, 2, "{n} shards split a whole trial");
+            }
+        }
+        let agg = aggregate(&reg, &parts).unwrap();
+        check_equal(&single, &agg, 0.0).unwrap_or_else(|e| panic!("{n} shards: {e}"));
+    }
+    let e = run_shard(
+        &reg,
+        &plan,
+        &fixed_ctx(1e-6),
+        &opts(10, 10),
+        None,
+        &mut NoProgress,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at most 9"), "{e}");
+    assert!(WholeToy.whole_trials() && !forge_bench::example::Toy.whole_trials());
 }
