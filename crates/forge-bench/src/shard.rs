@@ -118,8 +118,11 @@ impl std::str::FromStr for ShardSpec {
 /// piece; over `1..=count` the blocks cover every unit exactly once, in order.
 ///
 /// # Errors
-/// [`BenchError::InvalidShard`] if there are more shards than pieces (a shard would be empty).
+/// [`BenchError::InvalidShard`] if there are more shards than pieces (a shard would be empty)
+/// or `spec` is not `1 <= index <= count`.
 pub fn partition(atoms: &[Vec<WorkUnit>], spec: ShardSpec) -> Result<Vec<WorkUnit>> {
+    // The fields are public (and deserialised): check them again.
+    let spec = ShardSpec::new(spec.index, spec.count)?;
     let n = atoms.len();
     if spec.count > n {
         return Err(BenchError::InvalidShard {
@@ -411,5 +414,8 @@ mod tests {
         );
         let e = partition(&units(3), ShardSpec::new(1, 4).unwrap()).unwrap_err();
         assert!(e.to_string().contains("at most 3"), "{e}");
+        // A hand-made (or deserialised) spec is checked too: no underflow.
+        let e = partition(&units(3), ShardSpec { index: 0, count: 2 }).unwrap_err();
+        assert!(e.to_string().contains("1-based"), "{e}");
     }
 }
