@@ -137,9 +137,11 @@ if [ ! -f "$local_results" ]; then
   cargo xtask demo --quick --quiet --save-json "$local_results" >/dev/null
 fi
 
-# 1 CPU and 1 GB per task: two tasks run at once on a 2-CPU node.
+# 1 CPU and 1 GB per task: two tasks run at once on a 2-CPU node. `timeout`: a wedged cluster
+# fails CI instead of hanging it (the sweep takes seconds).
+limit=600
 t0=$(date +%s)
-cargo xtask demo --quick --quiet --executor slurm --shards 4 --cpus-per-task 1 --mem 1G \
+timeout "$limit" cargo xtask demo --quick --quiet --executor slurm --shards 4 --cpus-per-task 1 --mem 1G \
   --time 00:10:00 --sweep-dir "$sweep_dir" --save-json target/forge-results/ci-slurm.json >/dev/null
 echo "ci-slurm: sweep through Slurm in $(( $(date +%s) - t0 )) s"
 cargo xtask aggregate "$sweep_dir" -o target/forge-results/ci-slurm-aggregate.json \
@@ -148,7 +150,7 @@ cargo xtask aggregate "$sweep_dir" -o target/forge-results/ci-slurm-aggregate.js
 # A killed task: its shard is gone; --resume must rerun that one task only.
 rm "$sweep_dir/shard-2-of-4.json"
 resume_log="$tmp/log/resume.txt"
-cargo xtask demo --quick --quiet --executor slurm --shards 4 --cpus-per-task 1 --mem 1G \
+timeout "$limit" cargo xtask demo --quick --quiet --executor slurm --shards 4 --cpus-per-task 1 --mem 1G \
   --time 00:10:00 --sweep-dir "$sweep_dir" --resume --save-json target/forge-results/ci-slurm.json \
   >/dev/null 2>"$resume_log" || { cat "$resume_log"; exit 1; }
 cat "$resume_log"
