@@ -315,3 +315,33 @@ fn a_scenario_that_needs_whole_trials_is_split_by_trial_only() {
     assert!(e.to_string().contains("at most 9"), "{e}");
     assert!(WholeToy.whole_trials() && !forge_bench::example::Toy.whole_trials());
 }
+
+#[test]
+fn a_sharded_transformer_run_on_a_tiny_model_equals_the_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model_with_tokenizer("tiny-bert", dir.path());
+    let text = common::tiny_sst2(&dir.path().join("text"), 240, 60);
+    let mut ctx = fixed_ctx(1e-6);
+    ctx.model_id = Some(model.display().to_string());
+    ctx.model_dir = Some(model);
+    ctx.text_data_dir = Some(text);
+    let reg = forge_bench::registry().unwrap();
+    let plan = RunPlan {
+        mode: Mode::Quick,
+        seeds: vec![0],
+        scenarios: Some(vec![forge_bench::transformer::SST2_FULL_VS_LORA.into()]),
+    };
+    common::within(300, move || {
+        let single = runner::run(&reg, &plan, &ctx, &mut NoProgress).unwrap();
+        // One strategy per shard: each shard loads the model and trains one strategy.
+        let n = single.records.len();
+        let parts: Vec<(PathBuf, ShardFile)> = (1..=n)
+            .map(|i| {
+                let s = run_shard(&reg, &plan, &ctx, &opts(i, n), None, &mut NoProgress).unwrap();
+                (PathBuf::from(format!("shard-{i}-of-{n}.json")), s)
+            })
+            .collect();
+        let agg = aggregate(&reg, &parts).unwrap();
+        check_equal(&single, &agg, 0.0).unwrap();
+    });
+}
