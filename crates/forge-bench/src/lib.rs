@@ -64,6 +64,7 @@ pub mod figures;
 pub mod gates;
 pub mod io;
 mod machine;
+pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -1,36 +1,18 @@
-//! The multi-seed runner: scenarios x seeds x strategies -> a [`ResultsFile`].
+//! The multi-seed runner: scenarios x seeds x strategies -> a [`ResultsFile`], as
+//! [`resolve`] (plan -> work units, in [`crate::plan`]) + [`execute`] (some or all units -> raw
+//! records) + [`finalize`] (raw records -> the results file).
 
 use crate::error::{BenchError, Result};
-use crate::scenario::{Mode, Registry, RunContext, Scenario, StrategyOutcome, StrategySpec};
+use crate::scenario::{Registry, RunContext, Scenario, StrategyOutcome, StrategySpec};
 use crate::schema::{
     Aggregate, ConvergenceCurve, ConvergenceSummary, GateRecord, MachineInfo, MeanStd, ResultsFile,
-    RunInfo, RunRecord, ScenarioSummary, SkippedScenario, SourceCost, StrategyKind, SCHEMA_VERSION,
+    RunInfo, RunRecord, ScenarioSummary, SourceCost, StrategyKind, SCHEMA_VERSION,
 };
 use crate::stats::mean_std;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct RunPlan {
-    /// Run size.
-    pub mode: Mode,
-    /// Seeds.
-    pub seeds: Vec<u64>,
-    /// Scenario names; `None` = the mode's default set.
-    pub scenarios: Option<Vec<String>>,
-}
-
-impl RunPlan {
-    /// The default plan of a mode: seeds `0..mode.default_seeds()`, default scenarios.
-    pub fn for_mode(mode: Mode) -> Self {
-        Self {
-            mode,
-            seeds: (0..mode.default_seeds() as u64).collect(),
-            scenarios: None,
-        }
-    }
-}
+pub use crate::plan::{atoms_of, resolve, units_of, Resolved, RunPlan, WorkUnit};
 
 /// Receives progress events (the xtask draws progress bars from them). All methods default to
 /// doing nothing.
@@ -52,115 +34,6 @@ impl Observer for NoProgress {}
 
 /// Tolerance (absolute, metric units) for "reached scratch quality" in the convergence view.
 pub const CONVERGENCE_TOLERANCE: f64 = 0.005;
-
-/// One unit of work: one strategy of one scenario on one seed. A sweep is partitioned into
-/// shards of work units ([`crate::shard`]).
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct WorkUnit {
-    /// Scenario name.
-    pub scenario: String,
-    /// Seed.
-    pub seed: u64,
-    /// Strategy name.
-    pub strategy: String,
-}
-
-impl std::fmt::Display for WorkUnit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/seed {}", self.scenario, self.strategy, self.seed)
-    }
-}
-
-/// A plan resolved against a registry: the scenarios it runs (in order), those left out, and
-/// its work units in canonical order (scenario, then seed, then the scenario's strategy order).
-pub struct Resolved<'a> {
-    /// The scenarios run, in run order.
-    pub scenarios: Vec<&'a dyn Scenario>,
-    /// Scenarios of the default selection left out for a missing resource.
-    pub skipped: Vec<SkippedScenario>,
-    /// The seeds.
-    pub seeds: Vec<u64>,
-    /// Every work unit, in canonical order.
-    pub units: Vec<WorkUnit>,
-    /// The same units grouped into indivisible pieces ([`atoms_of`]): what shards split.
-    pub atoms: Vec<Vec<WorkUnit>>,
-}
-
-impl std::fmt::Debug for Resolved<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolved")
-            .field(
-                "scenarios",
-                &self.scenarios.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            )
-            .field("skipped", &self.skipped)
-            .field("seeds", &self.seeds)
-            .field("units", &self.units.len())
-            .finish()
-    }
-}
-
-/// The work units of `scenarios` x `seeds` in canonical order: scenario, then seed, then the
-/// scenario's own strategy order.
-pub fn units_of(scenarios: &[&dyn Scenario], seeds: &[u64]) -> Vec<WorkUnit> {
-    atoms_of(scenarios, seeds).concat()
-}
-
-/// The indivisible pieces of the work of `scenarios` x `seeds`, in canonical order: one per
-/// unit, except that the units of one trial of a scenario with [`Scenario::whole_trials`] form
-/// one piece (they must run in one process).
-pub fn atoms_of(scenarios: &[&dyn Scenario], seeds: &[u64]) -> Vec<Vec<WorkUnit>> {
-    let mut out = Vec::new();
-    for sc in scenarios {
-        let specs = sc.strategies();
-        for &seed in seeds {
-            let units = specs.iter().map(|spec| WorkUnit {
-                scenario: sc.name().to_string(),
-                seed,
-                strategy: spec.name.clone(),
-            });
-            if sc.whole_trials() {
-                out.push(units.collect());
-            } else {
-                out.extend(units.map(|u| vec![u]));
-            }
-        }
-    }
-    out
-}
-
-/// Resolves `plan` against `registry` (see [`Registry::select`]).
-///
-/// # Errors
-/// [`BenchError::InvalidConfig`] for no seeds or a repeated seed,
-/// [`BenchError::UnknownScenario`] / [`BenchError::MissingResource`] for a bad selection.
-pub fn resolve<'a>(
-    registry: &'a Registry,
-    plan: &RunPlan,
-    ctx: &RunContext,
-) -> Result<Resolved<'a>> {
-    if plan.seeds.is_empty() {
-        return Err(BenchError::config("seeds", "at least one seed is required"));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    if let Some(s) = plan.seeds.iter().find(|s| !seen.insert(**s)) {
-        return Err(BenchError::config(
-            "seeds",
-            format!("seed {s} is listed twice"),
-        ));
-    }
-    let selection = registry.select(plan.scenarios.as_deref(), plan.mode, ctx)?;
-    let atoms = atoms_of(&selection.run, &plan.seeds);
-    Ok(Resolved {
-        scenarios: selection.run,
-        skipped: selection.skipped,
-        seeds: plan.seeds.clone(),
-        units: atoms.concat(),
-        atoms,
-    })
-}
 
 /// What executing some work units produced, before the cross-unit numbers (reductions against
 /// the baseline, aggregates, summaries) are computed by [`finalize`].
