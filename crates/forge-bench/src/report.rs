@@ -802,6 +802,22 @@ pub fn footer(r: &ResultsFile) -> Vec<String> {
         out.push(format!("Skipped {}: {}.", s.scenario, s.reason));
     }
     out.push(carbon_note(r));
+    if let Some(sw) = &r.sweep {
+        out.push(format!(
+            "Sweep: {} shard(s) on {} node(s) ({}); the tasks, each measured in {} mode, used \
+             {:.3e} kWh and {:.3e} kg CO2e in all (each process counted once).",
+            sw.shards.len(),
+            sw.nodes.len(),
+            sw.nodes
+                .iter()
+                .map(|n| format!("{}: {} task(s)", n.host, n.tasks))
+                .collect::<Vec<_>>()
+                .join(", "),
+            sw.tracking_mode,
+            sw.total.total_kwh,
+            sw.total.co2_kg
+        ));
+    }
     out
 }
 

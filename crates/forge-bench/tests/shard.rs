@@ -65,6 +65,14 @@ fn a_sharded_toy_run_aggregates_to_the_single_run_for_every_shard_count() {
         assert_eq!(sw.nodes.len(), 1);
         assert_eq!(sw.nodes[0].tasks, n);
         forge_bench::validate::validate(&agg).unwrap();
+        let footer = forge_bench::report::footer(&agg).join("\n");
+        assert!(
+            footer.contains(&format!("Sweep: {n} shard(s) on 1 node(s)")),
+            "{footer}"
+        );
+        assert!(!forge_bench::report::footer(&single)
+            .join("\n")
+            .contains("Sweep:"));
     }
 }
 
