@@ -128,8 +128,7 @@ fn check_same_sweep(shards: &[(PathBuf, ShardFile)]) -> Result<()> {
             if a != b {
                 return Err(BenchError::ShardMismatch {
                     field: field.into(),
-                    first: p0.clone(),
-                    other: p.clone(),
+                    files: Box::new((p0.clone(), p.clone())),
                     values: Box::new((a, b)),
                 });
             }
@@ -189,8 +188,7 @@ fn check_units(atoms: &[Vec<WorkUnit>], shards: &[(PathBuf, ShardFile)]) -> Resu
             if let Some(first) = owner.insert(u, p) {
                 return Err(BenchError::DuplicateUnit {
                     unit: u.to_string(),
-                    first: first.to_path_buf(),
-                    second: p.clone(),
+                    files: Box::new((first.to_path_buf(), p.clone())),
                 });
             }
         }

@@ -154,15 +154,13 @@ pub enum BenchError {
     #[error("no results shards given (expected shard-*-of-*.json files or a folder holding them)")]
     NoShards,
     /// Two shards of one aggregation disagree on something every shard of a sweep must share.
-    #[error("shards disagree on {field}: {} has {}, {} has {}", first.display(), values.0, other.display(), values.1)]
+    #[error("shards disagree on {field}: {} has {}, {} has {}", files.0.display(), values.0, files.1.display(), values.1)]
     ShardMismatch {
         /// What differs (`code version`, `mode`, `seeds`, `carbon settings`, ...).
         field: String,
-        /// The first shard file.
-        first: PathBuf,
-        /// The shard file that differs.
-        other: PathBuf,
-        /// The first file's value and the other's (boxed: keeps the error small).
+        /// The first shard file and the one that differs (boxed: keeps the error small).
+        files: Box<(PathBuf, PathBuf)>,
+        /// Their values, in the same order.
         values: Box<(String, String)>,
     },
     /// A shard file does not hold what its header says (wrong units for its index, a missing
@@ -176,14 +174,12 @@ pub enum BenchError {
     },
     /// A work unit is covered by two shard files (the same shard given twice, or shards of two
     /// different splits).
-    #[error("work unit {unit} is in both {} and {}", first.display(), second.display())]
+    #[error("work unit {unit} is in both {} and {}", files.0.display(), files.1.display())]
     DuplicateUnit {
         /// The unit (`scenario/strategy/seed N`).
         unit: String,
-        /// The first file holding it.
-        first: PathBuf,
-        /// The second file holding it.
-        second: PathBuf,
+        /// The first file holding it and the second (boxed: keeps the error small).
+        files: Box<(PathBuf, PathBuf)>,
     },
     /// Work units of the sweep that no shard covers.
     #[error("{count} work unit(s) missing: no shard file for shard(s) {shards} (e.g. {examples}); rerun them with --resume")]

@@ -353,3 +353,51 @@ fn a_sharded_transformer_run_on_a_tiny_model_equals_the_single_run() {
         check_equal(&single, &agg, 0.0).unwrap();
     });
 }
+
+/// Every transformer scenario on a tiny model, alone in its plan, split as finely as it allows,
+/// each shard starting with an empty model cache (as a separate process does): equal to the
+/// single run. About 45 s in debug: opt in with `FORGE_SLOW_TESTS=1`.
+#[test]
+fn every_transformer_scenario_sharded_alone_equals_its_single_run() {
+    if std::env::var("FORGE_SLOW_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipped: set FORGE_SLOW_TESTS=1 to shard every transformer scenario");
+        return;
+    }
+    use forge_bench::transformer::{
+        shared, CKA_LAYERS, DL_GATE, SST2_LORA_SOUP, SST2_MERGE, SST2_TO_AGNEWS,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model_with_tokenizer("tiny-bert", dir.path());
+    let text = common::tiny_sst2(&dir.path().join("text"), 240, 60);
+    common::tiny_ag_news(&text, 240, 80);
+    let mut ctx = fixed_ctx(1e-6);
+    ctx.model_id = Some(model.display().to_string());
+    ctx.model_dir = Some(model);
+    ctx.text_data_dir = Some(text);
+    let reg = forge_bench::registry().unwrap();
+    for sc in [
+        SST2_TO_AGNEWS,
+        SST2_MERGE,
+        SST2_LORA_SOUP,
+        CKA_LAYERS,
+        DL_GATE,
+    ] {
+        let plan = RunPlan {
+            mode: Mode::Quick,
+            seeds: vec![0],
+            scenarios: Some(vec![sc.into()]),
+        };
+        shared::clear_cache();
+        let single = runner::run(&reg, &plan, &ctx, &mut NoProgress).unwrap();
+        let n = runner::resolve(&reg, &plan, &ctx).unwrap().atoms.len();
+        let parts: Vec<(PathBuf, ShardFile)> = (1..=n)
+            .map(|i| {
+                shared::clear_cache();
+                let s = run_shard(&reg, &plan, &ctx, &opts(i, n), None, &mut NoProgress).unwrap();
+                (PathBuf::from(format!("shard-{i}-of-{n}.json")), s)
+            })
+            .collect();
+        let agg = aggregate(&reg, &parts).unwrap();
+        check_equal(&single, &agg, 0.0).unwrap_or_else(|e| panic!("{sc}, {n} shards: {e}"));
+    }
+}
