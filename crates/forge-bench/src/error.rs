@@ -32,9 +32,10 @@ pub enum BenchError {
     /// An EWC error (Fisher estimation, penalty).
     #[error(transparent)]
     Ewc(#[from] forge_ewc::EwcError),
-    /// A model-merging error.
+    /// A model-merging error (boxed: forge-merge's error is the largest of all and would make
+    /// every `Result<_, BenchError>` 128 bytes, which clippy's `result_large_err` refuses).
     #[error(transparent)]
-    Merge(#[from] forge_merge::MergeError),
+    Merge(Box<forge_merge::MergeError>),
     /// A training run of a scenario failed or diverged.
     #[error("training {strategy:?} in scenario {scenario:?} failed: {reason}")]
     Training {
@@ -215,6 +216,12 @@ pub enum BenchError {
 
 /// Result alias of forge-bench.
 pub type Result<T> = std::result::Result<T, BenchError>;
+
+impl From<forge_merge::MergeError> for BenchError {
+    fn from(e: forge_merge::MergeError) -> Self {
+        Self::Merge(Box::new(e))
+    }
+}
 
 impl BenchError {
     /// An [`BenchError::Io`] for `path`.
