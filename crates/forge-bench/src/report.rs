@@ -459,7 +459,7 @@ pub fn impact_table(r: &ResultsFile) -> Table {
     let mut rows = Vec::new();
     for s in &r.scenarios {
         let saved = s.baseline_co2_kg.mean - s.transfer_co2_kg.mean;
-        if !(saved > 0.0) {
+        if saved.is_nan() || saved <= 0.0 {
             continue;
         }
         let year = saved * EXPERIMENTS_PER_YEAR;
