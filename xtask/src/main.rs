@@ -29,6 +29,8 @@ macro_rules! out {
     }};
 }
 
+mod sweep;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -46,7 +48,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the benchmark scenarios and print the CO2 tables.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// A short narrative walk-through of one real domain shift.
     Story(StoryArgs),
     /// Print the tables of a results file.
@@ -92,6 +94,10 @@ enum Cmd {
         #[arg(long, default_value = "demo")]
         section: String,
     },
+    /// Merge results shards (`demo --shard i/N`) into one results file; refuses shards of
+    /// different code versions, modes, seeds or carbon settings, and missing or duplicated
+    /// work units, naming them.
+    Aggregate(sweep::AggregateArgs),
     /// Run the criterion benchmarks (extra arguments go to `cargo bench`).
     Bench {
         /// Arguments passed through to `cargo bench`.
@@ -136,6 +142,8 @@ struct DemoArgs {
     /// Print the scenario names (with -v, their strategies), then exit.
     #[arg(long)]
     list: bool,
+    #[command(flatten)]
+    sweep: sweep::SweepArgs,
 }
 
 #[derive(Args)]
@@ -169,7 +177,7 @@ struct StoryArgs {
     data_dir: Option<PathBuf>,
 }
 
-fn project_root() -> PathBuf {
+pub(crate) fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -177,14 +185,14 @@ fn project_root() -> PathBuf {
 }
 
 /// Where `demo` always saves its last results (under the target dir, ignored by git).
-fn last_results_path() -> PathBuf {
+pub(crate) fn last_results_path() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| project_root().join("target"));
     target.join("forge-results").join("latest.json")
 }
 
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
@@ -212,7 +220,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(project_root()).context("cd to the project root")?;
     let verbose = cli.verbose > 0;
     match cli.cmd {
-        Cmd::Demo(a) => demo(a, verbose),
+        Cmd::Demo(a) => demo(*a, verbose),
         Cmd::Story(a) if a.which == "dl" => story::run_dl(
             a.seed,
             a.include_bad_source,
@@ -243,12 +251,13 @@ fn main() -> Result<()> {
             command,
             section,
         } => readme(&results, &command, &section),
+        Cmd::Aggregate(a) => sweep::aggregate(a, verbose),
         Cmd::Bench { args } => bench(&args),
     }
 }
 
-struct Bars {
-    bar: ProgressBar,
+pub(crate) struct Bars {
+    pub(crate) bar: ProgressBar,
 }
 
 impl forge_bench::runner::Observer for Bars {
@@ -336,7 +345,7 @@ fn resolve_resources(
     Ok(())
 }
 
-fn progress_bar(quiet: bool) -> Result<ProgressBar> {
+pub(crate) fn progress_bar(quiet: bool) -> Result<ProgressBar> {
     if quiet {
         return Ok(ProgressBar::hidden());
     }
@@ -372,6 +381,19 @@ fn demo(a: DemoArgs, verbose: bool) -> Result<()> {
     if !a.scenarios.is_empty() {
         plan.scenarios = Some(a.scenarios.clone());
     }
+    if a.sweep.executor == sweep::Executor::Local && (a.sweep.dry_run || a.sweep.resume) {
+        bail!("--dry-run and --resume apply to --executor slurm");
+    }
+    match (a.sweep.executor, a.sweep.shard.as_deref()) {
+        (sweep::Executor::Slurm, Some(_)) => {
+            bail!("--shard runs one shard here; --executor slurm runs every shard (use --shards N)")
+        }
+        (sweep::Executor::Slurm, None) => return sweep::slurm(&a, &registry, &plan, &ctx, verbose),
+        (sweep::Executor::Local, Some(spec)) => {
+            return sweep::shard(&a, &registry, &plan, &ctx, spec, quiet)
+        }
+        (sweep::Executor::Local, None) => {}
+    }
     let mut obs = Bars {
         bar: progress_bar(quiet)?,
     };
@@ -383,12 +405,26 @@ fn demo(a: DemoArgs, verbose: bool) -> Result<()> {
     } else {
         print_tables(&results, verbose);
     }
+    save(&results, a.save_json.as_ref())?;
+    eprintln!(
+        "demo --{} finished in {:.1} s ({} seed(s), {} scenario(s))",
+        mode.name(),
+        t0.elapsed().as_secs_f64(),
+        results.run.seeds.len(),
+        results.run.scenarios.len()
+    );
+    Ok(())
+}
+
+/// Saves `results` to the last-results path and to `save_json`, each with a fallback path
+/// (see [`forge_bench::io::save_results`]), saying where they went.
+pub(crate) fn save(results: &forge_bench::ResultsFile, save_json: Option<&PathBuf>) -> Result<()> {
     let mut paths = vec![last_results_path()];
-    paths.extend(a.save_json.clone());
-    let saved = forge_bench::io::save_results(&results, &paths, &std::env::temp_dir())?;
+    paths.extend(save_json.cloned());
+    let saved = forge_bench::io::save_results(results, &paths, &std::env::temp_dir())?;
     for s in saved {
         match s {
-            forge_bench::io::Saved::AtPath(p) if Some(&p) == a.save_json.as_ref() => {
+            forge_bench::io::Saved::AtPath(p) if Some(&p) == save_json => {
                 eprintln!("Results written to {}", p.display());
             }
             forge_bench::io::Saved::AtPath(_) => {}
@@ -403,17 +439,10 @@ fn demo(a: DemoArgs, verbose: bool) -> Result<()> {
             ),
         }
     }
-    eprintln!(
-        "demo --{} finished in {:.1} s ({} seed(s), {} scenario(s))",
-        mode.name(),
-        t0.elapsed().as_secs_f64(),
-        results.run.seeds.len(),
-        results.run.scenarios.len()
-    );
     Ok(())
 }
 
-fn print_tables(results: &forge_bench::ResultsFile, verbose: bool) {
+pub(crate) fn print_tables(results: &forge_bench::ResultsFile, verbose: bool) {
     out!("{}", report::headline_table(results).to_text());
     if verbose {
         out!("{}", report::method_table(results).to_text());

@@ -122,3 +122,12 @@ impl Meter for CarbonMeter {
         }
     }
 }
+
+/// The forge-carbon tracking mode the environment selects (`process`, the default, or
+/// `machine`; `FORGE_TRACKING_MODE`, `CODECARBON_TRACKING_MODE` or `.codecarbon.config`).
+///
+/// # Errors
+/// [`BenchError::Carbon`] for an invalid carbon configuration in the environment.
+pub fn tracking_mode_from_env() -> Result<String> {
+    Ok(CarbonConfig::from_env()?.tracking_mode.as_str().to_string())
+}

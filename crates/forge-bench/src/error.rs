@@ -32,9 +32,10 @@ pub enum BenchError {
     /// An EWC error (Fisher estimation, penalty).
     #[error(transparent)]
     Ewc(#[from] forge_ewc::EwcError),
-    /// A model-merging error.
+    /// A model-merging error (boxed: forge-merge's error is the largest of all and would make
+    /// every `Result<_, BenchError>` 128 bytes, which clippy's `result_large_err` refuses).
     #[error(transparent)]
-    Merge(#[from] forge_merge::MergeError),
+    Merge(Box<forge_merge::MergeError>),
     /// A training run of a scenario failed or diverged.
     #[error("training {strategy:?} in scenario {scenario:?} failed: {reason}")]
     Training {
@@ -142,6 +143,72 @@ pub enum BenchError {
         /// What went wrong.
         reason: String,
     },
+    /// A shard specification (`--shard i/N`) that names no shard of the sweep.
+    #[error("invalid shard {spec:?}: {reason}")]
+    InvalidShard {
+        /// The specification as given (e.g. `5/4`).
+        spec: String,
+        /// Why it is invalid, with the bounds.
+        reason: String,
+    },
+    /// Aggregation was given no shard files.
+    #[error("no results shards given (expected shard-*-of-*.json files or a folder holding them)")]
+    NoShards,
+    /// Two shards of one aggregation disagree on something every shard of a sweep must share.
+    #[error("shards disagree on {field}: {} has {}, {} has {}", files.0.display(), values.0, files.1.display(), values.1)]
+    ShardMismatch {
+        /// What differs (`code version`, `mode`, `seeds`, `carbon settings`, ...).
+        field: String,
+        /// The first shard file and the one that differs (boxed: keeps the error small).
+        files: Box<(PathBuf, PathBuf)>,
+        /// Their values, in the same order.
+        values: Box<(String, String)>,
+    },
+    /// A shard file does not hold what its header says (wrong units for its index, a missing
+    /// record).
+    #[error("results shard {}: {reason}", path.display())]
+    ShardContents {
+        /// The shard file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A work unit is covered by two shard files (the same shard given twice, or shards of two
+    /// different splits).
+    #[error("work unit {unit} is in both {} and {}", files.0.display(), files.1.display())]
+    DuplicateUnit {
+        /// The unit (`scenario/strategy/seed N`).
+        unit: String,
+        /// The first file holding it and the second (boxed: keeps the error small).
+        files: Box<(PathBuf, PathBuf)>,
+    },
+    /// Work units of the sweep that no shard covers.
+    #[error("{count} work unit(s) missing: no shard file for shard(s) {shards} (e.g. {examples}); rerun them with --resume")]
+    MissingUnits {
+        /// The missing shards, as `i/N`, comma-separated.
+        shards: String,
+        /// Number of units missing.
+        count: usize,
+        /// The first few missing units.
+        examples: String,
+    },
+    /// Whole-machine energy tracking on a node shared by overlapping tasks: each task would
+    /// count the whole machine, so the sum would count it several times.
+    #[error("machine-mode carbon tracking on shared node {host}: shards {shards} overlapped in time there, so each measured the whole machine (double counting); use process mode (FORGE_TRACKING_MODE=process) or one task per node")]
+    SharedNodeMachineMode {
+        /// The node.
+        host: String,
+        /// The overlapping shards, as `i/N`.
+        shards: String,
+    },
+    /// Two results files differ in a field that must be equal (timing and energy excluded).
+    #[error("results differ in {count} field(s) (timing and energy ignored):\n{differences}")]
+    ResultsDiffer {
+        /// How many fields differ.
+        count: usize,
+        /// The first differences, one per line: `path: left != right`.
+        differences: String,
+    },
     /// The README has no (or a malformed) generated-results section.
     #[error("README section markers: {0}")]
     ReadmeMarkers(String),
@@ -149,6 +216,12 @@ pub enum BenchError {
 
 /// Result alias of forge-bench.
 pub type Result<T> = std::result::Result<T, BenchError>;
+
+impl From<forge_merge::MergeError> for BenchError {
+    fn from(e: forge_merge::MergeError) -> Self {
+        Self::Merge(Box::new(e))
+    }
+}
 
 impl BenchError {
     /// An [`BenchError::Io`] for `path`.

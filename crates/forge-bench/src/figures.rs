@@ -771,9 +771,12 @@ pub fn parameter_efficiency(r: &ResultsFile, path: &Path) -> Result<()> {
     })
 }
 
+/// Per scenario: per strategy, the mean over seeds of each layer's value.
+type LayerMatrices = Vec<(String, Vec<(String, Vec<f64>)>)>;
+
 /// Per scenario with per-layer similarity metrics ([`LAYER_KEY_PREFIX`]): strategy -> the mean
 /// over seeds of each layer's value.
-fn layer_matrices(r: &ResultsFile) -> Vec<(String, Vec<(String, Vec<f64>)>)> {
+fn layer_matrices(r: &ResultsFile) -> LayerMatrices {
     let mut out = Vec::new();
     for sc in with_aggregates(r) {
         let mut rows = Vec::new();

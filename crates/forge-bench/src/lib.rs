@@ -13,6 +13,10 @@
 //!   registered), the production [`context()`], and model / text-data resolution.
 //! - [`runner`]: scenarios x seeds x strategies -> [`ResultsFile`], with savings against the
 //!   baseline of the same seed and mean ± std aggregates.
+//! - [`shard`]: sweeps beyond one process: work units partitioned into shards, results shards
+//!   with their provenance, and their aggregation into the results file a single run writes
+//!   (with carbon summed per task and node); [`slurm`]: Slurm job-array scripts for them;
+//!   [`compare`]: equality of two results files except timing and energy.
 //! - [`schema`]: the JSON results schema ([`SCHEMA_VERSION`]), documented in `docs/results-schema.md`.
 //! - [`classical`]: the tabular scenarios on real data (housing, wine, titanic, cancer,
 //!   diabetes, and a negative-transfer scenario the safety gate must block).
@@ -49,19 +53,24 @@
 //! ```
 #![deny(missing_docs)]
 
+mod aggregate;
 pub mod carbon;
 pub mod catalog;
 pub mod classical;
+pub mod compare;
 mod error;
 pub mod example;
 pub mod figures;
 pub mod gates;
 pub mod io;
 mod machine;
+pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod schema;
+pub mod shard;
+pub mod slurm;
 pub mod stats;
 pub mod transformer;
 pub mod validate;

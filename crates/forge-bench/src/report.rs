@@ -459,7 +459,7 @@ pub fn impact_table(r: &ResultsFile) -> Table {
     let mut rows = Vec::new();
     for s in &r.scenarios {
         let saved = s.baseline_co2_kg.mean - s.transfer_co2_kg.mean;
-        if !(saved > 0.0) {
+        if saved.is_nan() || saved <= 0.0 {
             continue;
         }
         let year = saved * EXPERIMENTS_PER_YEAR;
@@ -802,6 +802,22 @@ pub fn footer(r: &ResultsFile) -> Vec<String> {
         out.push(format!("Skipped {}: {}.", s.scenario, s.reason));
     }
     out.push(carbon_note(r));
+    if let Some(sw) = &r.sweep {
+        out.push(format!(
+            "Sweep: {} shard(s) on {} node(s) ({}); the tasks, each measured in {} mode, used \
+             {:.3e} kWh and {:.3e} kg CO2e in all (each process counted once).",
+            sw.shards.len(),
+            sw.nodes.len(),
+            sw.nodes
+                .iter()
+                .map(|n| format!("{}: {} task(s)", n.host, n.tasks))
+                .collect::<Vec<_>>()
+                .join(", "),
+            sw.tracking_mode,
+            sw.total.total_kwh,
+            sw.total.co2_kg
+        ));
+    }
     out
 }
 

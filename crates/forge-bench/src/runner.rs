@@ -1,36 +1,18 @@
-//! The multi-seed runner: scenarios x seeds x strategies -> a [`ResultsFile`].
+//! The multi-seed runner: scenarios x seeds x strategies -> a [`ResultsFile`], as
+//! [`resolve`] (plan -> work units, in [`crate::plan`]) + [`execute`] (some or all units -> raw
+//! records) + [`finalize`] (raw records -> the results file).
 
 use crate::error::{BenchError, Result};
-use crate::scenario::{Mode, Registry, RunContext, Scenario, StrategyOutcome};
+use crate::scenario::{Registry, RunContext, Scenario, StrategyOutcome, StrategySpec};
 use crate::schema::{
-    Aggregate, ConvergenceCurve, ConvergenceSummary, MachineInfo, MeanStd, ResultsFile, RunInfo,
-    RunRecord, ScenarioSummary, SourceCost, StrategyKind, SCHEMA_VERSION,
+    Aggregate, ConvergenceCurve, ConvergenceSummary, GateRecord, MachineInfo, MeanStd, ResultsFile,
+    RunInfo, RunRecord, ScenarioSummary, SourceCost, StrategyKind, SCHEMA_VERSION,
 };
 use crate::stats::mean_std;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct RunPlan {
-    /// Run size.
-    pub mode: Mode,
-    /// Seeds.
-    pub seeds: Vec<u64>,
-    /// Scenario names; `None` = the mode's default set.
-    pub scenarios: Option<Vec<String>>,
-}
-
-impl RunPlan {
-    /// The default plan of a mode: seeds `0..mode.default_seeds()`, default scenarios.
-    pub fn for_mode(mode: Mode) -> Self {
-        Self {
-            mode,
-            seeds: (0..mode.default_seeds() as u64).collect(),
-            scenarios: None,
-        }
-    }
-}
+pub use crate::plan::{atoms_of, resolve, units_of, Resolved, RunPlan, WorkUnit};
 
 /// Receives progress events (the xtask draws progress bars from them). All methods default to
 /// doing nothing.
@@ -53,57 +35,92 @@ impl Observer for NoProgress {}
 /// Tolerance (absolute, metric units) for "reached scratch quality" in the convergence view.
 pub const CONVERGENCE_TOLERANCE: f64 = 0.005;
 
-/// Runs a plan.
+/// What executing some work units produced, before the cross-unit numbers (reductions against
+/// the baseline, aggregates, summaries) are computed by [`finalize`].
+///
+/// Records carry zeros in their baseline-relative fields. A trial's own outputs (its source
+/// cost, convergence curves and gate decision) are produced by whoever runs the trial's
+/// BASELINE unit, so each is recorded exactly once however the units are split.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RawRun {
+    /// One record per executed unit.
+    pub records: Vec<RunRecord>,
+    /// Source-model cost per scenario x seed (from the baseline unit's trial).
+    pub source_costs: Vec<SourceCost>,
+    /// Convergence curves (from the baseline unit's trial).
+    pub convergence: Vec<ConvergenceCurve>,
+    /// Gate decisions (from the baseline unit's trial).
+    pub gate: Vec<GateRecord>,
+    /// Trials (scenario x seed) built here without their baseline unit: their setup (e.g. a
+    /// source fit) ran again for this subset of strategies and is not in `source_costs`.
+    #[serde(default)]
+    pub extra_trials: usize,
+}
+
+/// Executes the units of `resolved` that are in `only` (all of them with `None`), one trial
+/// per scenario x seed that has any, in canonical order.
 ///
 /// # Errors
-/// [`BenchError::UnknownScenario`] for a bad selection, [`BenchError::InvalidConfig`] for no
-/// seeds, [`BenchError::NonFinite`] if a strategy returns a non-finite quality, and any trial error.
-pub fn run(
-    registry: &Registry,
-    plan: &RunPlan,
+/// [`BenchError::NonFinite`] if a strategy returns a non-finite quality or measurement, and any
+/// trial error.
+pub fn execute(
+    resolved: &Resolved<'_>,
+    only: Option<&[WorkUnit]>,
     ctx: &RunContext,
     observer: &mut dyn Observer,
-) -> Result<ResultsFile> {
-    if plan.seeds.is_empty() {
-        return Err(BenchError::config("seeds", "at least one seed is required"));
-    }
-    let t0 = Instant::now();
-    let selection = registry.select(plan.scenarios.as_deref(), plan.mode, ctx)?;
-    let scenarios = selection.run;
-    let total: usize = scenarios
+) -> Result<RawRun> {
+    let wanted: Option<std::collections::HashSet<&WorkUnit>> = only.map(|u| u.iter().collect());
+    let selected = |sc: &str, seed: u64, strategy: &str| -> bool {
+        wanted.as_ref().is_none_or(|w| {
+            w.contains(&WorkUnit {
+                scenario: sc.to_string(),
+                seed,
+                strategy: strategy.to_string(),
+            })
+        })
+    };
+    let total = resolved
+        .units
         .iter()
-        .map(|s| s.strategies().len())
-        .sum::<usize>()
-        * plan.seeds.len();
+        .filter(|u| selected(&u.scenario, u.seed, &u.strategy))
+        .count();
     observer.start(total);
-
-    let mut records = Vec::new();
-    let mut source_costs = Vec::new();
-    let mut convergence = Vec::new();
-    let mut gate = Vec::new();
-    for sc in &scenarios {
+    let mut raw = RawRun::default();
+    for sc in &resolved.scenarios {
         // Each scenario measures its trainings its own way (repeat short fits, or once).
         let ctx = &ctx.with_policy(sc.measure_policy());
-        for &seed in &plan.seeds {
+        let specs = sc.strategies();
+        for &seed in &resolved.seeds {
+            let mine: Vec<&StrategySpec> = specs
+                .iter()
+                .filter(|s| selected(sc.name(), seed, &s.name))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let owner = mine.iter().any(|s| s.kind == StrategyKind::Baseline);
             observer.trial(sc.name(), seed);
             let mut trial = sc.trial(seed, ctx)?;
             let source = trial.source_cost();
-            if let Some(m) = &source {
-                source_costs.push(SourceCost {
-                    scenario: sc.name().to_string(),
-                    seed,
-                    training: m.clone(),
-                });
+            if owner {
+                if let Some(m) = &source {
+                    raw.source_costs.push(SourceCost {
+                        scenario: sc.name().to_string(),
+                        seed,
+                        training: m.clone(),
+                    });
+                }
+            } else {
+                raw.extra_trials += 1;
             }
-            let mut seed_records = Vec::new();
-            for spec in sc.strategies() {
+            for spec in mine {
                 let out = trial.run(&spec.name, ctx)?;
                 check_outcome(&out, sc.name(), &spec.name)?;
                 let src_co2 = match (&source, spec.uses_source) {
                     (Some(m), true) => m.co2_kg,
                     _ => 0.0,
                 };
-                seed_records.push(RunRecord {
+                raw.records.push(RunRecord {
                     scenario: sc.name().to_string(),
                     strategy: spec.name.clone(),
                     kind: spec.kind,
@@ -125,36 +142,125 @@ pub fn run(
                 });
                 observer.strategy_done(sc.name(), seed, &spec.name);
             }
-            fill_relative(&mut seed_records);
-            records.extend(seed_records);
-            convergence.extend(trial.convergence(ctx)?);
-            if let Some(g) = trial.gate(ctx)? {
-                gate.push(g);
+            if owner {
+                raw.convergence.extend(trial.convergence(ctx)?);
+                if let Some(g) = trial.gate(ctx)? {
+                    raw.gate.push(g);
+                }
             }
         }
     }
     observer.finish();
+    Ok(raw)
+}
+
+/// Turns the raw outputs of a complete set of work units into the results file: records in
+/// canonical order with their baseline-relative fields and source-inclusive CO2 (from the one
+/// recorded source cost of each scenario x seed), aggregates, headline summaries and the
+/// convergence view. `run` names the scenarios (looked up in `registry`) and seeds.
+///
+/// Completeness is the caller's job ([`crate::shard::aggregate`] checks it); `finalize` only
+/// orders and derives.
+///
+/// # Errors
+/// [`BenchError::UnknownScenario`] for a scenario of `run` not in `registry`,
+/// [`BenchError::UnknownStrategy`] for a record of a strategy the scenario does not offer.
+pub fn finalize(
+    registry: &Registry,
+    run: RunInfo,
+    machine: MachineInfo,
+    carbon: crate::schema::CarbonSettings,
+    raw: RawRun,
+) -> Result<ResultsFile> {
+    let scenarios: Vec<&dyn Scenario> = run
+        .scenarios
+        .iter()
+        .map(|n| {
+            registry.get(n).ok_or_else(|| BenchError::UnknownScenario {
+                name: n.clone(),
+                known: registry.names().join(", "),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let specs: Vec<Vec<StrategySpec>> = scenarios.iter().map(|s| s.strategies()).collect();
+    let sc_index = |name: &str| scenarios.iter().position(|s| s.name() == name);
+    let seed_index = |seed: u64| run.seeds.iter().position(|&s| s == seed);
+    let group_key = |sc: &str, seed: u64| (sc_index(sc), seed_index(seed));
+
+    let RawRun {
+        mut records,
+        mut source_costs,
+        mut convergence,
+        mut gate,
+        ..
+    } = raw;
+    let mut keys = Vec::with_capacity(records.len());
+    for r in &records {
+        let i = sc_index(&r.scenario).ok_or_else(|| BenchError::UnknownScenario {
+            name: r.scenario.clone(),
+            known: run.scenarios.join(", "),
+        })?;
+        let j = specs[i]
+            .iter()
+            .position(|s| s.name == r.strategy)
+            .ok_or_else(|| BenchError::UnknownStrategy {
+                scenario: r.scenario.clone(),
+                strategy: r.strategy.clone(),
+            })?;
+        keys.push((i, seed_index(r.seed), j));
+    }
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&k| keys[k]);
+    let mut slots: Vec<Option<RunRecord>> = records.drain(..).map(Some).collect();
+    records = order.into_iter().filter_map(|k| slots[k].take()).collect();
+    // Stable sorts keep each trial's own order inside a scenario x seed.
+    source_costs.sort_by_key(|c| group_key(&c.scenario, c.seed));
+    convergence.sort_by_key(|c| group_key(&c.scenario, c.seed));
+    gate.sort_by_key(|g| group_key(&g.scenario, g.seed));
+
+    // Source-inclusive CO2 from the one recorded source cost of each scenario x seed.
+    let source_of: BTreeMap<(&str, u64), f64> = source_costs
+        .iter()
+        .map(|c| ((c.scenario.as_str(), c.seed), c.training.co2_kg))
+        .collect();
+    for r in records.iter_mut() {
+        let uses_source = sc_index(&r.scenario)
+            .and_then(|i| specs[i].iter().find(|s| s.name == r.strategy))
+            .is_some_and(|s| s.uses_source);
+        let src = if uses_source {
+            source_of
+                .get(&(r.scenario.as_str(), r.seed))
+                .copied()
+                .unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        r.co2_kg_with_source = r.training.co2_kg + src;
+    }
+    let mut start = 0;
+    while start < records.len() {
+        let key = (records[start].scenario.clone(), records[start].seed);
+        let end = records[start..]
+            .iter()
+            .position(|r| (r.scenario.as_str(), r.seed) != (key.0.as_str(), key.1))
+            .map_or(records.len(), |n| start + n);
+        fill_relative(&mut records[start..end]);
+        start = end;
+    }
 
     let aggregates = aggregate(&records);
     let summaries = summarize(&scenarios, &aggregates, &gate);
     let convergence_summaries = summarize_convergence(&convergence, &summaries);
     Ok(ResultsFile {
         schema_version: SCHEMA_VERSION,
-        generator: format!("forge-bench {}", env!("CARGO_PKG_VERSION")),
+        generator: generator(),
         created_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        run: RunInfo {
-            mode: plan.mode.name().to_string(),
-            seeds: plan.seeds.clone(),
-            scenarios: scenarios.iter().map(|s| s.name().to_string()).collect(),
-            min_measure_s: ctx.min_measure_s,
-            total_wall_s: t0.elapsed().as_secs_f64(),
-            skipped: selection.skipped,
-        },
-        machine: MachineInfo::detect(),
-        carbon: ctx.meter.settings(),
+        run,
+        machine,
+        carbon,
         records,
         aggregates,
         scenarios: summaries,
@@ -162,7 +268,48 @@ pub fn run(
         convergence,
         convergence_summaries,
         gate,
+        sweep: None,
     })
+}
+
+/// `forge-bench <version>`: the `generator` of every results file this build writes.
+pub fn generator() -> String {
+    format!("forge-bench {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Runs a plan in this process: [`resolve`], [`execute`] every unit, [`finalize`].
+///
+/// # Errors
+/// [`BenchError::UnknownScenario`] for a bad selection, [`BenchError::InvalidConfig`] for no
+/// seeds, [`BenchError::NonFinite`] if a strategy returns a non-finite quality, and any trial error.
+pub fn run(
+    registry: &Registry,
+    plan: &RunPlan,
+    ctx: &RunContext,
+    observer: &mut dyn Observer,
+) -> Result<ResultsFile> {
+    let t0 = Instant::now();
+    let resolved = resolve(registry, plan, ctx)?;
+    let raw = execute(&resolved, None, ctx, observer)?;
+    let run = RunInfo {
+        mode: plan.mode.name().to_string(),
+        seeds: plan.seeds.clone(),
+        scenarios: resolved
+            .scenarios
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        min_measure_s: ctx.min_measure_s,
+        total_wall_s: t0.elapsed().as_secs_f64(),
+        skipped: resolved.skipped.clone(),
+    };
+    finalize(
+        registry,
+        run,
+        MachineInfo::detect(),
+        ctx.meter.settings(),
+        raw,
+    )
 }
 
 /// Rejects a strategy outcome with a non-finite quality, metric or measurement, naming it.

@@ -278,6 +278,13 @@ pub struct StrategyOutcome {
 }
 
 /// The per-seed state of a scenario.
+///
+/// A sharded sweep ([`crate::shard`]) may build the same trial in several processes, each
+/// running only some of its strategies; only the process running the baseline records
+/// [`Trial::source_cost`], [`Trial::convergence`] and [`Trial::gate`]. So, unless its scenario
+/// asks for [`Scenario::whole_trials`], a strategy's outcome must not depend on which other
+/// strategies ran before it in this trial, and the convergence curves and gate decision must
+/// need nothing but the baseline having run (recompute what else they need).
 pub trait Trial {
     /// Trains and evaluates one strategy.
     ///
@@ -328,6 +335,13 @@ pub trait Scenario: Send + Sync {
     /// that trains for more than a fraction of a second.
     fn measure_policy(&self) -> MeasurePolicy {
         MeasurePolicy::Once
+    }
+    /// Whether a sharded sweep must run all strategies of one of its trials in one process:
+    /// `true` for a scenario whose strategies or gate use each other's results (e.g. a gate
+    /// judged against the outcomes of several strategies), or whose set-up is too costly to
+    /// repeat per shard. The default, `false`, lets shards split a trial by strategy.
+    fn whole_trials(&self) -> bool {
+        false
     }
     /// Resources it needs besides the tabular data (a model, text data). Scenarios whose
     /// resources are missing are skipped from the default selection, with the reason.

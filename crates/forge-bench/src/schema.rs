@@ -16,10 +16,12 @@ use std::collections::BTreeMap;
 /// - 2: adds `config` per record, `wording` and `measure_policy` per scenario summary, `subject`
 ///   per gate decision, `skipped` per run, and names the convergence summary's fields after the
 ///   scenario's baseline (`baseline_final`, `baseline_epochs`; version 1's `scratch_*` still read).
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: adds the optional `sweep` section (shards, per-task and per-node carbon totals), present
+///   only in a results file aggregated from shards (`cargo xtask aggregate`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Schema versions this build reads (older files get defaults for the fields added since).
-pub const READABLE_SCHEMA_VERSIONS: [u32; 2] = [1, 2];
+pub const READABLE_SCHEMA_VERSIONS: [u32; 3] = [1, 2, 3];
 
 /// One value of a record's `config` map (model id, rank, learning rate, ...).
 ///
@@ -459,6 +461,66 @@ pub struct ResultsFile {
     pub convergence_summaries: Vec<ConvergenceSummary>,
     /// Transfer gate decisions.
     pub gate: Vec<GateRecord>,
+    /// v3: how a sharded sweep ran (shards, hosts, per-task and per-node carbon totals); absent
+    /// for a run in one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepInfo>,
+}
+
+/// How a sharded sweep ran: one entry per shard (task), carbon summed per node and overall.
+///
+/// Every task measures its own process (forge-carbon's `process` tracking mode), so the task
+/// totals are disjoint and add up, also when tasks share a node. A whole-machine measurement
+/// (`machine` mode) is only accepted when no two tasks overlapped in time on one node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepInfo {
+    /// The code version every shard was produced by (git commit, or the crate version).
+    pub code_version: String,
+    /// Number of shards the units were split into.
+    pub shard_count: usize,
+    /// forge-carbon tracking mode of the task measurements (`process` or `machine`).
+    pub tracking_mode: String,
+    /// Trials (scenario x seed) that more than one shard had to build: their set-up (e.g. the
+    /// source fit) is in the task totals of each, but in `source_costs` once.
+    pub extra_trials: usize,
+    /// One entry per shard, in shard order.
+    pub shards: Vec<ShardSummary>,
+    /// Task totals summed per host, in order of first appearance.
+    pub nodes: Vec<NodeTotal>,
+    /// Task totals summed over every shard (each process counted once).
+    pub total: Measurement,
+    /// The accounting rule, in words.
+    pub rule: String,
+}
+
+/// One shard of a sweep, as recorded in [`SweepInfo`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// 1-based shard index.
+    pub index: usize,
+    /// Host the shard ran on.
+    pub host: String,
+    /// Work units it ran.
+    pub units: usize,
+    /// Start, seconds since the Unix epoch.
+    pub started_unix_s: f64,
+    /// End, seconds since the Unix epoch.
+    pub finished_unix_s: f64,
+    /// Slurm job and array task (`<job>_<task>`), when it ran under Slurm.
+    pub slurm_job: Option<String>,
+    /// The whole task's own measurement (process start-up excluded), if it was measured.
+    pub task: Option<Measurement>,
+}
+
+/// Task totals of one host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeTotal {
+    /// Host name.
+    pub host: String,
+    /// Shards that ran there.
+    pub tasks: usize,
+    /// Their measurements summed.
+    pub total: Measurement,
 }
 
 /// The cost of training a scenario's source model for one seed.

@@ -133,6 +133,20 @@ pub fn float_fields(r: &ResultsFile) -> Vec<(String, f64)> {
             }
         }
     }
+    if let Some(sw) = &r.sweep {
+        for (i, sh) in sw.shards.iter().enumerate() {
+            let p = format!("sweep.shards[{i}]");
+            push(format!("{p}.started_unix_s"), sh.started_unix_s);
+            push(format!("{p}.finished_unix_s"), sh.finished_unix_s);
+            if let Some(t) = &sh.task {
+                meas(&mut push, &format!("{p}.task"), t);
+            }
+        }
+        for (i, n) in sw.nodes.iter().enumerate() {
+            meas(&mut push, &format!("sweep.nodes[{i}].total"), &n.total);
+        }
+        meas(&mut push, "sweep.total", &sw.total);
+    }
     out
 }
 
