@@ -155,9 +155,13 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
     let w = extra(flow, "flow_weight_r8");
     assert!(w > 0.0 && w < 1.0, "{w}");
     assert!(flow.trainable_params > 0 && flow.gradient_steps > 0);
+    // Fewer optimizer steps than the adapter's own training (32 sentences x 5 epochs in batches
+    // of 8 vs 200 sentences in batches of 8); energy is not compared, it is timing noise here.
     assert!(
-        flow.training.co2_kg < r4.training.co2_kg,
-        "a gate is cheaper than an adapter"
+        flow.gradient_steps < r4.gradient_steps,
+        "{} vs {}",
+        flow.gradient_steps,
+        r4.gradient_steps
     );
 
     // cka-layers: one CKA per hidden state, the fine-tuned models reused.
