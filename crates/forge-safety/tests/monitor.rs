@@ -79,6 +79,26 @@ fn train_epoch(m: &Mlp, opt: &mut candle_nn::AdamW, x: &Tensor, y: &Tensor) {
 fn pretrained() -> (VarMap, Vec<(String, Tensor)>) {
     let vm = VarMap::new();
     let m = Mlp::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    // candle initialises from an unseeded RNG: re-initialise every weight from a seeded one
+    // (scaled normal, biases zero), so that the test is the same every run.
+    {
+        let mut rng = seeded_rng(11);
+        let data = vm.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let v: &Var = &data[name];
+            let dims = v.dims().to_vec();
+            let t = if name.ends_with("bias") {
+                Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap()
+            } else {
+                let fan_in = *dims.last().unwrap_or(&1) as f64;
+                (randn(&dims, DType::F32, &Device::Cpu, &mut rng).unwrap() * fan_in.sqrt().recip())
+                    .unwrap()
+            };
+            v.set(&t).unwrap();
+        }
+    }
     let (x, y) = data(400, 1);
     let mut opt = candle_nn::AdamW::new(
         vm.all_vars(),
