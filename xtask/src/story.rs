@@ -258,7 +258,22 @@ pub fn run_dl(
         verdict(&from_sst)
     );
     if include_bad {
-        gate_lines(&g);
+        println!(
+            "     #{:.0} random-init encoder         {}",
+            bad.as_ref().map_or(0.0, rank),
+            bad.as_ref().map_or_else(|| "?".to_string(), verdict)
+        );
+        for st in g.statistics.iter().filter(|st| st.flagged) {
+            println!(
+                "        {:<24} {:>9.4}  (threshold {:.3})  <- flagged",
+                st.name,
+                st.value,
+                st.threshold.unwrap_or(f64::NAN)
+            );
+        }
+        for r in &g.reasons {
+            println!("        - {r}");
+        }
     }
     println!(
         "   Fine-tuned on AG News: from pretrained acc {:.3} ({}), from SST-2 acc {:.3} ({}).",
