@@ -375,7 +375,6 @@ impl Trial for AgTrial {
         c.insert("n_train".into(), self.ag.train.len().into());
         c.insert("n_eval".into(), self.ag.eval.len().into());
         c.insert("n_train_source".into(), self.sst.train.len().into());
-        let note = self.source.cached.then(|| shared::CACHED_NOTE.to_string());
         if matches!(method, Continual::Ewc | Continual::OnlineEwc) {
             c.insert("ewc_lambda".into(), EWC_LAMBDA.into());
             c.insert("fisher".into(), "true-exact".into());
@@ -391,7 +390,7 @@ impl Trial for AgTrial {
             gradient_steps: steps,
             epochs: Some(self.sizes.epochs as u32),
             training,
-            note,
+            note: None,
             config: c,
         })
     }

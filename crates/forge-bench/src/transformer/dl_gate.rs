@@ -120,6 +120,11 @@ impl Scenario for DlGate {
     fn measure_policy(&self) -> MeasurePolicy {
         MeasurePolicy::Once
     }
+    /// The gate record is judged against the outcomes of every candidate's training, and the
+    /// ranking (three feature extractions) is the trial's set-up: never split across shards.
+    fn whole_trials(&self) -> bool {
+        true
+    }
     fn requires(&self) -> Requirements {
         Requirements {
             model: true,
@@ -220,12 +225,8 @@ fn verdict_code(v: Verdict) -> f64 {
 }
 
 impl GateTrial {
-    /// The candidate fine-tuned on AG News: `(model, training, steps, cached)`.
-    fn train(
-        &self,
-        source: Source,
-        ctx: &RunContext,
-    ) -> Result<(AnyClassifier, Measurement, u64, bool)> {
+    /// The candidate fine-tuned on AG News: `(model, training, steps)`.
+    fn train(&self, source: Source, ctx: &RunContext) -> Result<(AnyClassifier, Measurement, u64)> {
         if source == Source::Pretrained {
             // The AG News model of sst2-merge / cka-layers when it ran in this process.
             let ft = shared::fine_tuned(
@@ -237,7 +238,7 @@ impl GateTrial {
                 self.seed,
                 &self.ag,
             )?;
-            return Ok((ft.model, ft.training, ft.steps, ft.cached));
+            return Ok((ft.model, ft.training, ft.steps));
         }
         let config = shared::train_config(&self.sizes, FULL_LR, self.seed);
         let ((model, steps), training) = ctx.measure_once(|| {
@@ -250,7 +251,7 @@ impl GateTrial {
             let h = fine_tune(&mut model, &self.ag.train, None, &config, &mut Hooks::new())?;
             Ok((model, h.steps as u64))
         })?;
-        Ok((model, training, steps, false))
+        Ok((model, training, steps))
     }
 }
 
@@ -263,7 +264,7 @@ impl Trial for GateTrial {
                 scenario: DL_GATE.into(),
                 strategy: name.into(),
             })?;
-        let (mut model, training, steps, cached) = self.train(source, ctx)?;
+        let (mut model, training, steps) = self.train(source, ctx)?;
         let config = shared::train_config(&self.sizes, FULL_LR, self.seed);
         let eval = evaluate(&mut model, &self.ag.eval, &config)?;
         self.outcomes.insert(source.candidate(), eval.accuracy);
@@ -302,7 +303,6 @@ impl Trial for GateTrial {
         c.insert("epochs".into(), self.sizes.epochs.into());
         c.insert("n_train".into(), self.ag.train.len().into());
         c.insert("n_eval".into(), self.ag.eval.len().into());
-        let note = cached.then(|| shared::CACHED_NOTE.to_string());
         Ok(StrategyOutcome {
             quality: eval.accuracy,
             extra_metrics: extra,
@@ -310,7 +310,7 @@ impl Trial for GateTrial {
             gradient_steps: steps,
             epochs: Some(self.sizes.epochs as u32),
             training,
-            note,
+            note: None,
             config: c,
         })
     }

@@ -437,7 +437,6 @@ impl Trial for SoupTrial {
             c.insert("rank".into(), rank.into());
             c.insert("lr".into(), LORA_LR.into());
             c.insert("epochs".into(), self.sizes.epochs.into());
-            let note = m.cached.then(|| shared::CACHED_NOTE.to_string());
             extra.insert(
                 metric::STORAGE_BYTES.to_string(),
                 super::storage::dir_bytes(dir)? as f64,
@@ -450,7 +449,7 @@ impl Trial for SoupTrial {
                 gradient_steps: m.steps,
                 epochs: Some(self.sizes.epochs as u32),
                 training: m.training.clone(),
-                note,
+                note: None,
                 config: c,
             });
         }

@@ -286,7 +286,6 @@ impl Trial for MergeTrial {
         };
         if let Some((m, lr)) = fine_tuned {
             c.insert("lr".into(), lr.into());
-            let note = m.cached.then(|| shared::CACHED_NOTE.to_string());
             let mut model = m.model.try_clone_deep()?;
             let params = forge_lora::count_parameters(&mut model);
             return Ok(StrategyOutcome {
@@ -296,7 +295,7 @@ impl Trial for MergeTrial {
                 gradient_steps: m.steps,
                 epochs: Some(self.sizes.epochs as u32),
                 training: m.training.clone(),
-                note,
+                note: None,
                 config: c,
             });
         }

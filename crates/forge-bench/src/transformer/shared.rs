@@ -25,11 +25,6 @@ use forge_models::{
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The record note of a strategy whose model was trained earlier in the same run by another
-/// scenario and reused (its measured cost is reported, not paid twice). A note, not a `config`
-/// entry: it depends on what else ran in the process, not on what was trained.
-pub const CACHED_NOTE: &str = "reused the model trained earlier in this run";
-
 /// Sentences per evaluation batch (no backward pass: larger than the training batch).
 pub const EVAL_BATCH: usize = 64;
 
@@ -310,6 +305,13 @@ pub fn adapted(
         lr_bits: lr.to_bits(),
     };
     if let Some(e) = lookup(&key) {
+        // Not recorded in the results (it depends on what else ran in the process, and a
+        // sharded run must equal a single one): the reused measurement is identical instead.
+        tracing::info!(
+            "{scenario}: reusing the {} {} model (seed {seed}) trained earlier in this run",
+            task.name(),
+            strategy.name()
+        );
         return Ok(FineTuned {
             model: e.model.try_clone_deep()?,
             training: e.training.clone(),
