@@ -823,17 +823,31 @@ pub fn layer_similarity(r: &ResultsFile, path: &Path) -> Result<()> {
                 .margin(25)
                 .x_label_area_size(90)
                 .y_label_area_size(520)
-                .build_cartesian_2d(0.0..cols as f64, 0.0..rows.len() as f64)
+                .build_cartesian_2d(-0.5..cols as f64 - 0.5, -0.5..rows.len() as f64 - 0.5)
                 .map_err(plot_err(fig))?;
             let names: Vec<String> = rows.iter().map(|(n, _)| n.clone()).collect();
+            // Cells are centred on integer coordinates, so that the axis labels sit on them.
+            let at = |v: f64| (v - v.round()).abs() < 1e-6 && v >= -1e-6;
             chart
                 .configure_mesh()
                 .disable_mesh()
-                .x_labels(cols)
-                .y_labels(rows.len())
+                .x_labels(cols + 1)
+                .y_labels(rows.len() + 1)
                 .x_desc("hidden state (0 = embeddings)")
-                .x_label_formatter(&|x| format!("{}", x.floor() as i64))
-                .y_label_formatter(&|y| names.get(y.floor() as usize).cloned().unwrap_or_default())
+                .x_label_formatter(&|x| {
+                    if at(*x) {
+                        format!("{}", x.round() as i64)
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_label_formatter(&|y| {
+                    if at(*y) {
+                        names.get(y.round() as usize).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
                 .label_style((FONT, 30))
                 .axis_desc_style((FONT, 36))
                 .draw()
@@ -850,7 +864,7 @@ pub fn layer_similarity(r: &ResultsFile, path: &Path) -> Result<()> {
                     let (x, y) = (ci as f64, ri as f64);
                     chart
                         .draw_series(std::iter::once(Rectangle::new(
-                            [(x + 0.02, y + 0.04), (x + 0.98, y + 0.96)],
+                            [(x - 0.48, y - 0.46), (x + 0.48, y + 0.46)],
                             c.filled(),
                         )))
                         .map_err(plot_err(fig))?;
@@ -858,8 +872,8 @@ pub fn layer_similarity(r: &ResultsFile, path: &Path) -> Result<()> {
                     chart
                         .draw_series(std::iter::once(Text::new(
                             format!("{v:.2}"),
-                            (x + 0.5, y + 0.5),
-                            TextStyle::from((FONT, 30).into_font())
+                            (x, y),
+                            TextStyle::from((FONT, 34).into_font())
                                 .color(&fg)
                                 .pos(Pos::new(HPos::Center, VPos::Center)),
                         )))

@@ -430,20 +430,79 @@ pub fn metric_tables(r: &ResultsFile) -> Vec<Table> {
                     .collect()
             })
             .collect();
-        out.push(Table {
-            title: format!(
-                "{sc}: further metrics (mean over {} seed(s))",
-                r.run.seeds.len()
-            ),
-            headers: ["Strategy".to_string(), format!("Quality ({metric})")]
-                .into_iter()
-                .chain(keys.iter().map(|k| k.to_string()))
-                .collect(),
-            rows,
-            notes: Vec::new(),
-        });
+        let title = format!(
+            "{sc}: further metrics (mean over {} seed(s))",
+            r.run.seeds.len()
+        );
+        let headers: Vec<String> = ["Strategy".to_string(), format!("Quality ({metric})")]
+            .into_iter()
+            .chain(keys.iter().map(|k| k.to_string()))
+            .collect();
+        out.extend(split_to_width(title, headers, rows, 2));
     }
     out
+}
+
+/// Splits a table whose text would be wider than [`TERMINAL_WIDTH`] into several with the same
+/// first `fixed` columns and consecutive groups of the others (titles of the later ones marked
+/// "continued"); a table that fits is returned as is.
+fn split_to_width(
+    title: String,
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+    fixed: usize,
+) -> Vec<Table> {
+    let width = |i: usize| {
+        rows.iter()
+            .filter_map(|r| r.get(i))
+            .map(|c| c.chars().count())
+            .chain(std::iter::once(headers[i].chars().count()))
+            .max()
+            .unwrap_or(0)
+    };
+    let fixed = fixed.min(headers.len());
+    let base: usize = (0..fixed).map(|i| width(i) + 2).sum();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut used = base;
+    for i in fixed..headers.len() {
+        let w = width(i) + 2;
+        match groups.last_mut() {
+            Some(g) if used + w <= TERMINAL_WIDTH + 2 => g.push(i),
+            _ => {
+                groups.push(vec![i]);
+                used = base;
+            }
+        }
+        used += w;
+    }
+    if groups.len() <= 1 {
+        return vec![Table {
+            title,
+            headers,
+            rows,
+            notes: Vec::new(),
+        }];
+    }
+    let pick = |cells: &[String], g: &[usize]| -> Vec<String> {
+        (0..fixed)
+            .chain(g.iter().copied())
+            .map(|i| cells.get(i).cloned().unwrap_or_default())
+            .collect()
+    };
+    groups
+        .iter()
+        .enumerate()
+        .map(|(k, g)| Table {
+            title: if k == 0 {
+                title.clone()
+            } else {
+                format!("{title} (continued)")
+            },
+            headers: pick(&headers, g),
+            rows: rows.iter().map(|r| pick(r, g)).collect(),
+            notes: Vec::new(),
+        })
+        .collect()
 }
 
 /// Experiments a year in the impact arithmetic (the seed's figure for a team that fine-tunes
@@ -939,6 +998,32 @@ mod tests {
         let spliced = splice_readme_section(&two, "transformer", "dl").unwrap();
         assert_eq!(spliced, format!("{out}{b}\ndl\n{e}\n"));
         assert_eq!(splice_readme(&spliced, "new table").unwrap(), spliced);
+    }
+
+    #[test]
+    fn wide_metric_tables_are_split_to_the_terminal_width() {
+        let headers: Vec<String> = ["Strategy", "Quality"]
+            .into_iter()
+            .map(String::from)
+            .chain((0..12).map(|i| format!("cka_layer_{i}")))
+            .collect();
+        let rows = vec![(0..14).map(|i| format!("{i}.000")).collect::<Vec<_>>(); 3];
+        let tables = split_to_width("t".into(), headers.clone(), rows.clone(), 2);
+        assert!(tables.len() >= 2);
+        let mut seen = 0;
+        for (k, t) in tables.iter().enumerate() {
+            assert_eq!(&t.headers[..2], &headers[..2]);
+            seen += t.headers.len() - 2;
+            for line in t.to_text().lines() {
+                assert!(line.chars().count() <= TERMINAL_WIDTH, "{line}");
+            }
+            assert_eq!(t.title.contains("continued"), k > 0);
+        }
+        assert_eq!(seen, 12, "every column kept once");
+        // A narrow table is returned as is.
+        let one = split_to_width("t".into(), headers[..4].to_vec(), rows, 2);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].headers.len(), 4);
     }
 
     #[test]
