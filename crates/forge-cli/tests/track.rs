@@ -148,7 +148,11 @@ fn cpu_bound_children_are_counted() {
         );
     }
     assert!(e["energy_kwh"].as_f64().unwrap() > 0.0);
-    assert!(v["processes_seen"].as_u64().unwrap() >= 2, "{v}");
+    // The children's CPU time above is what proves they are counted (the shell itself does no
+    // work). How many processes the sampler saw depends on the load: children of ~0.2 s can
+    // start and end between two samples (seen: 1 on a loaded CI machine), so only the shell is
+    // required here.
+    assert!(v["processes_seen"].as_u64().unwrap() >= 1, "{v}");
     let (h, rows) = read_csv(&csv_path);
     let energy: f64 = rows[0][col(&h, "energy_consumed")].parse().unwrap();
     assert!((energy - e["energy_kwh"].as_f64().unwrap()).abs() <= 1e-12 + 1e-9 * energy);
