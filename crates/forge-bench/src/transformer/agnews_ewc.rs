@@ -168,10 +168,7 @@ impl Scenario for Sst2ToAgNews {
         MeasurePolicy::Once
     }
     fn requires(&self) -> Requirements {
-        Requirements {
-            model: true,
-            text_data: true,
-        }
+        shared::MODEL_AND_TEXT
     }
     fn wording(&self) -> Wording {
         Wording {
@@ -200,10 +197,7 @@ impl Scenario for Sst2ToAgNews {
         let mut model = source.model.try_clone_deep()?;
         let (fisher, fisher_cost) =
             ctx.measure_once(|| fisher_of(&mut model, &sst.train, n_fisher, &sizes))?;
-        let model_id = ctx
-            .model_id
-            .clone()
-            .unwrap_or_else(|| files.dir.display().to_string());
+        let model_id = shared::model_id(ctx, &files);
         Ok(Box::new(AgTrial {
             seed,
             sizes,

@@ -109,10 +109,7 @@ impl Scenario for CkaLayers {
         MeasurePolicy::Once
     }
     fn requires(&self) -> Requirements {
-        Requirements {
-            model: true,
-            text_data: true,
-        }
+        shared::MODEL_AND_TEXT
     }
     fn wording(&self) -> Wording {
         Wording {
@@ -138,10 +135,7 @@ impl Scenario for CkaLayers {
             shared::fine_tuned(self.name(), ctx, Task::Sst2, &sizes, FULL_LR, seed, &sst)?;
         let ag_model =
             shared::fine_tuned(self.name(), ctx, Task::AgNews, &sizes, FULL_LR, seed, &ag)?;
-        let model_id = ctx
-            .model_id
-            .clone()
-            .unwrap_or_else(|| files.dir.display().to_string());
+        let model_id = shared::model_id(ctx, &files);
         Ok(Box::new(CkaTrial {
             seed,
             sizes,

@@ -126,10 +126,7 @@ impl Scenario for DlGate {
         true
     }
     fn requires(&self) -> Requirements {
-        Requirements {
-            model: true,
-            text_data: true,
-        }
+        shared::MODEL_AND_TEXT
     }
     fn wording(&self) -> Wording {
         Wording {
@@ -185,10 +182,7 @@ impl Scenario for DlGate {
                 &EncoderGateConfig::default().with_seed(seed),
             )?)
         })?;
-        let model_id = ctx
-            .model_id
-            .clone()
-            .unwrap_or_else(|| files.dir.display().to_string());
+        let model_id = shared::model_id(ctx, &files);
         Ok(Box::new(GateTrial {
             seed,
             sizes,

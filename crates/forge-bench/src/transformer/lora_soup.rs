@@ -171,10 +171,7 @@ impl Scenario for Sst2LoraSoup {
         MeasurePolicy::Once
     }
     fn requires(&self) -> Requirements {
-        Requirements {
-            model: true,
-            text_data: true,
-        }
+        shared::MODEL_AND_TEXT
     }
     fn wording(&self) -> Wording {
         Wording {
@@ -225,10 +222,7 @@ impl Scenario for Sst2LoraSoup {
             })?;
             forge_lora::save_adapter(&mut m.model.try_clone_deep()?, cfg, dir)?;
         }
-        let model_id = ctx
-            .model_id
-            .clone()
-            .unwrap_or_else(|| files.dir.display().to_string());
+        let model_id = shared::model_id(ctx, &files);
         let n_flow = flow_samples(ctx.mode).min(sst.train.len());
         Ok(Box::new(SoupTrial {
             seed,

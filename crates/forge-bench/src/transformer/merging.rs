@@ -187,10 +187,7 @@ impl Scenario for Sst2Merge {
         MeasurePolicy::Once
     }
     fn requires(&self) -> Requirements {
-        Requirements {
-            model: true,
-            text_data: true,
-        }
+        shared::MODEL_AND_TEXT
     }
     fn wording(&self) -> Wording {
         Wording {
@@ -216,10 +213,7 @@ impl Scenario for Sst2Merge {
         let a = shared::fine_tuned(self.name(), ctx, Task::Sst2, &sizes, LR_A, seed, &sst)?;
         let b = shared::fine_tuned(self.name(), ctx, Task::Sst2, &sizes, LR_B, seed, &sst)?;
         let agm = shared::fine_tuned(self.name(), ctx, Task::AgNews, &sizes, LR_AG, seed, &ag)?;
-        let model_id = ctx
-            .model_id
-            .clone()
-            .unwrap_or_else(|| files.dir.display().to_string());
+        let model_id = shared::model_id(ctx, &files);
         let mut base = shared::pretrained_with_head(&files, Task::Sst2.classes(), seed, ctx)?;
         let base_sd = base.state_dict()?;
         let mut a_model = a.model.try_clone_deep()?;

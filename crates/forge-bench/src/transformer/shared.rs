@@ -25,6 +25,20 @@ use forge_models::{
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// What every transformer scenario needs: a model folder and the text data.
+pub const MODEL_AND_TEXT: crate::scenario::Requirements = crate::scenario::Requirements {
+    model: true,
+    text_data: true,
+};
+
+/// How the model was asked for (`--model` / `FORGE_MODEL`), else its folder: the `model` entry
+/// of every record's `config`.
+pub fn model_id(ctx: &RunContext, files: &ModelFiles) -> String {
+    ctx.model_id
+        .clone()
+        .unwrap_or_else(|| files.dir.display().to_string())
+}
+
 /// Sentences per evaluation batch (no backward pass: larger than the training batch).
 pub const EVAL_BATCH: usize = 64;
 

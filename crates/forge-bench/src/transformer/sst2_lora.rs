@@ -88,10 +88,7 @@ impl Scenario for Sst2FullVsLora {
         MeasurePolicy::Once
     }
     fn requires(&self) -> Requirements {
-        Requirements {
-            model: true,
-            text_data: true,
-        }
+        shared::MODEL_AND_TEXT
     }
     fn wording(&self) -> Wording {
         Wording {
@@ -114,10 +111,7 @@ impl Scenario for Sst2FullVsLora {
         let sizes = TextSizes::for_mode(ctx.mode);
         let (files, tok) = model_and_tokenizer(self.name(), ctx, sizes.max_length)?;
         let (train, eval) = sst2_splits(self.name(), ctx, &sizes, &tok, seed)?;
-        let model_id = ctx
-            .model_id
-            .clone()
-            .unwrap_or_else(|| files.dir.display().to_string());
+        let model_id = shared::model_id(ctx, &files);
         Ok(Box::new(Sst2Trial {
             strategies: self.strategies.clone(),
             seed,
