@@ -4,7 +4,9 @@
 //!
 //! CPU time = `getrusage(RUSAGE_SELF)` + `getrusage(RUSAGE_CHILDREN)` (every descendant that
 //! has been waited for, transitively: a child's rusage includes the children it waited for) +
-//! `utime + stime + cutime + cstime` from `/proc/<pid>/stat` of each descendant still alive.
+//! `utime + stime + cutime + cstime` from `/proc/<pid>/stat` of each descendant not yet reaped
+//! (alive, or a zombie: a descendant that exited after forge's last `waitpid` is in neither
+//! rusage, and was missed before this was counted).
 //! `forge track` makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`), so descendants
 //! orphaned by their parent are re-parented to it and reaped by it, and their CPU time is counted
 //! too. The order (rusage first, then /proc) can only miss a process reaped between the two
@@ -76,7 +78,8 @@ fn all_processes() -> Vec<ProcStat> {
         .collect()
 }
 
-/// The live (non-zombie) descendants of `root` among `procs`, `root` excluded.
+/// The descendants of `root` among `procs`, `root` excluded, zombies (exited, not yet reaped)
+/// included: filter on [`ProcStat::state`] for the live ones.
 pub fn descendants(root: i32, procs: &[ProcStat]) -> Vec<ProcStat> {
     let mut children: HashMap<i32, Vec<&ProcStat>> = HashMap::new();
     for p in procs {
@@ -89,9 +92,7 @@ pub fn descendants(root: i32, procs: &[ProcStat]) -> Vec<ProcStat> {
         for c in children.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
             if c.pid != root && seen.insert(c.pid) {
                 stack.push(c.pid);
-                if c.state != 'Z' {
-                    out.push(**c);
-                }
+                out.push(**c);
             }
         }
     }
@@ -171,9 +172,11 @@ impl TreeProbe {
         }
     }
 
-    /// The live descendants now.
+    /// The live descendants now (zombies left out).
     pub fn live_descendants(&self) -> Vec<ProcStat> {
-        descendants(self.root, &all_processes())
+        let mut d = descendants(self.root, &all_processes());
+        d.retain(|p| p.state != 'Z');
+        d
     }
 
     /// Takes one memory sample of the live descendants and remembers the pids seen.
@@ -239,8 +242,12 @@ impl ProcessProbe for TreeProbe {
 
     fn process_tree_cpu_time_s(&self) -> f64 {
         let reaped = rusage_s(libc::RUSAGE_SELF) + rusage_s(libc::RUSAGE_CHILDREN);
-        let live: u64 = self.live_descendants().iter().map(|p| p.cpu_ticks).sum();
-        reaped + live as f64 * self.tick_s
+        // zombies too: a descendant that exited after the last reap is in neither rusage yet
+        let unreaped: u64 = descendants(self.root, &all_processes())
+            .iter()
+            .map(|p| p.cpu_ticks)
+            .sum();
+        reaped + unreaped as f64 * self.tick_s
     }
 
     fn logical_cpus(&self) -> usize {
@@ -319,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn descendants_follow_the_tree_and_skip_zombies() {
+    fn descendants_follow_the_tree_and_keep_zombies() {
         let p = |pid, ppid, state| ProcStat {
             pid,
             ppid,
@@ -336,6 +343,6 @@ mod tests {
         ];
         let mut d: Vec<i32> = descendants(10, &procs).iter().map(|p| p.pid).collect();
         d.sort();
-        assert_eq!(d, vec![11, 12]);
+        assert_eq!(d, vec![11, 12, 13]);
     }
 }
