@@ -29,6 +29,7 @@ macro_rules! out {
     }};
 }
 
+mod speed;
 mod sweep;
 
 #[derive(Parser)]
@@ -98,12 +99,10 @@ enum Cmd {
     /// different code versions, modes, seeds or carbon settings, and missing or duplicated
     /// work units, naming them.
     Aggregate(sweep::AggregateArgs),
-    /// Run the criterion benchmarks (extra arguments go to `cargo bench`).
-    Bench {
-        /// Arguments passed through to `cargo bench`.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Time Forge's forward, LoRA step, full step, Fisher batch and merge at DistilBERT-base and
+    /// MiniLM dimensions; with --python, side by side with PyTorch (ratios, peak RSS, CPU use).
+    /// `--criterion -- ARGS` runs the criterion benchmarks instead.
+    Bench(Box<speed::BenchArgs>),
 }
 
 #[derive(Args)]
@@ -252,7 +251,7 @@ fn main() -> Result<()> {
             section,
         } => readme(&results, &command, &section),
         Cmd::Aggregate(a) => sweep::aggregate(a, verbose),
-        Cmd::Bench { args } => bench(&args),
+        Cmd::Bench(a) => speed::bench(*a),
     }
 }
 
@@ -556,15 +555,3 @@ fn readme(results: &Path, command: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn bench(args: &[String]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .arg("bench")
-        .args(args)
-        .status()
-        .context("run cargo bench")?;
-    if !status.success() {
-        bail!("cargo bench failed: {status}");
-    }
-    Ok(())
-}

@@ -71,6 +71,7 @@ pub mod scenario;
 pub mod schema;
 pub mod shard;
 pub mod slurm;
+pub mod speed;
 pub mod stats;
 pub mod transformer;
 pub mod validate;
