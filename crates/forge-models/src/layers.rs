@@ -1,7 +1,9 @@
 //! Building blocks with a backward pass: layer norm, embeddings, dropout, attention, pooling.
 //!
 //! candle's fused `LayerNorm` and `softmax_last_dim` have no backward pass (gradients silently
-//! stop there); everything here is composed of differentiable candle ops.
+//! stop there). Layer norm, exact GELU and the attention softmax run as Forge's own fused
+//! kernels with a backward pass on the CPU in f32 (`kernels`), and as differentiable candle
+//! ops everywhere else.
 
 use crate::config::Activation;
 use crate::{ModelError, Result};
@@ -29,6 +31,11 @@ impl LayerNorm {
     /// # Errors
     /// Candle errors on a shape mismatch.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (w, b) = (self.weight.tensor(), self.bias.tensor());
+        if crate::kernels::eligible(x) && crate::kernels::eligible(&w) && crate::kernels::eligible(&b)
+        {
+            return crate::kernels::layer_norm(x, &w, &b, self.eps);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -117,6 +124,7 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> candle_core::Result<Tensor> {
 /// Candle errors only.
 pub fn activate(x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
     match act {
+        Activation::Gelu if crate::kernels::eligible(x) => crate::kernels::gelu_erf(x),
         Activation::Gelu => x.gelu_erf(),
         Activation::GeluTanh => x.gelu(),
         Activation::Relu => x.relu(),
@@ -167,8 +175,12 @@ pub fn self_attention(
     let q = (split(q_lin.forward_t(x, train)?)? * (1.0 / (hd as f64).sqrt()))?;
     let k = split(k_lin.forward_t(x, train)?)?;
     let v = split(v_lin.forward_t(x, train)?)?;
-    let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+    let scores = q.matmul(&k.t()?)?;
+    let probs = if crate::kernels::eligible(&scores) && crate::kernels::eligible(mask) {
+        crate::kernels::masked_softmax(&scores, mask)?
+    } else {
+        candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?
+    };
     let probs = dropout(&probs, attn_dropout, train)?;
     probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, dim))
 }

@@ -43,6 +43,7 @@ pub mod config;
 pub mod distilbert;
 pub mod dropout;
 mod error;
+mod kernels;
 pub mod layers;
 pub mod loading;
 pub mod perf;

@@ -8,7 +8,16 @@ use candle_core::{DType, Device, Tensor};
 /// left alone). Large transformer steps otherwise spend ~30% of their time unmapping and
 /// re-faulting activation buffers. Returns whether the settings were applied (glibc on Linux
 /// only; a no-op elsewhere). Call once at start-up, before heavy allocation.
+///
+/// Also shortens how long candle's idle worker threads spin before they sleep
+/// (`CANDLE_BARRIER_POOL_SPIN_LIMIT` 25,000 -> 100 spins, unless the variable is set): between
+/// two parallel GEMMs the spinning kept a second core busy for nothing, about 16% of a LoRA
+/// step's CPU time (and so of its estimated energy) at MiniLM size, with the same wall time.
+/// It must run before candle's first parallel operation to take effect.
 pub fn tune_allocator() -> bool {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "100");
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const GIB: libc::c_int = 1 << 30;

@@ -1,0 +1,592 @@
+//! Fused CPU kernels with a backward pass for the encoder's non-GEMM work: layer norm, exact
+//! GELU and the masked softmax of attention.
+//!
+//! Built from candle ops, each of these is a chain of 5-10 elementwise passes forward and as many
+//! backward, each allocating a fresh activation-sized buffer (the profile of a training step had
+//! more time in those passes, their page faults and candle's scalar `erff` than in the GEMMs).
+//! Here each is one pass forward and one backward, split over rayon's threads, with
+//! vectorisable polynomial `exp` / `erf` compiled for AVX-512 and AVX2 and chosen at run time
+//! (a generic build runs everywhere). They apply to contiguous f32 tensors on the CPU; anything
+//! else (other dtypes, CUDA, Metal) takes the candle-op path in [`crate::layers`], whose values
+//! these match to float rounding (tests below).
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Rows handed to one rayon task: enough work per task to amortise the scheduling.
+const MIN_ELEMS_PER_TASK: usize = 16 * 1024;
+
+/// Whether the fused kernels apply to `t` (contiguous f32 on the CPU).
+pub(crate) fn eligible(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{what}: f32 expected")
+    };
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: contiguous input expected")))?;
+    Ok(&v[a..b])
+}
+
+/// Runs `body` on vectorised code for the best instruction set this CPU has.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn v4($($arg: $ty),*) { imp($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($arg: $ty),*) { imp($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features v4 is compiled for were detected on this CPU.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above, for v3.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+/// `e^x` in f32 (Cody-Waite range reduction, degree-6 Taylor polynomial on
+/// `[-ln2/2, ln2/2]`, relative error < 4e-7); 0 below -87.3, clamped above 88.3. Branch-free so
+/// that loops over it vectorise.
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const SHIFTER: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let xc = x.clamp(-87.3, 88.3);
+    let t = xc.mul_add(LOG2E, SHIFTER);
+    let n = t - SHIFTER;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let p = 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    let bits = (t.to_bits().wrapping_sub(SHIFTER.to_bits()) as i32).wrapping_add(127) << 23;
+    let y = p * f32::from_bits(bits as u32);
+    if x < -87.3 {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// `erf(x)` in f32: Abramowitz & Stegun 7.1.26 (1.5e-7 in exact arithmetic, < 6e-7 in f32),
+/// branch-free.
+#[inline(always)]
+fn erf_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / 0.327_591_1f32.mul_add(a, 1.0);
+    let p = 1.061_405_4f32;
+    let p = p.mul_add(t, -1.453_152_1);
+    let p = p.mul_add(t, 1.421_413_7);
+    let p = p.mul_add(t, -0.284_496_74);
+    let p = p.mul_add(t, 0.254_829_6);
+    let y = 1.0 - p * t * exp_f32(-a * a);
+    y.copysign(x)
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1 / sqrt(2 pi).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+multiversion! {
+    fn gelu_fwd_chunk(x: &[f32], y: &mut [f32]) {
+        for (yi, &xi) in y.iter_mut().zip(x) {
+            *yi = 0.5 * xi * (1.0 + erf_f32(xi * FRAC_1_SQRT_2));
+        }
+    }
+}
+
+multiversion! {
+    fn gelu_bwd_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
+        for ((di, &xi), &gi) in dx.iter_mut().zip(x).zip(g) {
+            let cdf = 0.5 * (1.0 + erf_f32(xi * FRAC_1_SQRT_2));
+            let pdf = INV_SQRT_2PI * exp_f32(-0.5 * xi * xi);
+            *di = gi * xi.mul_add(pdf, cdf);
+        }
+    }
+}
+
+fn par_map1(x: &[f32], f: fn(&[f32], &mut [f32])) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(MIN_ELEMS_PER_TASK)
+        .zip(x.par_chunks(MIN_ELEMS_PER_TASK))
+        .for_each(|(y, x)| f(x, y));
+    y
+}
+
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "forge-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "gelu")?;
+        Ok((CpuStorage::F32(par_map1(x, gelu_fwd_chunk)), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &GeluErfBwd)?))
+    }
+}
+
+struct GeluErfBwd;
+
+impl CustomOp2 for GeluErfBwd {
+    fn name(&self) -> &'static str {
+        "forge-gelu-erf-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, g) = (f32_slice(s1, l1, "gelu bwd")?, f32_slice(s2, l2, "gelu bwd")?);
+        if x.len() != g.len() {
+            candle_core::bail!("gelu bwd: {} inputs, {} gradients", x.len(), g.len())
+        }
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(MIN_ELEMS_PER_TASK)
+            .zip(x.par_chunks(MIN_ELEMS_PER_TASK))
+            .zip(g.par_chunks(MIN_ELEMS_PER_TASK))
+            .for_each(|((d, x), g)| gelu_bwd_chunk(x, g, d));
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// Exact GELU `x Phi(x)` (Hendrycks & Gimpel 2016) as one fused op with its backward
+/// `Phi(x) + x phi(x)`. `x` must be [`eligible`].
+pub(crate) fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(GeluErf)
+}
+
+multiversion! {
+    fn ln_fwd_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]) {
+        let d = w.len();
+        for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+            let mean = xr.iter().sum::<f32>() / d as f32;
+            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let rstd = 1.0 / (var + eps).sqrt();
+            for (((yi, &xi), &wi), &bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
+                *yi = ((xi - mean) * rstd).mul_add(wi, bi);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// dx for the rows of `x`; adds the rows' contributions to dw (first d) and db (last d).
+    fn ln_bwd_rows(x: &[f32], w: &[f32], g: &[f32], eps: f32, dx: &mut [f32], dwb: &mut [f32]) {
+        let d = w.len();
+        let (dw, db) = dwb.split_at_mut(d);
+        for ((xr, gr), dxr) in x.chunks_exact(d).zip(g.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+            let mean = xr.iter().sum::<f32>() / d as f32;
+            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let rstd = 1.0 / (var + eps).sqrt();
+            let (mut s_g, mut s_gx) = (0f32, 0f32);
+            for (((&xi, &gi), &wi), (dwi, dbi)) in
+                xr.iter().zip(gr).zip(w).zip(dw.iter_mut().zip(db.iter_mut()))
+            {
+                let xh = (xi - mean) * rstd;
+                let gw = gi * wi;
+                s_g += gw;
+                s_gx += gw * xh;
+                *dwi = gi.mul_add(xh, *dwi);
+                *dbi += gi;
+            }
+            let (m_g, m_gx) = (s_g / d as f32, s_gx / d as f32);
+            for (((di, &xi), &gi), &wi) in dxr.iter_mut().zip(xr).zip(gr).zip(w) {
+                let xh = (xi - mean) * rstd;
+                *di = rstd * (gi * wi - m_g - xh * m_gx);
+            }
+        }
+    }
+}
+
+fn rows_per_task(d: usize) -> usize {
+    (MIN_ELEMS_PER_TASK / d.max(1)).max(1)
+}
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "forge-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "layer norm")?;
+        let (w, b) = (
+            f32_slice(s2, l2, "layer norm weight")?,
+            f32_slice(s3, l3, "layer norm bias")?,
+        );
+        let d = w.len();
+        if d == 0 || b.len() != d || x.len() % d != 0 {
+            candle_core::bail!("layer norm: weight {d}, bias {}, input {}", b.len(), x.len())
+        }
+        let chunk = rows_per_task(d) * d;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(y, x)| ln_fwd_rows(x, w, b, self.eps, y));
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = w.elem_count();
+        let n = x.elem_count() / d;
+        let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &LayerNormBwd { eps: self.eps })?;
+        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dw = packed.get(n)?.reshape(w.shape())?;
+        let db = packed.get(n + 1)?.reshape(w.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+struct LayerNormBwd {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormBwd {
+    fn name(&self) -> &'static str {
+        "forge-layer-norm-bwd"
+    }
+
+    /// Output `[n + 2, d]`: dx, then dw, then db.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "layer norm bwd")?;
+        let w = f32_slice(s2, l2, "layer norm bwd weight")?;
+        let g = f32_slice(s3, l3, "layer norm bwd gradient")?;
+        let d = w.len();
+        if d == 0 || g.len() != x.len() || x.len() % d != 0 {
+            candle_core::bail!("layer norm bwd: weight {d}, input {}, grad {}", x.len(), g.len())
+        }
+        let n = x.len() / d;
+        let chunk = rows_per_task(d) * d;
+        let mut out = vec![0f32; (n + 2) * d];
+        let (dx, dwb) = out.split_at_mut(n * d);
+        let partial: Vec<f32> = dx
+            .par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .zip(g.par_chunks(chunk))
+            .map(|((dx, x), g)| {
+                let mut acc = vec![0f32; 2 * d];
+                ln_bwd_rows(x, w, g, self.eps, dx, &mut acc);
+                acc
+            })
+            .reduce(
+                || vec![0f32; 2 * d],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        dwb.copy_from_slice(&partial);
+        Ok((CpuStorage::F32(out), Shape::from((n + 2, d))))
+    }
+}
+
+/// Layer normalisation over the last dimension (Ba et al. 2016) as one fused op with its
+/// backward (gradients of the input, the scale and the shift). All three must be [`eligible`].
+pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNormOp { eps: eps as f32 })
+}
+
+multiversion! {
+    /// Softmax of each row of `s + mask_row` (the mask row chosen per row by the caller).
+    fn softmax_rows(s: &[f32], mask: &[f32], y: &mut [f32]) {
+        let d = mask.len();
+        for (sr, yr) in s.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+            let mut max = f32::NEG_INFINITY;
+            for (&a, &m) in sr.iter().zip(mask) {
+                max = max.max(a + m);
+            }
+            let mut sum = 0f32;
+            for ((yi, &a), &m) in yr.iter_mut().zip(sr).zip(mask) {
+                let e = exp_f32(a + m - max);
+                *yi = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            yr.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+}
+
+multiversion! {
+    fn softmax_bwd_rows(y: &[f32], g: &[f32], d: usize, dx: &mut [f32]) {
+        for ((yr, gr), dr) in y.chunks_exact(d).zip(g.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+            let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+            for ((di, &yi), &gi) in dr.iter_mut().zip(yr).zip(gr) {
+                *di = yi * (gi - dot);
+            }
+        }
+    }
+}
+
+struct MaskedSoftmax;
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "forge-masked-softmax"
+    }
+
+    /// scores `[b, h, q, k]`, mask `[b, 1, 1, k]`.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let s = f32_slice(s1, l1, "softmax")?;
+        let m = f32_slice(s2, l2, "softmax mask")?;
+        let (b, h, q, k) = l1.shape().dims4()?;
+        if l2.shape().dims() != [b, 1, 1, k] {
+            candle_core::bail!("softmax mask: expected [{b}, 1, 1, {k}], got {:?}", l2.shape())
+        }
+        let mut y = vec![0f32; s.len()];
+        // one task per (batch, head): its rows share the batch's mask row
+        y.par_chunks_mut(q * k)
+            .zip(s.par_chunks(q * k))
+            .enumerate()
+            .for_each(|(i, (y, s))| {
+                let bi = i / h;
+                softmax_rows(s, &m[bi * k..(bi + 1) * k], y)
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _s: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?), None))
+    }
+}
+
+struct SoftmaxBwd;
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "forge-softmax-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = f32_slice(s1, l1, "softmax bwd")?;
+        let g = f32_slice(s2, l2, "softmax bwd gradient")?;
+        let d = *l1.shape().dims().last().unwrap_or(&1);
+        if y.len() != g.len() || d == 0 {
+            candle_core::bail!("softmax bwd: {} outputs, {} gradients", y.len(), g.len())
+        }
+        let chunk = rows_per_task(d) * d;
+        let mut dx = vec![0f32; y.len()];
+        dx.par_chunks_mut(chunk)
+            .zip(y.par_chunks(chunk))
+            .zip(g.par_chunks(chunk))
+            .for_each(|((dx, y), g)| softmax_bwd_rows(y, g, d, dx));
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// `softmax(scores + mask)` over the last dimension as one fused op; the backward pass yields
+/// the scores' gradient (the additive mask is a constant). scores `[b, h, q, k]`, mask
+/// `[b, 1, 1, k]`; both [`eligible`].
+pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    scores.contiguous()?.apply_op2(&mask.contiguous()?, MaskedSoftmax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+
+    fn rand(shape: &[usize], seed: u64, scale: f64) -> Tensor {
+        let mut rng = forge_linalg::seeded_rng(seed);
+        (forge_linalg::rng::randn(shape, candle_core::DType::F32, &Device::Cpu, &mut rng).unwrap()
+            * scale)
+            .unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    #[test]
+    fn exp_and_erf_match_libm() {
+        let mut worst_exp = 0f64;
+        let mut worst_erf = 0f64;
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.0045; // [-90, 90]
+            let e = exp_f32(x) as f64;
+            let r = (x as f64).exp();
+            if r > 1e-37 && r < 1e38 {
+                worst_exp = worst_exp.max(((e - r) / r).abs());
+            }
+            let xe = i as f32 * 0.0004; // [-8, 8]
+            worst_erf = worst_erf.max((erf_f32(xe) as f64 - libm_erf(xe as f64)).abs());
+        }
+        assert!(worst_exp < 4e-7, "exp relative error {worst_exp}");
+        assert!(worst_erf < 1e-6, "erf absolute error {worst_erf}");
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert_eq!(exp_f32(f32::MIN), 0.0);
+    }
+
+    /// erf in f64 by its Maclaurin series / continued fraction, independent of the kernel.
+    fn libm_erf(x: f64) -> f64 {
+        if x.abs() < 3.0 {
+            // sum_n (-1)^n x^(2n+1) / (n! (2n+1)) * 2/sqrt(pi)
+            let (mut term, mut sum) = (x, x);
+            for n in 1..200 {
+                term *= -x * x / n as f64;
+                sum += term / (2 * n + 1) as f64;
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            // erfc by its continued fraction (Lentz), accurate for |x| >= 3
+            let a = x.abs();
+            let mut f = 0.0;
+            for k in (1..200).rev() {
+                f = (k as f64 / 2.0) / (a + f);
+            }
+            let erfc = (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f);
+            (1.0 - erfc).copysign(x)
+        }
+    }
+
+    #[test]
+    fn gelu_value_and_gradient_match_candle() {
+        let x = Var::from_tensor(&rand(&[7, 300], 1, 3.0)).unwrap();
+        let g = rand(&[7, 300], 2, 1.0);
+        let fused = gelu_erf(x.as_tensor()).unwrap();
+        let reference = x.as_tensor().gelu_erf().unwrap();
+        assert!(max_abs_diff(&fused, &reference) < 2e-6);
+        let gf = (&fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (&reference * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, b) = (gf.get(&x).unwrap(), gr.get(&x).unwrap());
+        assert!(max_abs_diff(a, b) < 2e-5, "{}", max_abs_diff(a, b));
+    }
+
+    #[test]
+    fn layer_norm_value_and_gradients_match_candle_ops() {
+        let x = Var::from_tensor(&rand(&[3, 5, 96], 3, 2.0)).unwrap();
+        let w = Var::from_tensor(&(rand(&[96], 4, 0.5) + 1.0).unwrap()).unwrap();
+        let b = Var::from_tensor(&rand(&[96], 5, 0.5)).unwrap();
+        let g = rand(&[3, 5, 96], 6, 1.0);
+        let eps = 1e-12;
+        let fused = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps).unwrap();
+        let reference = {
+            let x = x.as_tensor();
+            let mean = x.mean_keepdim(D::Minus1).unwrap();
+            let xc = x.broadcast_sub(&mean).unwrap();
+            let var = xc.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+            xc.broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
+                .unwrap()
+                .broadcast_mul(w.as_tensor())
+                .unwrap()
+                .broadcast_add(b.as_tensor())
+                .unwrap()
+        };
+        assert!(max_abs_diff(&fused, &reference) < 2e-6);
+        let gf = (&fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (&reference * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &w, &b] {
+            let (a, r) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+            assert_eq!(a.dims(), r.dims());
+            assert!(max_abs_diff(a, r) < 5e-5, "{}", max_abs_diff(a, r));
+        }
+    }
+
+    #[test]
+    fn masked_softmax_value_and_gradient_match_candle_ops() {
+        let s = Var::from_tensor(&rand(&[2, 3, 5, 7], 7, 3.0)).unwrap();
+        let mask = Tensor::new(
+            &[[[[0f32, 0., 0., 0., 0., f32::MIN, f32::MIN]]], [[[0f32, 0., 0., 0., 0., 0., 0.]]]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let g = rand(&[2, 3, 5, 7], 8, 1.0);
+        let fused = masked_softmax(s.as_tensor(), &mask).unwrap();
+        let reference =
+            candle_nn::ops::softmax(&s.as_tensor().broadcast_add(&mask).unwrap(), D::Minus1)
+                .unwrap();
+        assert!(max_abs_diff(&fused, &reference) < 1e-6);
+        let masked: f32 = fused.narrow(0, 0, 1).unwrap().narrow(3, 5, 2).unwrap().abs().unwrap()
+            .sum_all().unwrap().to_scalar().unwrap();
+        assert_eq!(masked, 0.0, "masked keys get exactly zero probability");
+        let gf = (&fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (&reference * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, r) = (gf.get(&s).unwrap(), gr.get(&s).unwrap());
+        assert!(max_abs_diff(a, r) < 1e-6, "{}", max_abs_diff(a, r));
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors() {
+        let s = rand(&[2, 3, 5, 7], 1, 1.0);
+        assert!(masked_softmax(&s, &rand(&[2, 1, 1, 6], 1, 1.0)).is_err());
+        let x = rand(&[4, 8], 1, 1.0);
+        assert!(layer_norm(&x, &rand(&[6], 1, 1.0), &rand(&[6], 1, 1.0), 1e-5).is_err());
+    }
+}
