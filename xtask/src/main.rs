@@ -554,4 +554,3 @@ fn readme(results: &Path, command: &str, name: &str) -> Result<()> {
     }
     Ok(())
 }
-

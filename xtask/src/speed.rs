@@ -118,7 +118,12 @@ fn run_forge(model: BenchModel, workload: Workload, a: &BenchArgs) -> Result<Spe
     let o = Command::new(exe)
         .args(["bench", "--worker", "--model", model.name()])
         .args(["--workload", workload.name()])
-        .args(["--iters", &a.iters.to_string(), "--warmup", &a.warmup.to_string()])
+        .args([
+            "--iters",
+            &a.iters.to_string(),
+            "--warmup",
+            &a.warmup.to_string(),
+        ])
         .args(["--batch", &a.batch.to_string(), "--seq", &a.seq.to_string()])
         .env("RAYON_NUM_THREADS", a.threads.to_string())
         .output()
@@ -147,7 +152,12 @@ fn run_torch(
         .arg(&script)
         .args(["--model", model.name(), "--workload", workload.name()])
         .args(["--precision", precision])
-        .args(["--iters", &a.iters.to_string(), "--warmup", &a.warmup.to_string()])
+        .args([
+            "--iters",
+            &a.iters.to_string(),
+            "--warmup",
+            &a.warmup.to_string(),
+        ])
         .args(["--threads", &a.threads.to_string()])
         .args(["--batch", &a.batch.to_string(), "--seq", &a.seq.to_string()])
         .env("OMP_NUM_THREADS", a.threads.to_string())
@@ -269,7 +279,10 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
     if let Some(p) = &a.python {
         let script = reference_script();
         if !script.is_file() {
-            bail!("the PyTorch reference script {} is missing", script.display());
+            bail!(
+                "the PyTorch reference script {} is missing",
+                script.display()
+            );
         }
         let probe = Command::new(p)
             .args(["-c", "import torch, transformers, peft"])
@@ -298,7 +311,10 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
                 if let Some(p) = &a.python {
                     eprintln!("  pytorch f32 ...");
                     runs.push(run_torch(p, model, workload, "f32", a)?);
-                    let amp = matches!(workload, Workload::Forward | Workload::Lora | Workload::Full);
+                    let amp = matches!(
+                        workload,
+                        Workload::Forward | Workload::Lora | Workload::Full
+                    );
                     if a.bf16 && amp {
                         eprintln!("  pytorch bf16 ...");
                         runs.push(run_torch(p, model, workload, "bf16", a)?);

@@ -62,7 +62,12 @@ impl BenchModel {
         Self::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| config_error("--model", format!("unknown bench model '{s}' (known: distilbert-base, minilm)")))
+            .ok_or_else(|| {
+                config_error(
+                    "--model",
+                    format!("unknown bench model '{s}' (known: distilbert-base, minilm)"),
+                )
+            })
     }
 
     /// The model's config (two labels).
@@ -150,12 +155,15 @@ impl Workload {
     /// # Errors
     /// [`BenchError::InvalidConfig`] naming the accepted values.
     pub fn from_name(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| {
-            config_error(
-                "--workload",
-                format!("unknown workload '{s}' (known: forward, lora, full, fisher, merge)"),
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| {
+                config_error(
+                    "--workload",
+                    format!("unknown workload '{s}' (known: forward, lora, full, fisher, merge)"),
+                )
+            })
     }
 }
 
@@ -388,7 +396,8 @@ pub fn run_workload(
                 let mut rng = forge_linalg::seeded_rng(sc.seed.wrapping_add(k));
                 base.iter()
                     .map(|(n, t)| {
-                        let noise = forge_linalg::rng::randn(t.dims(), t.dtype(), t.device(), &mut rng)?;
+                        let noise =
+                            forge_linalg::rng::randn(t.dims(), t.dtype(), t.device(), &mut rng)?;
                         Ok((n.clone(), (t + (noise * 0.01)?)?))
                     })
                     .collect()
@@ -572,7 +581,11 @@ pub fn check_speed_gates(rows: &[SpeedRow], gates: &SpeedGates) -> (Vec<String>,
         let key = gate_key(row);
         for (what, limit, value) in [
             ("time ratio", gates.max_ratio.get(&key), row.ratio),
-            ("peak RSS ratio", gates.max_rss_ratio.get(&key), row.rss_ratio),
+            (
+                "peak RSS ratio",
+                gates.max_rss_ratio.get(&key),
+                row.rss_ratio,
+            ),
         ] {
             if let (Some(&limit), Some(value)) = (limit, value) {
                 checked += 1;
@@ -668,8 +681,14 @@ mod tests {
         let (fails, n) = check_speed_gates(&rows, &g);
         assert_eq!(n, 2);
         assert_eq!(fails.len(), 1, "{fails:?}");
-        assert!(fails[0].contains("minilm/forward/f32: time ratio 1.863"), "{}", fails[0]);
-        assert!(speed_table(&rows).contains("| minilm | forward (eval) | f32 | 95 | 51 | 1.86x | 20 |"));
+        assert!(
+            fails[0].contains("minilm/forward/f32: time ratio 1.863"),
+            "{}",
+            fails[0]
+        );
+        assert!(
+            speed_table(&rows).contains("| minilm | forward (eval) | f32 | 95 | 51 | 1.86x | 20 |")
+        );
     }
 
     #[test]

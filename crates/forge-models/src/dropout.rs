@@ -37,10 +37,15 @@ pub fn seeded_dropout(x: &Tensor, p: f64) -> candle_core::Result<Tensor> {
     }
     let n = x.elem_count();
     // u32 draws in bulk from the seeded stream; an entry is kept when u >= p * 2^32
-    // (probability 1 - p up to 2^-32), then the comparison and scaling run as candle ops
+    // (probability 1 - p up to 2^-32)
     let mut u = vec![0u32; n];
     DROPOUT_RNG.with(|r| r.borrow_mut().fill(&mut u[..]));
     let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64);
+    if crate::kernels::eligible(x) {
+        // one fused pass each way, the same mask
+        let keep: Vec<bool> = u.iter().map(|&v| v as f64 >= threshold).collect();
+        return crate::kernels::masked_scale(x, keep, (1.0 / (1.0 - p)) as f32);
+    }
     let u = Tensor::from_vec(u, x.shape(), x.device())?;
     let mask = (u.ge(threshold)?.to_dtype(x.dtype())? * (1.0 / (1.0 - p)))?;
     x * mask
@@ -68,5 +73,40 @@ mod tests {
             .iter()
             .all(|v| *v == 0.0 || (*v - 1.0 / 0.75).abs() < 1e-6));
         assert!(seeded_dropout(&x, 1.0).is_err());
+    }
+
+    #[test]
+    fn fused_path_draws_the_mask_of_the_candle_path_and_backpropagates_it() {
+        // f32 on the CPU takes the fused kernel, f64 the candle ops: same seed, same mask
+        let x = candle_core::Var::new(
+            &[[1.5f32, -2.0, 3.0, 0.25], [4.0, 5.0, -6.0, 7.0]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        set_dropout_seed(11);
+        let fused = seeded_dropout(x.as_tensor(), 0.5).unwrap();
+        set_dropout_seed(11);
+        let x64 = x.as_tensor().to_dtype(DType::F64).unwrap();
+        let reference = seeded_dropout(&x64, 0.5).unwrap();
+        assert_eq!(
+            fused
+                .to_dtype(DType::F64)
+                .unwrap()
+                .to_vec2::<f64>()
+                .unwrap(),
+            reference.to_vec2::<f64>().unwrap()
+        );
+        let g = fused.sum_all().unwrap().backward().unwrap();
+        let gx: Vec<Vec<f32>> = g.get(&x).unwrap().to_vec2().unwrap();
+        let y: Vec<Vec<f32>> = fused.to_vec2().unwrap();
+        for (gr, (yr, xr)) in gx
+            .iter()
+            .zip(y.iter().zip(x.as_tensor().to_vec2::<f32>().unwrap()))
+        {
+            for (&gi, (&yi, xi)) in gr.iter().zip(yr.iter().zip(xr)) {
+                let expect = if yi == 0.0 { 0.0 } else { 2.0 };
+                assert_eq!(gi, expect, "x {xi}");
+            }
+        }
     }
 }

@@ -146,11 +146,21 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "gelu")?;
-        Ok((CpuStorage::F32(par_map1(x, gelu_fwd_chunk)), l.shape().clone()))
+        Ok((
+            CpuStorage::F32(par_map1(x, gelu_fwd_chunk)),
+            l.shape().clone(),
+        ))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &GeluErfBwd)?))
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            arg.apply_op2_no_bwd(&grad.contiguous()?, &GeluErfBwd)?,
+        ))
     }
 }
 
@@ -168,7 +178,10 @@ impl CustomOp2 for GeluErfBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, g) = (f32_slice(s1, l1, "gelu bwd")?, f32_slice(s2, l2, "gelu bwd")?);
+        let (x, g) = (
+            f32_slice(s1, l1, "gelu bwd")?,
+            f32_slice(s2, l2, "gelu bwd")?,
+        );
         if x.len() != g.len() {
             candle_core::bail!("gelu bwd: {} inputs, {} gradients", x.len(), g.len())
         }
@@ -259,7 +272,11 @@ impl CustomOp3 for LayerNormOp {
         );
         let d = w.len();
         if d == 0 || b.len() != d || x.len() % d != 0 {
-            candle_core::bail!("layer norm: weight {d}, bias {}, input {}", b.len(), x.len())
+            candle_core::bail!(
+                "layer norm: weight {d}, bias {}, input {}",
+                b.len(),
+                x.len()
+            )
         }
         let chunk = rows_per_task(d) * d;
         let mut y = vec![0f32; x.len()];
@@ -311,7 +328,11 @@ impl CustomOp3 for LayerNormBwd {
         let g = f32_slice(s3, l3, "layer norm bwd gradient")?;
         let d = w.len();
         if d == 0 || g.len() != x.len() || x.len() % d != 0 {
-            candle_core::bail!("layer norm bwd: weight {d}, input {}, grad {}", x.len(), g.len())
+            candle_core::bail!(
+                "layer norm bwd: weight {d}, input {}, grad {}",
+                x.len(),
+                g.len()
+            )
         }
         let n = x.len() / d;
         let chunk = rows_per_task(d) * d;
@@ -340,9 +361,17 @@ impl CustomOp3 for LayerNormBwd {
 
 /// Layer normalisation over the last dimension (Ba et al. 2016) as one fused op with its
 /// backward (gradients of the input, the scale and the shift). All three must be [`eligible`].
-pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    x.contiguous()?
-        .apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNormOp { eps: eps as f32 })
+pub(crate) fn layer_norm(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        LayerNormOp { eps: eps as f32 },
+    )
 }
 
 multiversion! {
@@ -396,7 +425,10 @@ impl CustomOp2 for MaskedSoftmax {
         let m = f32_slice(s2, l2, "softmax mask")?;
         let (b, h, q, k) = l1.shape().dims4()?;
         if l2.shape().dims() != [b, 1, 1, k] {
-            candle_core::bail!("softmax mask: expected [{b}, 1, 1, {k}], got {:?}", l2.shape())
+            candle_core::bail!(
+                "softmax mask: expected [{b}, 1, 1, {k}], got {:?}",
+                l2.shape()
+            )
         }
         let mut y = vec![0f32; s.len()];
         // one task per (batch, head): its rows share the batch's mask row
@@ -417,7 +449,10 @@ impl CustomOp2 for MaskedSoftmax {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?), None))
+        Ok((
+            Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd)?),
+            None,
+        ))
     }
 }
 
@@ -455,7 +490,184 @@ impl CustomOp2 for SoftmaxBwd {
 /// the scores' gradient (the additive mask is a constant). scores `[b, h, q, k]`, mask
 /// `[b, 1, 1, k]`; both [`eligible`].
 pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    scores.contiguous()?.apply_op2(&mask.contiguous()?, MaskedSoftmax)
+    scores
+        .contiguous()?
+        .apply_op2(&mask.contiguous()?, MaskedSoftmax)
+}
+
+struct BatchedMatmul;
+
+/// (start offset, batch stride, row stride, column stride) of a 3-D layout.
+fn strides3(l: &Layout) -> candle_core::Result<(usize, usize, isize, isize)> {
+    let st = l.stride();
+    if st.len() != 3 {
+        candle_core::bail!("batched matmul: 3-D operands expected, got {:?}", l.shape())
+    }
+    Ok((l.start_offset(), st[0], st[1] as isize, st[2] as isize))
+}
+
+impl CustomOp2 for BatchedMatmul {
+    fn name(&self) -> &'static str {
+        "forge-batched-matmul"
+    }
+
+    /// a `[n, m, k]` x b `[n, k, p]` -> `[n, m, p]`, any strides within a batch element.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
+            candle_core::bail!("batched matmul: f32 operands expected")
+        };
+        let (n, m, k) = l1.shape().dims3()?;
+        let (n2, k2, p) = l2.shape().dims3()?;
+        if n != n2 || k != k2 {
+            candle_core::bail!("batched matmul: {:?} x {:?}", l1.shape(), l2.shape())
+        }
+        let (a0, ab, ar, ac) = strides3(l1)?;
+        let (b0, bb, br, bc) = strides3(l2)?;
+        let mut out = vec![0f32; n * m * p];
+        if m * p > 0 {
+            // one single-threaded GEMM per batch element, the elements spread over rayon's
+            // threads (candle runs them one after the other, each split over the threads:
+            // at attention sizes, 64 x 64 x 64, the splitting cost more than it gained)
+            out.par_chunks_mut(m * p).enumerate().for_each(|(i, dst)| {
+                // SAFETY: the operands' layouts were checked to be [n, m, k] and [n, k, p]
+                // over their storages (candle validates a layout against its storage), `dst`
+                // holds m * p values with row stride p, and each task writes its own `dst`.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        p,
+                        k,
+                        dst.as_mut_ptr(),
+                        1,
+                        p as isize,
+                        false,
+                        a.as_ptr().add(a0 + i * ab),
+                        ac,
+                        ar,
+                        b.as_ptr().add(b0 + i * bb),
+                        bc,
+                        br,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                }
+            });
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, m, p))))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let ga = a
+            .track_op()
+            .then(|| bmm3(grad, &b.transpose(1, 2)?))
+            .transpose()?;
+        let gb = b
+            .track_op()
+            .then(|| bmm3(&a.transpose(1, 2)?, grad))
+            .transpose()?;
+        Ok((ga, gb))
+    }
+}
+
+fn bmm3(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    a.apply_op2(b, BatchedMatmul)
+}
+
+/// Batched matrix product `a [..., m, k] x b [..., k, p]` over equal leading dimensions, with
+/// the batch elements computed in parallel (one single-threaded GEMM each) and its backward
+/// pass built from the same op. For attention's many small products; `a` and `b` must be
+/// [`eligible`] and their leading dimensions flatten to one (true of attention's views).
+pub(crate) fn batched_matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let (da, db) = (a.dims(), b.dims());
+    if da.len() < 3 || da.len() != db.len() || da[..da.len() - 2] != db[..db.len() - 2] {
+        candle_core::bail!("batched matmul: {da:?} x {db:?}")
+    }
+    let lead: usize = da[..da.len() - 2].iter().product();
+    let (m, k, p) = (da[da.len() - 2], da[da.len() - 1], db[db.len() - 1]);
+    let flat = |t: &Tensor, r: usize, c: usize| -> candle_core::Result<Tensor> {
+        // a view when the leading dimensions are laid out as one (else a copy)
+        match t.reshape((lead, r, c)) {
+            Ok(v) => Ok(v),
+            Err(_) => t.contiguous()?.reshape((lead, r, c)),
+        }
+    };
+    let y = bmm3(&flat(a, m, k)?, &flat(b, k, p)?)?;
+    let mut shape = da[..da.len() - 2].to_vec();
+    shape.extend([m, p]);
+    y.reshape(shape)
+}
+
+struct MaskedScale {
+    keep: std::sync::Arc<Vec<bool>>,
+    scale: f32,
+}
+
+impl MaskedScale {
+    fn apply(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
+        if x.len() != self.keep.len() {
+            candle_core::bail!("dropout: {} values, mask of {}", x.len(), self.keep.len())
+        }
+        let mut y = vec![0f32; x.len()];
+        let s = self.scale;
+        y.par_chunks_mut(MIN_ELEMS_PER_TASK)
+            .zip(x.par_chunks(MIN_ELEMS_PER_TASK))
+            .zip(self.keep.par_chunks(MIN_ELEMS_PER_TASK))
+            .for_each(|((y, x), k)| {
+                for ((yi, &xi), &ki) in y.iter_mut().zip(x).zip(k) {
+                    *yi = if ki { xi * s } else { 0.0 };
+                }
+            });
+        Ok(y)
+    }
+}
+
+impl CustomOp1 for MaskedScale {
+    fn name(&self) -> &'static str {
+        "forge-dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "dropout")?;
+        Ok((CpuStorage::F32(self.apply(x)?), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let same = MaskedScale {
+            keep: self.keep.clone(),
+            scale: self.scale,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&same)?))
+    }
+}
+
+/// `x * keep * scale` (dropout with a given mask) as one pass, its backward the same product
+/// with the gradient. `x` must be [`eligible`]; `keep` has one entry per element of `x`.
+pub(crate) fn masked_scale(x: &Tensor, keep: Vec<bool>, scale: f32) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(MaskedScale {
+        keep: std::sync::Arc::new(keep),
+        scale,
+    })
 }
 
 #[cfg(test)]
@@ -471,7 +683,16 @@ mod tests {
     }
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
@@ -523,8 +744,18 @@ mod tests {
         let fused = gelu_erf(x.as_tensor()).unwrap();
         let reference = x.as_tensor().gelu_erf().unwrap();
         assert!(max_abs_diff(&fused, &reference) < 2e-6);
-        let gf = (&fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
-        let gr = (&reference * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gf = (&fused * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (&reference * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let (a, b) = (gf.get(&x).unwrap(), gr.get(&x).unwrap());
         assert!(max_abs_diff(a, b) < 2e-5, "{}", max_abs_diff(a, b));
     }
@@ -550,8 +781,18 @@ mod tests {
                 .unwrap()
         };
         assert!(max_abs_diff(&fused, &reference) < 2e-6);
-        let gf = (&fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
-        let gr = (&reference * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gf = (&fused * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (&reference * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for v in [&x, &w, &b] {
             let (a, r) = (gf.get(v).unwrap(), gr.get(v).unwrap());
             assert_eq!(a.dims(), r.dims());
@@ -563,7 +804,10 @@ mod tests {
     fn masked_softmax_value_and_gradient_match_candle_ops() {
         let s = Var::from_tensor(&rand(&[2, 3, 5, 7], 7, 3.0)).unwrap();
         let mask = Tensor::new(
-            &[[[[0f32, 0., 0., 0., 0., f32::MIN, f32::MIN]]], [[[0f32, 0., 0., 0., 0., 0., 0.]]]],
+            &[
+                [[[0f32, 0., 0., 0., 0., f32::MIN, f32::MIN]]],
+                [[[0f32, 0., 0., 0., 0., 0., 0.]]],
+            ],
             &Device::Cpu,
         )
         .unwrap();
@@ -573,13 +817,62 @@ mod tests {
             candle_nn::ops::softmax(&s.as_tensor().broadcast_add(&mask).unwrap(), D::Minus1)
                 .unwrap();
         assert!(max_abs_diff(&fused, &reference) < 1e-6);
-        let masked: f32 = fused.narrow(0, 0, 1).unwrap().narrow(3, 5, 2).unwrap().abs().unwrap()
-            .sum_all().unwrap().to_scalar().unwrap();
+        let masked: f32 = fused
+            .narrow(0, 0, 1)
+            .unwrap()
+            .narrow(3, 5, 2)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert_eq!(masked, 0.0, "masked keys get exactly zero probability");
-        let gf = (&fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
-        let gr = (&reference * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gf = (&fused * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (&reference * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let (a, r) = (gf.get(&s).unwrap(), gr.get(&s).unwrap());
         assert!(max_abs_diff(a, r) < 1e-6, "{}", max_abs_diff(a, r));
+    }
+
+    #[test]
+    fn batched_matmul_value_and_gradients_match_candle() {
+        let a = Var::from_tensor(&rand(&[2, 3, 5, 4], 9, 1.0)).unwrap();
+        let b0 = Var::from_tensor(&rand(&[2, 3, 6, 4], 10, 1.0)).unwrap();
+        let g = rand(&[2, 3, 5, 6], 11, 1.0);
+        // b as the transposed view attention uses (k^T)
+        let bt = b0.as_tensor().t().unwrap();
+        let fused = batched_matmul(a.as_tensor(), &bt).unwrap();
+        let reference = a.as_tensor().matmul(&bt).unwrap();
+        assert_eq!(fused.dims(), &[2, 3, 5, 6]);
+        assert!(max_abs_diff(&fused, &reference) < 1e-5);
+        let gf = (&fused * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (&reference * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&a, &b0] {
+            let (x, y) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+            assert!(max_abs_diff(x, y) < 1e-5, "{}", max_abs_diff(x, y));
+        }
+        assert!(batched_matmul(a.as_tensor(), a.as_tensor()).is_err());
     }
 
     #[test]

@@ -32,7 +32,9 @@ impl LayerNorm {
     /// Candle errors on a shape mismatch.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (w, b) = (self.weight.tensor(), self.bias.tensor());
-        if crate::kernels::eligible(x) && crate::kernels::eligible(&w) && crate::kernels::eligible(&b)
+        if crate::kernels::eligible(x)
+            && crate::kernels::eligible(&w)
+            && crate::kernels::eligible(&b)
         {
             return crate::kernels::layer_norm(x, &w, &b, self.eps);
         }
@@ -175,12 +177,16 @@ pub fn self_attention(
     let q = (split(q_lin.forward_t(x, train)?)? * (1.0 / (hd as f64).sqrt()))?;
     let k = split(k_lin.forward_t(x, train)?)?;
     let v = split(v_lin.forward_t(x, train)?)?;
-    let scores = q.matmul(&k.t()?)?;
-    let probs = if crate::kernels::eligible(&scores) && crate::kernels::eligible(mask) {
-        crate::kernels::masked_softmax(&scores, mask)?
-    } else {
-        candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?
-    };
+    if crate::kernels::eligible(&q) && crate::kernels::eligible(mask) {
+        let scores = crate::kernels::batched_matmul(&q, &k.t()?)?;
+        let probs = crate::kernels::masked_softmax(&scores, mask)?;
+        let probs = dropout(&probs, attn_dropout, train)?;
+        return crate::kernels::batched_matmul(&probs, &v)?
+            .transpose(1, 2)?
+            .reshape((b, s, dim));
+    }
+    let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
     let probs = dropout(&probs, attn_dropout, train)?;
     probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, dim))
 }
