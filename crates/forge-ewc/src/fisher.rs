@@ -197,6 +197,61 @@ fn log_softmax_rows(logits: &Tensor) -> candle_core::Result<Tensor> {
     shifted.broadcast_sub(&lse)
 }
 
+/// `acc += weight * g^2` in place, in one pass over CPU storage split over rayon's threads
+/// (the tensor-op chain allocated three parameter-sized buffers per parameter and step).
+struct AddSquared {
+    weight: f64,
+}
+
+impl candle_core::InplaceOp2 for AddSquared {
+    fn name(&self) -> &'static str {
+        "forge-fisher-add-squared"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::CpuStorage;
+        use rayon::prelude::*;
+        const CHUNK: usize = 64 * 1024;
+        let (Some((a0, a1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("fisher accumulation: contiguous tensors expected")
+        };
+        if a1 - a0 != g1 - g0 {
+            candle_core::bail!("fisher accumulation: {} vs {} values", a1 - a0, g1 - g0)
+        }
+        match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(g)) => {
+                let w = self.weight as f32;
+                a[a0..a1]
+                    .par_chunks_mut(CHUNK)
+                    .zip(g[g0..g1].par_chunks(CHUNK))
+                    .for_each(|(a, g)| {
+                        a.iter_mut().zip(g).for_each(|(a, &g)| *a += w * (g * g));
+                    });
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(g)) => {
+                let w = self.weight;
+                a[a0..a1]
+                    .par_chunks_mut(CHUNK)
+                    .zip(g[g0..g1].par_chunks(CHUNK))
+                    .for_each(|(a, g)| {
+                        a.iter_mut().zip(g).for_each(|(a, &g)| *a += w * (g * g));
+                    });
+            }
+            _ => {
+                candle_core::bail!("fisher accumulation: f32 or f64 tensors of one dtype expected")
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Accumulates weighted squared gradients per parameter.
 struct SquaredGradients<'a> {
     params: &'a [(String, Var)],
@@ -229,13 +284,21 @@ impl<'a> SquaredGradients<'a> {
         for ((name, var), acc) in self.params.iter().zip(self.acc.iter_mut()) {
             match grads.get(var.as_tensor()) {
                 Some(g) => {
-                    let sq = g.detach().sqr()?;
-                    let sq = if weight == 1.0 {
-                        sq
+                    let fused = acc.device().is_cpu()
+                        && g.dtype() == acc.dtype()
+                        && matches!(acc.dtype(), DType::F32 | DType::F64)
+                        && acc.is_contiguous();
+                    if fused {
+                        acc.inplace_op2(&g.detach().contiguous()?, &AddSquared { weight })?;
                     } else {
-                        sq.affine(weight, 0.0)?
-                    };
-                    *acc = (&*acc + sq)?;
+                        let sq = g.detach().sqr()?;
+                        let sq = if weight == 1.0 {
+                            sq
+                        } else {
+                            sq.affine(weight, 0.0)?
+                        };
+                        *acc = (&*acc + sq)?;
+                    }
                 }
                 None if self.allow_missing => {}
                 None => return Err(EwcError::NoGradient { name: name.clone() }),

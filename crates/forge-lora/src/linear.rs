@@ -472,14 +472,24 @@ impl LoraLinear {
         let n = x.elem_count() / in_f.max(1);
         let x2 = x.reshape((n, in_f))?;
         let w = self.weight.tensor();
-        let mut y = if self.weight.is_trainable() {
-            x2.matmul(&w.t()?)?
-        } else {
-            crate::frozen::frozen_matmul_t(&x2, &w)?
+        let fused = match &self.bias {
+            Some(b) => crate::frozen::fused_linear(&x2, &w, &b.tensor())?,
+            None => None,
         };
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(&b.tensor())?;
-        }
+        let mut y = match fused {
+            Some(y) => y,
+            None => {
+                let mut y = if self.weight.is_trainable() {
+                    x2.matmul(&w.t()?)?
+                } else {
+                    crate::frozen::frozen_matmul_t(&x2, &w)?
+                };
+                if let Some(b) = &self.bias {
+                    y = y.broadcast_add(&b.tensor())?;
+                }
+                y
+            }
+        };
         if let (Some(ad), false) = (&self.adapter, self.merged) {
             let xd = if train && ad.dropout > 0.0 {
                 candle_nn::ops::dropout(&x2, ad.dropout as f32)?

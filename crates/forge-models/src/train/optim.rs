@@ -8,6 +8,7 @@ use crate::{ModelError, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, TensorId, Var};
 use forge_lora::LoraModel;
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -315,6 +316,9 @@ struct Coeffs {
     eps: f64,
 }
 
+/// Entries per parallel task of the in-place update.
+const CHUNK: usize = 64 * 1024;
+
 struct InPlaceAdamW<'a> {
     m: RefCell<&'a mut Vec<f32>>,
     v: RefCell<&'a mut Vec<f32>>,
@@ -352,7 +356,9 @@ impl InplaceOp2 for InPlaceAdamW<'_> {
                 m.len()
             )
         }
-        if g.iter().any(|x| !x.is_finite()) {
+        if g.par_chunks(CHUNK)
+            .any(|c| c.iter().any(|x| !x.is_finite()))
+        {
             *self.non_finite.borrow_mut() = true;
             return Ok(());
         }
@@ -365,13 +371,21 @@ impl InplaceOp2 for InPlaceAdamW<'_> {
         let step_size = c.step_size as f32;
         let bc2_sqrt = c.bc2_sqrt as f32;
         let eps = c.eps as f32;
-        for (((pi, &gi), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *pi *= decay;
-            *mi = b1 * *mi + ob1 * gi;
-            *vi = b2 * *vi + ob2 * gi * gi;
-            let denom = vi.sqrt() / bc2_sqrt + eps;
-            *pi -= step_size * (*mi / denom);
-        }
+        // memory-bound: the chunks are spread over rayon's threads (same arithmetic per entry)
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| {
+                for (((pi, &gi), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+                {
+                    *pi *= decay;
+                    *mi = b1 * *mi + ob1 * gi;
+                    *vi = b2 * *vi + ob2 * gi * gi;
+                    let denom = vi.sqrt() / bc2_sqrt + eps;
+                    *pi -= step_size * (*mi / denom);
+                }
+            });
         Ok(())
     }
 }
