@@ -589,7 +589,9 @@ pub fn check_speed_gates(rows: &[SpeedRow], gates: &SpeedGates) -> (Vec<String>,
         ] {
             if let (Some(&limit), Some(value)) = (limit, value) {
                 checked += 1;
-                if !(value <= limit) {
+                // a NaN ratio fails too
+                let holds = value.partial_cmp(&limit).is_some_and(|o| o.is_le());
+                if !holds {
                     failures.push(format!(
                         "{key}: {what} {value:.3} exceeds the gate {limit:.3}"
                     ));
