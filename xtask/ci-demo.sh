@@ -28,3 +28,17 @@ if [ -n "${FORGE_MINILM_DIR:-}" ] && [ -n "${FORGE_TEXT_DATA_DIR:-}" ]; then
 else
   echo "transformer smoke skipped: set FORGE_MINILM_DIR and FORGE_TEXT_DATA_DIR to run it"
 fi
+
+# Training-speed bench (issue 12): the committed side-by-side report must pass the ratio gates,
+# and the Forge side of the bench must run (MiniLM sizes, one timed iteration each: the machinery,
+# not the speed; no PyTorch here, so no ratio is gated). With FORGE_BENCH_PYTHON set to an
+# interpreter with torch, transformers and peft, the MiniLM workloads are timed side by side and
+# gated.
+cargo xtask bench --from results/bench-speed.json --gate xtask/bench-gates.json > /dev/null
+bench_out="${FORGE_CI_BENCH_RESULTS:-target/forge-results/ci-bench.json}"
+if [ -n "${FORGE_BENCH_PYTHON:-}" ]; then
+  cargo xtask bench --python "$FORGE_BENCH_PYTHON" --model minilm --rounds 2 --iters 3 \
+    --out "$bench_out" --gate xtask/bench-gates.json
+else
+  cargo xtask bench --model minilm --iters 1 --warmup 0 --out "$bench_out"
+fi
