@@ -113,10 +113,47 @@ fn desc(a: f32, b: f32) -> bool {
 /// replayed here, but only on the segment that contains position `k` (an introselect): the other
 /// segments are wholly kept or wholly dropped whatever their internal order, so this is O(n)
 /// expected instead of a full sort, and its result is the same set as PyTorch's.
+///
+/// Fast path: the k-th largest magnitude `t` is found by an unstable selection on the
+/// magnitudes alone; when no run of values equal to `t` straddles the cut (more than `k - #{> t}`
+/// entries equal to `t`), the kept set is exactly `{|x| >= t}` whatever the tie-breaking, and the
+/// index-tracking introselect is skipped. Only ties at the cut (e.g. many unchanged entries, all
+/// zero) take the exact replay.
 fn keep_top_k(d: &mut [f32], k: usize) {
     let n = d.len();
     if k >= n {
         return;
+    }
+    if k == 0 {
+        d.iter_mut().for_each(|x| *x *= 0.0);
+        return;
+    }
+    {
+        let mut w: Vec<f32> = d.par_iter().map(|x| x.abs()).collect();
+        let (_, t, _) = w.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        let t = *t;
+        drop(w);
+        if !t.is_nan() {
+            let (gt, eq) = d
+                .par_chunks(CHUNK)
+                .map(|c| {
+                    c.iter().fold((0usize, 0usize), |(g, e), x| {
+                        let a = x.abs();
+                        (g + usize::from(a > t), e + usize::from(a == t))
+                    })
+                })
+                .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            if gt + eq == k && !d.iter().any(|x| x.is_nan()) {
+                d.par_chunks_mut(CHUNK).for_each(|c| {
+                    c.iter_mut().for_each(|x| {
+                        if x.abs() < t {
+                            *x *= 0.0;
+                        }
+                    })
+                });
+                return;
+            }
+        }
     }
     let mut v: Vec<f32> = d.par_iter().map(|x| x.abs()).collect();
     let mut ix: Vec<u32> = (0..n as u32).collect();
@@ -543,6 +580,43 @@ pub fn first_non_finite(v: &[f32]) -> Option<(usize, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_k_fast_path_and_exact_replay_agree() {
+        // distinct magnitudes (fast path) and heavy ties at the cut (exact replay) against the
+        // replay alone, on the same data
+        let replay = |d: &mut [f32], k: usize| {
+            let mut v: Vec<f32> = d.iter().map(|x| x.abs()).collect();
+            let mut ix: Vec<u32> = (0..d.len() as u32).collect();
+            introselect(&mut v, &mut ix, k);
+            for &i in &ix[k..] {
+                d[i as usize] *= 0.0;
+            }
+        };
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        for case in 0..4 {
+            let d0: Vec<f32> = (0..5000)
+                .map(|i| match case {
+                    0 => next(),
+                    1 if i % 3 == 0 => 0.0,
+                    1 => next(),
+                    2 => (next() * 8.0).round() / 8.0,
+                    _ => -0.0,
+                })
+                .collect();
+            for k in [1, 17, 1666, 2500, 4999] {
+                let (mut a, mut b) = (d0.clone(), d0.clone());
+                keep_top_k(&mut a, k);
+                replay(&mut b, k);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "case {case}, k {k}");
+            }
+        }
+    }
 
     #[test]
     fn top_k_keeps_the_largest_and_breaks_ties_by_index() {
