@@ -424,7 +424,7 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
     render_png(path, (W, H), |root| {
         let areas = panels(
             root,
-            "Convergence: held-out quality vs training epochs (mean over seeds)\nEach scenario's baseline (grey) vs its headline transfer (green); dashed: the baseline's final quality.",
+            "Convergence: held-out quality vs training epochs (mean over seeds)\nEach scenario's baseline (grey) vs its headline transfer (green), other strategies in colour; dashed: the baseline's final quality.",
             scen.len(),
             fig,
         )?;
@@ -464,10 +464,30 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 .find(|c| &&c.scenario == sc)
                 .map(|c| c.metric.short())
                 .unwrap_or("quality");
+            // every other strategy with a curve in this scenario (e.g. LoRA r8 next to full
+            // fine-tuning and LoRA r4), in the scenario's strategy order
+            let base_name = sum.map(|s| s.baseline.as_str()).unwrap_or("");
+            let transfer_name = sum.map(|s| s.transfer.as_str()).unwrap_or("");
+            let mut others: Vec<&str> = Vec::new();
+            for a in r.aggregates.iter().filter(|a| &&a.scenario == sc) {
+                let has_curve = r
+                    .convergence
+                    .iter()
+                    .any(|c| &&c.scenario == sc && c.strategy == a.strategy);
+                if has_curve
+                    && a.strategy != base_name
+                    && a.strategy != transfer_name
+                    && !others.contains(&a.strategy.as_str())
+                {
+                    others.push(a.strategy.as_str());
+                }
+            }
+            let other_curves: Vec<Vec<f64>> = others.iter().map(|st| get(st)).collect();
             let last = fin(scratch.last().copied().unwrap_or(0.0));
             let all: Vec<f64> = scratch
                 .iter()
                 .chain(&warm)
+                .chain(other_curves.iter().flatten())
                 .copied()
                 .filter(|v| v.is_finite())
                 .map(fin)
@@ -481,7 +501,12 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                     - 0.03,
                 all.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.03,
             );
-            let n = scratch.len().max(warm.len()).max(2) - 1;
+            let n = other_curves
+                .iter()
+                .map(Vec::len)
+                .fold(scratch.len().max(warm.len()), usize::max)
+                .max(2)
+                - 1;
             let mut chart = ChartBuilder::on(area)
                 .caption(sc.as_str(), (FONT, 46).into_font().style(FontStyle::Bold))
                 .margin(25)
@@ -527,6 +552,25 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 22, y)], green.stroke_width(5))
                 });
+            let palette = [
+                RGBColor(31, 119, 180),
+                RGBColor(230, 120, 20),
+                RGBColor(140, 70, 170),
+                RGBColor(200, 40, 60),
+            ];
+            for (k, (st, curve)) in others.iter().zip(&other_curves).enumerate() {
+                let colour = palette[k % palette.len()];
+                chart
+                    .draw_series(LineSeries::new(
+                        curve.iter().enumerate().map(|(e, &q)| (e as f64, clip(q))),
+                        colour.stroke_width(4),
+                    ))
+                    .map_err(plot_err(fig))?
+                    .label(*st)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(4))
+                    });
+            }
             chart
                 .draw_series(DashedLineSeries::new(
                     vec![(0.0, clip(last)), (n as f64, clip(last))],

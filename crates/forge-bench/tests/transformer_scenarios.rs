@@ -77,6 +77,18 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
         assert_eq!(m.repeats, 1, "measured once: {rec:?}");
         assert!(rec.config.contains_key("model") && rec.config.contains_key("strategy"));
     }
+    // convergence curves of full fine-tuning and both LoRA ranks: accuracy before training and
+    // after each epoch, the last point the strategy's reported accuracy
+    for st in ["full-ft", "lora-r4", "lora-r8"] {
+        let c = r
+            .convergence
+            .iter()
+            .find(|c| c.scenario == SST2_FULL_VS_LORA && c.strategy == st)
+            .unwrap_or_else(|| panic!("no convergence curve for {st}"));
+        let rec = record(&r, SST2_FULL_VS_LORA, st);
+        assert_eq!(c.quality.len() as u32, rec.epochs.unwrap() + 1, "{c:?}");
+        assert_eq!(*c.quality.last().unwrap(), rec.quality, "{c:?}");
+    }
 
     // sst2-to-agnews: the SST-2 model of sst2-full-vs-lora is reused, not retrained.
     let full = record(&r, SST2_FULL_VS_LORA, "full-ft");

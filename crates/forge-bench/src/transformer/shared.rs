@@ -13,16 +13,22 @@ use super::{model_and_tokenizer, tokenise, TextSizes};
 use crate::error::{BenchError, Result};
 use crate::scenario::RunContext;
 use crate::schema::Measurement;
+use candle_core::{Tensor, Var};
 use forge_data::{Budget, TextSplit};
 use forge_lora::{DeepClone, LoraConfig, LoraInjector};
 use forge_models::representations::Representations;
-use forge_models::train::{derive_seed, evaluate, fine_tune, Hooks, TextDataset, TrainConfig};
+use forge_models::train::{
+    derive_seed, evaluate, fine_tune, Callback, Control, EpochRecord, Hooks, TextDataset,
+    TrainConfig,
+};
 use forge_models::transfer::{replace_head, HF_INIT_STD};
 use forge_models::{
     extract_representations, AnyClassifier, Encoded, HiddenStates, LayerSelection, ModelFiles,
     Pooling, SequenceClassifier, TextTokenizer,
 };
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// What every transformer scenario needs: a model folder and the text data.
@@ -245,6 +251,8 @@ struct Entry {
     training: Measurement,
     accuracy: f64,
     steps: u64,
+    /// Evaluation accuracy before training and after each epoch, when it was computed.
+    curve: Option<Vec<f64>>,
 }
 
 /// At most this many models are kept (MiniLM: ~90 MB each; 3 seeds x (full, LoRA r4, LoRA r8,
@@ -262,12 +270,16 @@ fn lookup(key: &Key) -> Option<Arc<Entry>> {
 }
 
 fn store(entry: Entry) {
+    store_arc(Arc::new(entry));
+}
+
+fn store_arc(entry: Arc<Entry>) {
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
     c.retain(|e| e.key != entry.key);
     if c.len() >= CACHE_CAPACITY {
         c.remove(0);
     }
-    c.push(Arc::new(entry));
+    c.push(entry);
 }
 
 /// Empties the cache (tests; a caller that wants every training measured afresh).
@@ -335,36 +347,183 @@ pub fn adapted(
             lora: e.lora.clone(),
         });
     }
+    let (e, model) = train_entry(
+        scenario, ctx, key, &files, task, sizes, strategy, lr, seed, data, false,
+    )?;
+    Ok(FineTuned {
+        model,
+        training: e.training.clone(),
+        accuracy: e.accuracy,
+        steps: e.steps,
+        cached: false,
+        lora: e.lora.clone(),
+    })
+}
+
+/// Trains `strategy` (measured), evaluates it, optionally its accuracy curve (unmeasured: from
+/// parameter snapshots taken at the start and after each epoch), caches and returns it.
+#[allow(clippy::too_many_arguments)]
+fn train_entry(
+    _scenario: &str,
+    ctx: &RunContext,
+    key: Key,
+    files: &ModelFiles,
+    task: Task,
+    sizes: &TextSizes,
+    strategy: FineTune,
+    lr: f64,
+    seed: u64,
+    data: &TaskData,
+    with_curve: bool,
+) -> Result<(Arc<Entry>, AnyClassifier)> {
     let config = train_config(sizes, lr, seed);
-    let ((mut model, lora, steps), training) = ctx.measure_once(|| {
-        let mut model = pretrained_with_head(&files, task.classes(), seed, ctx)?;
+    let ((mut model, lora, steps, snaps), training) = ctx.measure_once(|| {
+        let mut model = pretrained_with_head(files, task.classes(), seed, ctx)?;
         let lora = strategy.lora_config(&model);
         if let Some(cfg) = &lora {
             LoraInjector::new(cfg.clone())?
                 .with_seed(seed)
                 .inject(&mut model)?;
         }
-        let history = fine_tune(&mut model, &data.train, None, &config, &mut Hooks::new())?;
-        Ok((model, lora, history.steps as u64))
+        let snaps = with_curve.then(|| EpochSnapshots::new(&mut model));
+        let mut hooks = Hooks::new();
+        if let Some(sn) = &snaps {
+            hooks.push_callback(sn.callback());
+        }
+        let history = fine_tune(&mut model, &data.train, None, &config, &mut hooks)?;
+        drop(hooks);
+        Ok((model, lora, history.steps as u64, snaps))
     })?;
     let accuracy = evaluate(&mut model, &data.eval, &config)?.accuracy;
+    let curve = match &snaps {
+        Some(sn) => Some(sn.accuracy_curve(&mut model, &data.eval, &config)?),
+        None => None,
+    };
     model.set_training(false);
-    store(Entry {
+    let entry = Arc::new(Entry {
         key,
         model: model.try_clone_deep()?,
-        lora: lora.clone(),
-        training: training.clone(),
-        accuracy,
-        steps,
-    });
-    Ok(FineTuned {
-        model,
+        lora,
         training,
         accuracy,
         steps,
-        cached: false,
-        lora,
-    })
+        curve,
+    });
+    store_arc(entry.clone());
+    Ok((entry, model))
+}
+
+/// The evaluation accuracy of `strategy` on `task` before training and after each epoch (the
+/// convergence curve), from the cache when the model was trained with its curve in this run,
+/// else trained now (deterministic for the seed: the same model as the strategy's own run).
+///
+/// # Errors
+/// As [`fine_tuned`].
+#[allow(clippy::too_many_arguments)]
+pub fn accuracy_curve(
+    scenario: &str,
+    ctx: &RunContext,
+    task: Task,
+    sizes: &TextSizes,
+    strategy: FineTune,
+    lr: f64,
+    seed: u64,
+    data: &TaskData,
+) -> Result<Vec<f64>> {
+    let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
+    let key = Key {
+        model: files.dir.clone(),
+        task,
+        variant: strategy.name(),
+        seed,
+        sizes: *sizes,
+        lr_bits: lr.to_bits(),
+    };
+    if let Some(c) = lookup(&key).and_then(|e| e.curve.clone()) {
+        return Ok(c);
+    }
+    let (e, _) = train_entry(
+        scenario, ctx, key, &files, task, sizes, strategy, lr, seed, data, true,
+    )?;
+    Ok(e.curve.clone().unwrap_or_default())
+}
+
+/// Copies of a run's trainable parameters at its start and after every epoch: the convergence
+/// curve is evaluated from them after the measured training, so that measuring it adds only the
+/// copies (not evaluations) to the training's energy.
+#[derive(Clone)]
+pub struct EpochSnapshots {
+    vars: Vec<Var>,
+    taken: Rc<RefCell<Vec<candle_core::Result<Vec<Tensor>>>>>,
+}
+
+struct SnapshotCallback(EpochSnapshots);
+
+impl EpochSnapshots {
+    /// Snapshots of `model`'s trainable parameters (call after any injection, before training).
+    pub fn new(model: &mut AnyClassifier) -> Self {
+        Self {
+            vars: forge_lora::trainable_vars(model),
+            taken: Rc::default(),
+        }
+    }
+
+    fn take(&self) {
+        let copy = self
+            .vars
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<candle_core::Result<Vec<_>>>();
+        self.taken.borrow_mut().push(copy);
+    }
+
+    /// The callback that takes them (at the start and at the end of every epoch).
+    pub fn callback(&self) -> impl Callback + 'static {
+        SnapshotCallback(self.clone())
+    }
+
+    /// Accuracy of `model` on `eval` with each snapshot's parameters, then the parameters the
+    /// model had restored.
+    ///
+    /// # Errors
+    /// A snapshot that could not be taken; evaluation errors.
+    pub fn accuracy_curve(
+        &self,
+        model: &mut AnyClassifier,
+        eval: &TextDataset,
+        config: &TrainConfig,
+    ) -> Result<Vec<f64>> {
+        let now = self
+            .vars
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut curve = Vec::new();
+        for snap in self.taken.borrow().iter() {
+            let snap = snap
+                .as_ref()
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            for (v, t) in self.vars.iter().zip(snap) {
+                v.set(t)?;
+            }
+            curve.push(evaluate(model, eval, config)?.accuracy);
+        }
+        for (v, t) in self.vars.iter().zip(&now) {
+            v.set(t)?;
+        }
+        Ok(curve)
+    }
+}
+
+impl Callback for SnapshotCallback {
+    fn on_start(&mut self, _total_steps: usize) {
+        self.0.take();
+    }
+
+    fn on_epoch(&mut self, _record: &mut EpochRecord) -> Control {
+        self.0.take();
+        Control::Continue
+    }
 }
 
 /// Registers a model trained elsewhere (by `sst2-full-vs-lora`) under the key [`adapted`]
@@ -386,6 +545,7 @@ pub fn remember(
     training: &Measurement,
     accuracy: f64,
     steps: u64,
+    curve: Option<Vec<f64>>,
 ) -> Result<()> {
     let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
     store(Entry {
@@ -402,6 +562,7 @@ pub fn remember(
         training: training.clone(),
         accuracy,
         steps,
+        curve,
     });
     Ok(())
 }

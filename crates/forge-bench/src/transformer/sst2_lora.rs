@@ -12,7 +12,7 @@ use super::strategy::FineTune;
 use super::{model_and_tokenizer, sst2_splits, TextSizes};
 use crate::error::Result;
 use crate::scenario::{Requirements, RunContext, Scenario, StrategyOutcome, StrategySpec, Trial};
-use crate::schema::{Config, MeasurePolicy, Measurement, Metric, Wording};
+use crate::schema::{Config, ConvergenceCurve, MeasurePolicy, Measurement, Metric, Wording};
 use forge_lora::{count_parameters, LoraInjector};
 use forge_models::train::{evaluate, fine_tune, Hooks, TextDataset, TrainConfig};
 use forge_models::{AnyClassifier, ModelFiles};
@@ -178,18 +178,25 @@ impl Trial for Sst2Trial {
         let strategy = FineTune::find(&self.strategies, SST2_FULL_VS_LORA, name)?;
         let config = self.train_config(strategy);
         // Measured: loading, injection and training, exactly once.
-        let ((mut model, lora, history), training): (_, Measurement) = ctx.measure_once(|| {
-            let mut model = self.load(ctx)?;
-            let lora = strategy.lora_config(&model);
-            if let Some(cfg) = &lora {
-                LoraInjector::new(cfg.clone())?
-                    .with_seed(self.seed)
-                    .inject(&mut model)?;
-            }
-            let history = fine_tune(&mut model, &self.train, None, &config, &mut Hooks::new())?;
-            Ok((model, lora, history))
-        })?;
+        let ((mut model, lora, history, snaps), training): (_, Measurement) =
+            ctx.measure_once(|| {
+                let mut model = self.load(ctx)?;
+                let lora = strategy.lora_config(&model);
+                if let Some(cfg) = &lora {
+                    LoraInjector::new(cfg.clone())?
+                        .with_seed(self.seed)
+                        .inject(&mut model)?;
+                }
+                // parameter copies per epoch (cheap); their accuracies are evaluated below,
+                // outside the measurement
+                let snaps = shared::EpochSnapshots::new(&mut model);
+                let mut hooks = Hooks::new().callback(snaps.callback());
+                let history = fine_tune(&mut model, &self.train, None, &config, &mut hooks)?;
+                drop(hooks);
+                Ok((model, lora, history, snaps))
+            })?;
         let eval = evaluate(&mut model, &self.eval, &config)?;
+        let curve = snaps.accuracy_curve(&mut model, &self.eval, &config)?;
         // The models the EWC, merging and LoRA-soup scenarios build on: kept, not retrained.
         shared::remember(
             SST2_FULL_VS_LORA,
@@ -204,6 +211,7 @@ impl Trial for Sst2Trial {
             &training,
             eval.accuracy,
             history.steps as u64,
+            Some(curve),
         )?;
         let params = count_parameters(&mut model);
         let bytes = stored_bytes(&mut model, lora.as_ref())?;
@@ -241,5 +249,37 @@ impl Trial for Sst2Trial {
     /// The pretrained model is downloaded, not trained here: no source cost is charged.
     fn source_cost(&self) -> Option<Measurement> {
         None
+    }
+
+    /// SST-2 dev accuracy before training and after each epoch, for every strategy: from this
+    /// run's trainings when they ran in this process, else trained again (unmeasured; the same
+    /// model, as training is deterministic for the seed).
+    fn convergence(&mut self, ctx: &RunContext) -> Result<Vec<ConvergenceCurve>> {
+        let data = shared::TaskData {
+            train: self.train.clone(),
+            eval: self.eval.clone(),
+        };
+        self.strategies
+            .iter()
+            .map(|&strategy| {
+                let quality = shared::accuracy_curve(
+                    SST2_FULL_VS_LORA,
+                    ctx,
+                    Task::Sst2,
+                    &self.sizes,
+                    strategy,
+                    strategy.learning_rate(),
+                    self.seed,
+                    &data,
+                )?;
+                Ok(ConvergenceCurve {
+                    scenario: SST2_FULL_VS_LORA.into(),
+                    strategy: strategy.name(),
+                    seed: self.seed,
+                    metric: Metric::Accuracy,
+                    quality,
+                })
+            })
+            .collect()
     }
 }
