@@ -516,7 +516,7 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 .map_err(plot_err(fig))?;
             chart
                 .configure_mesh()
-                .x_labels(6)
+                .x_labels((n + 1).min(8))
                 .y_labels(5)
                 .x_desc(x_desc.as_str())
                 .y_desc(format!("{metric} (held-out target)"))
