@@ -1,8 +1,8 @@
 //! Print forward / training-step timings at DistilBERT-base dimensions (random init, no weights
 //! needed), batch 16 x seq 64. `cargo run -p forge-models --release --example step_timings`.
 //! For side-by-side numbers against PyTorch use `cargo xtask bench --python PATH` (docs/speed.md).
-//! Reference (PyTorch 2.15 + PEFT 0.21, 2 threads, an earlier measurement): forward 468 ms, LoRA r4 step 956 ms,
-//! full fine-tuning step 1,565 ms.
+//! Reference (PyTorch 2.15 + PEFT 0.21, 2 threads, an earlier measurement): forward 468 ms,
+//! LoRA r4 step 956 ms, full fine-tuning step 1,565 ms.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
