@@ -139,24 +139,7 @@ impl ModelFiles {
             model: model_id.to_string(),
             reason,
         };
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-            .unwrap_or(false);
-        if offline {
-            return Err(hub_err(
-                "HF_HUB_OFFLINE is set and the model is not in the local cache".into(),
-            ));
-        }
-        let endpoint =
-            std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
-        probe(&endpoint, HUB_PROBE_TIMEOUT)
-            .map_err(|e| hub_err(format!("{endpoint} is unreachable ({e})")))?;
-        let api = hf_hub::api::sync::ApiBuilder::new()
-            .with_progress(false)
-            .with_retries(0)
-            .with_cache_dir(Self::hf_cache_root())
-            .build()
-            .map_err(|e| hub_err(e.to_string()))?;
+        let api = hub_api("model").map_err(hub_err)?;
         let repo = api.model(model_id.to_string());
         let config = repo
             .get("config.json")
@@ -209,24 +192,7 @@ impl ModelFiles {
             file: file.to_string(),
             reason,
         };
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-            .unwrap_or(false);
-        if offline {
-            return Err(hub_err(
-                "HF_HUB_OFFLINE is set and the file is not in the local cache".into(),
-            ));
-        }
-        let endpoint =
-            std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
-        probe(&endpoint, HUB_PROBE_TIMEOUT)
-            .map_err(|e| hub_err(format!("{endpoint} is unreachable ({e})")))?;
-        let api = hf_hub::api::sync::ApiBuilder::new()
-            .with_progress(true)
-            .with_retries(0)
-            .with_cache_dir(Self::hf_cache_root())
-            .build()
-            .map_err(|e| hub_err(e.to_string()))?;
+        let api = hub_api("file").map_err(hub_err)?;
         api.dataset(repo_id.to_string())
             .get(file)
             .map_err(|e| hub_err(e.to_string()))
@@ -278,6 +244,29 @@ fn hub_weights(repo: &hf_hub::api::sync::ApiRepo) -> std::result::Result<PathBuf
     repo.get(PYTORCH_BIN).map_err(|e| {
         format!("no model.safetensors, model.safetensors.index.json or pytorch_model.bin: {e}")
     })
+}
+
+/// The Hub client, after failing fast when offline (`HF_HUB_OFFLINE`, or the endpoint does not
+/// answer within [`HUB_PROBE_TIMEOUT`]): downloads go to [`ModelFiles::hf_cache_root`] and show
+/// a progress bar on a terminal. `what` names the thing that is not cached, for the message.
+fn hub_api(what: &str) -> std::result::Result<hf_hub::api::sync::Api, String> {
+    let offline = std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .unwrap_or(false);
+    if offline {
+        return Err(format!(
+            "HF_HUB_OFFLINE is set and the {what} is not in the local cache"
+        ));
+    }
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    probe(&endpoint, HUB_PROBE_TIMEOUT).map_err(|e| format!("{endpoint} is unreachable ({e})"))?;
+    use std::io::IsTerminal as _;
+    hf_hub::api::sync::ApiBuilder::new()
+        .with_progress(std::io::stderr().is_terminal())
+        .with_retries(0)
+        .with_cache_dir(ModelFiles::hf_cache_root())
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// TCP-connect to the endpoint's host within `timeout` (DNS failures return at once).
