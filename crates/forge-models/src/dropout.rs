@@ -43,8 +43,8 @@ pub fn seeded_dropout(x: &Tensor, p: f64) -> candle_core::Result<Tensor> {
     let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64);
     if crate::kernels::eligible(x) {
         // one fused pass each way, the same mask
-        let keep: Vec<bool> = u.iter().map(|&v| v as f64 >= threshold).collect();
-        return crate::kernels::masked_scale(x, keep, (1.0 / (1.0 - p)) as f32);
+        // `threshold` is an integer in [0, 2^32 - 1]: `v >= threshold` as u32 is the same test
+        return crate::kernels::masked_scale(x, u, threshold as u32, (1.0 / (1.0 - p)) as f32);
     }
     let u = Tensor::from_vec(u, x.shape(), x.device())?;
     let mask = (u.ge(threshold)?.to_dtype(x.dtype())? * (1.0 / (1.0 - p)))?;

@@ -614,23 +614,25 @@ pub(crate) fn batched_matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tens
 }
 
 struct MaskedScale {
-    keep: std::sync::Arc<Vec<bool>>,
+    /// Uniform draws, one per element: kept where `draw >= threshold`.
+    draws: std::sync::Arc<Vec<u32>>,
+    threshold: u32,
     scale: f32,
 }
 
 impl MaskedScale {
     fn apply(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
-        if x.len() != self.keep.len() {
-            candle_core::bail!("dropout: {} values, mask of {}", x.len(), self.keep.len())
+        if x.len() != self.draws.len() {
+            candle_core::bail!("dropout: {} values, mask of {}", x.len(), self.draws.len())
         }
         let mut y = vec![0f32; x.len()];
-        let s = self.scale;
+        let (s, th) = (self.scale, self.threshold);
         y.par_chunks_mut(MIN_ELEMS_PER_TASK)
             .zip(x.par_chunks(MIN_ELEMS_PER_TASK))
-            .zip(self.keep.par_chunks(MIN_ELEMS_PER_TASK))
+            .zip(self.draws.par_chunks(MIN_ELEMS_PER_TASK))
             .for_each(|((y, x), k)| {
                 for ((yi, &xi), &ki) in y.iter_mut().zip(x).zip(k) {
-                    *yi = if ki { xi * s } else { 0.0 };
+                    *yi = if ki >= th { xi * s } else { 0.0 };
                 }
             });
         Ok(y)
@@ -654,18 +656,26 @@ impl CustomOp1 for MaskedScale {
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         let same = MaskedScale {
-            keep: self.keep.clone(),
+            draws: self.draws.clone(),
+            threshold: self.threshold,
             scale: self.scale,
         };
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&same)?))
     }
 }
 
-/// `x * keep * scale` (dropout with a given mask) as one pass, its backward the same product
-/// with the gradient. `x` must be [`eligible`]; `keep` has one entry per element of `x`.
-pub(crate) fn masked_scale(x: &Tensor, keep: Vec<bool>, scale: f32) -> candle_core::Result<Tensor> {
+/// `x * [draw >= threshold] * scale` (dropout with given uniform draws) as one pass, its
+/// backward the same product with the gradient. `x` must be [`eligible`]; `draws` has one entry
+/// per element of `x`.
+pub(crate) fn masked_scale(
+    x: &Tensor,
+    draws: Vec<u32>,
+    threshold: u32,
+    scale: f32,
+) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(MaskedScale {
-        keep: std::sync::Arc::new(keep),
+        draws: std::sync::Arc::new(draws),
+        threshold,
         scale,
     })
 }
