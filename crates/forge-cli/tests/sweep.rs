@@ -49,15 +49,36 @@ fn sweep_file_errors_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (body, needles) in [
-        ("train: t.tsv\nmodels: [m]\nmodles: [x]\n", vec!["modles", "sweep.yml"]),
-        ("train: t.tsv\nmodels: [m]\nseeds: []\n", vec!["`seeds` is empty"]),
+        (
+            "train: t.tsv\nmodels: [m]\nmodles: [x]\n",
+            vec!["modles", "sweep.yml"],
+        ),
+        (
+            "train: t.tsv\nmodels: [m]\nseeds: []\n",
+            vec!["`seeds` is empty"],
+        ),
         ("train: t.tsv\nmodels: []\n", vec!["`models` is empty"]),
         ("train: t.tsv\nmodels: [m]\nlr: []\n", vec!["`lr` is empty"]),
-        ("train: t.tsv\nmodels: [m]\nmethods: [lora-x]\n", vec!["unknown method \"lora-x\"", "methods"]),
-        ("train: t.tsv\nmodels: [m]\nmethods: [{lora: {r: 4, beta: 1}}]\n", vec!["beta"]),
-        ("train: t.tsv\nmodels: [m]\nmethods: [{dora: {r: 4}}]\n", vec!["unknown method \"dora\""]),
-        ("train: t.tsv\nmodels: [m]\nmethods: [lora-r0]\n", vec!["r must be at least 1"]),
-        ("train: t.tsv\nmodels: [m]\nseeds: [1, 1]\n", vec!["`seeds` lists 1 twice"]),
+        (
+            "train: t.tsv\nmodels: [m]\nmethods: [lora-x]\n",
+            vec!["unknown method \"lora-x\"", "methods"],
+        ),
+        (
+            "train: t.tsv\nmodels: [m]\nmethods: [{lora: {r: 4, beta: 1}}]\n",
+            vec!["beta"],
+        ),
+        (
+            "train: t.tsv\nmodels: [m]\nmethods: [{dora: {r: 4}}]\n",
+            vec!["unknown method \"dora\""],
+        ),
+        (
+            "train: t.tsv\nmodels: [m]\nmethods: [lora-r0]\n",
+            vec!["r must be at least 1"],
+        ),
+        (
+            "train: t.tsv\nmodels: [m]\nseeds: [1, 1]\n",
+            vec!["`seeds` lists 1 twice"],
+        ),
         ("models: [m]\n", vec!["train"]),
     ] {
         let f = sweep_file(d, "sweep.yml", body);
@@ -71,7 +92,11 @@ fn sweep_file_errors_are_named() {
         assert_one_line_error(&o, &needles);
     }
     // JSON too, by extension
-    let f = sweep_file(d, "sweep.json", r#"{"train": "t.tsv", "models": ["m"], "sedes": [1]}"#);
+    let f = sweep_file(
+        d,
+        "sweep.json",
+        r#"{"train": "t.tsv", "models": ["m"], "sedes": [1]}"#,
+    );
     let o = forge()
         .arg("sweep")
         .arg(&f)
@@ -107,11 +132,19 @@ fn units_are_in_a_fixed_order_and_shards_cover_each_once() {
         ]
     );
     assert_eq!(ids.last().unwrap(), "m2-lora-r4-lr5e-5-s1");
-    assert_eq!(ids, ids_of_dry_run(&f, dir.path(), &[]), "not deterministic");
+    assert_eq!(
+        ids,
+        ids_of_dry_run(&f, dir.path(), &[]),
+        "not deterministic"
+    );
     for n in [1, 3, 5, 24, 30] {
         let mut all = Vec::new();
         for i in 1..=n {
-            all.extend(ids_of_dry_run(&f, dir.path(), &["--shard", &format!("{i}/{n}")]));
+            all.extend(ids_of_dry_run(
+                &f,
+                dir.path(),
+                &["--shard", &format!("{i}/{n}")],
+            ));
         }
         assert_eq!(all, ids, "{n} shards");
     }
@@ -147,7 +180,10 @@ fn a_local_sweep_runs_every_unit_and_resumes() {
     let units = v["units"].as_array().unwrap();
     assert_eq!(units.len(), 4);
     assert_eq!(v["units_total"], 4);
-    let ids: Vec<&str> = units.iter().map(|u| u["unit"]["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = units
+        .iter()
+        .map(|u| u["unit"]["id"].as_str().unwrap())
+        .collect();
     assert_eq!(
         ids,
         [
@@ -177,14 +213,20 @@ fn a_local_sweep_runs_every_unit_and_resumes() {
     assert_eq!(e.matches("skipped (--resume)").count(), 3, "{e}");
     assert!(e.contains(&format!("{}: running", ids[3])), "{e}");
     assert!(stdout(&o).contains(ids[3]), "table: {}", stdout(&o));
-    assert_eq!(std::fs::read(unit(ids[0]).join("unit.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(unit(ids[0]).join("unit.json")).unwrap(),
+        before
+    );
     assert!(unit(ids[3]).join("unit.json").is_file());
 
     // a missing unit is named at aggregation; --allow-partial lists it
     std::fs::remove_file(unit(ids[1]).join("unit.json")).unwrap();
     let o = run_sweep(&f, &out, &["--shard", "2/2"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(!unit(ids[1]).join("unit.json").exists(), "shard 2/2 ran unit 2");
+    assert!(
+        !unit(ids[1]).join("unit.json").exists(),
+        "shard 2/2 ran unit 2"
+    );
     let o = run_sweep(&f, &out, &["--executor", "slurm", "--resume", "--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("#SBATCH --array=2\n"), "{}", stdout(&o));
@@ -215,7 +257,19 @@ fn slurm_dry_run_prints_one_task_per_shard_running_this_binary() {
     let dir = tempfile::tempdir().unwrap();
     let f = tiny_sweep(dir.path());
     let out = dir.path().join("out");
-    let o = run_sweep(&f, &out, &["--executor", "slurm", "--dry-run", "--mem", "2G", "--gres", "gpu:1"]);
+    let o = run_sweep(
+        &f,
+        &out,
+        &[
+            "--executor",
+            "slurm",
+            "--dry-run",
+            "--mem",
+            "2G",
+            "--gres",
+            "gpu:1",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = stdout(&o);
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_forge")).unwrap();
@@ -234,7 +288,19 @@ fn slurm_dry_run_prints_one_task_per_shard_running_this_binary() {
         assert!(s.contains(&line), "missing {line:?} in\n{s}");
     }
     assert!(!out.exists(), "a dry run wrote {}", out.display());
-    let o = run_sweep(&f, &out, &["--executor", "slurm", "--dry-run", "--shards", "3", "--time", "soon"]);
+    let o = run_sweep(
+        &f,
+        &out,
+        &[
+            "--executor",
+            "slurm",
+            "--dry-run",
+            "--shards",
+            "3",
+            "--time",
+            "soon",
+        ],
+    );
     assert_eq!(o.status.code(), Some(64));
     assert_one_line_error(&o, &["slurm time", "soon"]);
 }
@@ -269,9 +335,18 @@ fn slurm_submission_reports_a_failed_task_and_resumes_only_it() {
     assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("array task 2 (shard 2/2) failed"), "{e}");
-    assert!(e.contains(&format!("{}/logs/shard-2.log", out.display())), "{e}");
+    assert!(
+        e.contains(&format!("{}/logs/shard-2.log", out.display())),
+        "{e}"
+    );
     assert!(e.contains("KILLED"), "{e}");
-    assert!(e.lines().last().unwrap().contains("1 of 2 array task(s) failed (2)"), "{e}");
+    assert!(
+        e.lines()
+            .last()
+            .unwrap()
+            .contains("1 of 2 array task(s) failed (2)"),
+        "{e}"
+    );
     assert!(out.join("forge-sweep.sbatch").is_file());
     let o = slurm("", &["--resume"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -335,7 +335,10 @@ impl ArrayScript {
             }
             s.push_str(&format!("export {k}={}\n", sh_quote(v)));
         }
-        s.push_str(&format!("cd {}\n", sh_quote(&self.workdir.to_string_lossy())));
+        s.push_str(&format!(
+            "cd {}\n",
+            sh_quote(&self.workdir.to_string_lossy())
+        ));
         s.push_str("i=\"${SLURM_ARRAY_TASK_ID:?not an array task}\"\n");
         s.push_str(&format!(
             "echo \"forge shard $i/{} on $(hostname) at $(date -u +%FT%TZ)\"\n",

@@ -181,8 +181,14 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     let (i, n) = s
         .split_once('/')
         .ok_or_else(|| bad("expected INDEX/COUNT, e.g. 2/4"))?;
-    let i: usize = i.trim().parse().map_err(|_| bad("the index is not a number"))?;
-    let n: usize = n.trim().parse().map_err(|_| bad("the count is not a number"))?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| bad("the index is not a number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| bad("the count is not a number"))?;
     if n == 0 || i == 0 || i > n {
         return Err(bad(&format!(
             "the index must be between 1 and the count (1-based), got {i}/{n}"
@@ -274,7 +280,13 @@ fn run_unit(out: &Path, u: &Unit, ui: &mut Ui) -> Result<UnitResult> {
 
 /// Runs `units` here one after another (skipping those done with `resume`); a failed unit is
 /// reported and the next one runs. Returns the ids of the failed units with why.
-fn run_units(out: &Path, units: &[Unit], total: usize, resume: bool, ui: &mut Ui) -> Vec<(String, String)> {
+fn run_units(
+    out: &Path,
+    units: &[Unit],
+    total: usize,
+    resume: bool,
+    ui: &mut Ui,
+) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for u in units {
         let tag = format!("[{}/{total}] {}", u.index + 1, u.id);
@@ -346,7 +358,13 @@ pub fn aggregate(sweep: &Sweep, out: &Path, allow_partial: bool) -> Result<Sweep
 
 /// The results as a table.
 pub fn table(r: &SweepResults) -> String {
-    let w = r.units.iter().map(|u| u.unit.id.len()).max().unwrap_or(2).max(2);
+    let w = r
+        .units
+        .iter()
+        .map(|u| u.unit.id.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
     let mut s = format!(
         "{:<w$}  {:>9}  {:>10}  {:>8}  {:>10}  {:>10}\n",
         "id", "val acc", "train loss", "wall s", "kWh", "kg CO2eq"

@@ -102,10 +102,13 @@ impl<'de> Deserialize<'de> for Method {
             fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Method, E> {
                 s.parse().map_err(E::custom)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Method, A::Error> {
-                let key: String = m
-                    .next_key()?
-                    .ok_or_else(|| de::Error::custom(format!("empty method; expected {METHOD_FORMS}")))?;
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<Method, A::Error> {
+                let key: String = m.next_key()?.ok_or_else(|| {
+                    de::Error::custom(format!("empty method; expected {METHOD_FORMS}"))
+                })?;
                 if key != "lora" {
                     return Err(de::Error::custom(format!(
                         "unknown method {key:?}; expected {METHOD_FORMS}"
@@ -239,7 +242,13 @@ fn slug(s: &str) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| s.to_string());
     last.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -279,7 +288,10 @@ fn expand(path: &Path, f: &SweepFile) -> Result<Vec<Unit>> {
             Some(v) => {
                 check_axis(path, name, v)?;
                 if v.contains(&0) {
-                    return Err(bad(path, format!("`{name}` values must be at least 1, got 0")));
+                    return Err(bad(
+                        path,
+                        format!("`{name}` values must be at least 1, got 0"),
+                    ));
                 }
                 Ok(v.iter().copied().map(Some).collect())
             }
@@ -299,7 +311,9 @@ fn expand(path: &Path, f: &SweepFile) -> Result<Vec<Unit>> {
     let batches = opt_axis("batch_size", &f.batch_size)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_path = |p: &Path| -> Result<String> {
-        Ok(std::path::absolute(dir.join(p))?.to_string_lossy().into_owned())
+        Ok(std::path::absolute(dir.join(p))?
+            .to_string_lossy()
+            .into_owned())
     };
     let mut common = vec!["--train".to_string(), file_path(&f.train)?];
     if let Some(v) = &f.val {
