@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_one_line_error, forge, model_with_tokenizer, stderr, stdout, target_tsv};
 
-/// A sweep file in `dir` over `models` (with `extra` lines appended).
+/// Writes `body` as the sweep file `dir/name`.
 fn sweep_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, body).unwrap();
