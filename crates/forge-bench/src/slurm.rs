@@ -7,153 +7,36 @@
 //! a task only runs code, it never compiles. Each writes `shard-<i>-of-<N>.json` atomically
 //! and logs to `logs/shard-<i>.log` in the sweep folder; submitting, waiting and collecting is
 //! the caller's (`cargo xtask demo --executor slurm`).
+//!
+//! The scheduler-only parts ([`SlurmOptions`], [`sh_quote`], [`array_spec`] and the script
+//! writer) live in [`forge_linalg::cluster`], shared with `forge sweep`; this module adds the
+//! benchmark's shard files and command line.
 
 use crate::error::{BenchError, Result};
 use crate::shard::ShardSpec;
+use forge_linalg::cluster::ArrayScript;
 use std::path::{Path, PathBuf};
 
-/// Resources of one array task. Serialised as the JSON config file of `--slurm-config`
-/// (every field optional there).
+pub use forge_linalg::cluster::{array_spec, sh_quote, SlurmOptions};
+
+/// A [`forge_linalg::cluster`] error as forge-bench's: invalid settings stay
+/// [`BenchError::InvalidConfig`], anything else is [`BenchError::Linalg`].
+pub(crate) fn cluster_err(e: forge_linalg::LinalgError) -> BenchError {
+    match e {
+        forge_linalg::LinalgError::InvalidConfig { name, reason } => {
+            BenchError::InvalidConfig { name, reason }
+        }
+        other => BenchError::Linalg(other),
+    }
+}
+
+/// Reads a `--slurm-config` JSON file (missing fields keep their defaults) with forge-bench's
+/// error type ([`SlurmOptions::from_file`] returns forge-linalg's).
 ///
-/// | field | default | sbatch option |
-/// |---|---|---|
-/// | `job_name` | `forge-sweep` | `--job-name` |
-/// | `cpus_per_task` | 1 | `--cpus-per-task` |
-/// | `mem` | `1G` | `--mem` (per node, Slurm units: `512M`, `4G`) |
-/// | `time` | `00:30:00` | `--time` |
-/// | `partition` | none (the cluster's default) | `--partition` |
-/// | `gres` | none | `--gres` (e.g. `gpu:1`) |
-/// | `account` | none | `--account` |
-/// | `exclusive` | false | `--exclusive` (one task per node) |
-/// | `extra` | `[]` | further `#SBATCH` lines, verbatim |
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SlurmOptions {
-    /// Job name.
-    pub job_name: String,
-    /// CPUs per task.
-    pub cpus_per_task: u32,
-    /// Memory per task (Slurm's `--mem`).
-    pub mem: String,
-    /// Time limit per task.
-    pub time: String,
-    /// Partition.
-    pub partition: Option<String>,
-    /// Generic resources (GPUs), e.g. `gpu:1`.
-    pub gres: Option<String>,
-    /// Account to charge.
-    pub account: Option<String>,
-    /// Whether each task gets a node to itself.
-    pub exclusive: bool,
-    /// Further sbatch options, each written as `#SBATCH <option>`.
-    pub extra: Vec<String>,
-}
-
-impl Default for SlurmOptions {
-    fn default() -> Self {
-        Self {
-            job_name: "forge-sweep".into(),
-            cpus_per_task: 1,
-            mem: "1G".into(),
-            time: "00:30:00".into(),
-            partition: None,
-            gres: None,
-            account: None,
-            exclusive: false,
-            extra: Vec::new(),
-        }
-    }
-}
-
-/// Whether `s` is a safe sbatch option value (no spaces, quotes or shell syntax).
-fn plain(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:,=+/@%".contains(c))
-}
-
-impl SlurmOptions {
-    /// Reads a JSON config file (missing fields keep their defaults).
-    ///
-    /// # Errors
-    /// [`BenchError::Io`] / [`BenchError::Json`] naming the file (unknown fields included), and
-    /// [`SlurmOptions::validate`]'s.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let o: Self = crate::io::read_json(path)?;
-        o.validate()?;
-        Ok(o)
-    }
-
-    /// Checks every field once.
-    ///
-    /// # Errors
-    /// [`BenchError::InvalidConfig`] naming the field and value: zero CPUs, a memory that is
-    /// not `<number>[K|M|G|T]`, a time that is not Slurm's `[D-]HH:MM:SS`, `MM:SS` or minutes,
-    /// or a value with spaces or shell syntax.
-    pub fn validate(&self) -> Result<()> {
-        if self.cpus_per_task == 0 {
-            return Err(BenchError::config(
-                "slurm cpus_per_task",
-                "must be at least 1, got 0",
-            ));
-        }
-        let digits = self
-            .mem
-            .trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
-        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-            return Err(BenchError::config(
-                "slurm mem",
-                format!("{:?} is not <number>[K|M|G|T] (e.g. 2G)", self.mem),
-            ));
-        }
-        let time_ok = {
-            let (days, rest) = match self.time.split_once('-') {
-                Some((d, r)) => (Some(d), r),
-                None => (None, self.time.as_str()),
-            };
-            let parts: Vec<&str> = rest.split(':').collect();
-            days.is_none_or(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
-                && (1..=3).contains(&parts.len())
-                && parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-        };
-        if !time_ok {
-            return Err(BenchError::config(
-                "slurm time",
-                format!(
-                    "{:?} is not a Slurm time limit (e.g. 00:30:00 or 1-00:00:00)",
-                    self.time
-                ),
-            ));
-        }
-        for (name, v) in [
-            ("job_name", Some(&self.job_name)),
-            ("partition", self.partition.as_ref()),
-            ("gres", self.gres.as_ref()),
-            ("account", self.account.as_ref()),
-        ] {
-            if let Some(v) = v {
-                if !plain(v) {
-                    return Err(BenchError::config(
-                        format!("slurm {name}"),
-                        format!("{v:?} has characters sbatch options cannot hold"),
-                    ));
-                }
-            }
-        }
-        if let Some(x) = self
-            .extra
-            .iter()
-            .find(|x| x.contains('\n') || !x.starts_with('-'))
-        {
-            return Err(BenchError::config(
-                "slurm extra",
-                format!("{x:?} is not one sbatch option (e.g. --qos=short)"),
-            ));
-        }
-        Ok(())
-    }
+/// # Errors
+/// [`BenchError::InvalidConfig`] naming the file or field, [`BenchError::Linalg`] for I/O.
+pub fn options_from_file(path: &Path) -> Result<SlurmOptions> {
+    SlurmOptions::from_file(path).map_err(cluster_err)
 }
 
 /// Refuses whole-machine carbon tracking for array tasks that may share a node: each task
@@ -163,49 +46,7 @@ impl SlurmOptions {
 /// # Errors
 /// [`BenchError::InvalidConfig`] for `tracking_mode == "machine"` without `exclusive`.
 pub fn check_tracking_mode(tracking_mode: &str, exclusive: bool) -> Result<()> {
-    if tracking_mode == "machine" && !exclusive {
-        return Err(BenchError::config(
-            "tracking mode",
-            "machine-mode carbon tracking with array tasks that may share a node would count \
-             the node once per task; use process mode (unset FORGE_TRACKING_MODE) or give each \
-             task a node (--exclusive / \"exclusive\": true)",
-        ));
-    }
-    Ok(())
-}
-
-/// Quotes `s` for a POSIX shell (single quotes; `'` written as `'\''`).
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// A Slurm `--array` index list for `indices`: ranges collapsed (`1-4`, `2,4-6`).
-pub fn array_spec(indices: &[usize]) -> String {
-    let mut v = indices.to_vec();
-    v.sort_unstable();
-    v.dedup();
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        let mut j = i;
-        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
-            j += 1;
-        }
-        parts.push(if i == j {
-            v[i].to_string()
-        } else {
-            format!("{}-{}", v[i], v[j])
-        });
-        i = j + 1;
-    }
-    parts.join(",")
+    forge_linalg::cluster::check_tracking_mode(tracking_mode, exclusive).map_err(cluster_err)
 }
 
 /// One sweep as a Slurm job array.
@@ -254,87 +95,38 @@ impl ArrayJob {
     /// indices, an index outside `1..=count`, or an environment variable name that is not a
     /// shell identifier.
     pub fn script(&self) -> Result<String> {
-        self.options.validate()?;
-        if self.indices.is_empty() {
-            return Err(BenchError::config("slurm array", "no shards to run"));
-        }
-        if let Some(i) = self.indices.iter().find(|&&i| i == 0 || i > self.count) {
-            return Err(BenchError::config(
-                "slurm array",
-                format!("shard index {i} is outside 1..={}", self.count),
-            ));
-        }
-        let dir = self.dir.to_string_lossy();
-        if dir
+        if self
+            .dir
+            .to_string_lossy()
             .chars()
             .any(|c| c.is_whitespace() || "'\"\\$`#".contains(c))
         {
             return Err(BenchError::config(
                 "sweep folder",
-                format!("{dir:?}: #SBATCH --output cannot hold spaces, quotes or shell syntax; choose another --sweep-dir"),
+                format!("{:?}: #SBATCH --output cannot hold spaces, quotes or shell syntax; choose another --sweep-dir", self.dir.display().to_string()),
             ));
         }
-        let o = &self.options;
         let q = |p: &Path| sh_quote(&p.to_string_lossy());
-        let mut s = String::from("#!/bin/bash\n");
-        s.push_str(&format!("#SBATCH --job-name={}\n", o.job_name));
-        s.push_str(&format!("#SBATCH --array={}\n", array_spec(&self.indices)));
-        s.push_str("#SBATCH --ntasks=1\n");
-        s.push_str(&format!("#SBATCH --cpus-per-task={}\n", o.cpus_per_task));
-        s.push_str(&format!("#SBATCH --mem={}\n", o.mem));
-        s.push_str(&format!("#SBATCH --time={}\n", o.time));
-        // %a = array index (the folder was checked to need no quoting).
-        s.push_str(&format!(
-            "#SBATCH --output={}\n",
-            self.dir.join("logs").join("shard-%a.log").display()
-        ));
-        for (name, v) in [
-            ("partition", &o.partition),
-            ("gres", &o.gres),
-            ("account", &o.account),
-        ] {
-            if let Some(v) = v {
-                s.push_str(&format!("#SBATCH --{name}={v}\n"));
-            }
-        }
-        if o.exclusive {
-            s.push_str("#SBATCH --exclusive\n");
-        }
-        for x in &o.extra {
-            s.push_str(&format!("#SBATCH {x}\n"));
-        }
-        s.push_str(&format!(
-            "# Forge sweep: {} shard(s); array task i runs shard i/{}.\nset -euo pipefail\n",
-            self.count, self.count
-        ));
-        for (k, v) in &self.env {
-            if k.is_empty()
-                || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || k.starts_with(|c: char| c.is_ascii_digit())
-            {
-                return Err(BenchError::config(
-                    "slurm environment",
-                    format!("{k:?} is not a variable name"),
-                ));
-            }
-            s.push_str(&format!("export {k}={}\n", sh_quote(v)));
-        }
-        s.push_str(&format!("cd {}\n", q(&self.workdir)));
-        s.push_str("i=\"${SLURM_ARRAY_TASK_ID:?not an array task}\"\n");
-        s.push_str(&format!(
-            "echo \"forge shard $i/{} on $(hostname) at $(date -u +%FT%TZ)\"\n",
-            self.count
-        ));
         let args: Vec<String> = self.args.iter().map(|a| sh_quote(a)).collect();
-        s.push_str(&format!(
-            "exec {} {} --shard \"$i/{}\" --shard-out {}/\"shard-$i-of-{}.json\"\n",
+        let command = format!(
+            "{} {} --shard \"$i/{}\" --shard-out {}/\"shard-$i-of-{}.json\"",
             q(&self.binary),
             args.join(" "),
             self.count,
             q(&self.dir),
             self.count
-        ));
-        Ok(s)
+        );
+        ArrayScript {
+            options: self.options.clone(),
+            count: self.count,
+            indices: self.indices.clone(),
+            log_dir: self.dir.join("logs"),
+            workdir: self.workdir.clone(),
+            env: self.env.clone(),
+            command,
+        }
+        .script()
+        .map_err(cluster_err)
     }
 }
 

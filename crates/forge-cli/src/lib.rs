@@ -6,6 +6,7 @@
 //! | `forge gate` | forge-safety, forge-data | the tabular negative-transfer gate on two CSV files; exit code 0 / 1 / 2 |
 //! | `forge rank --target data.tsv MODEL...` | forge-safety, forge-models | LogME/LEEP ranking and verdicts of candidate models on your labelled texts |
 //! | `forge finetune --model M --train data.tsv [--val data.tsv] [--lora r] -o OUT` | forge-models, forge-lora, forge-carbon | fine-tuning on your labelled texts, energy and CO2 recorded |
+//! | `forge sweep FILE --out DIR [--shard i/N] [--executor local\|slurm]` | forge-linalg (cluster) | a sweep file's models x methods x seeds x hyperparameters, each unit a `forge finetune`, run here, one shard, or as a Slurm job array; results in `DIR/sweep.json` |
 //! | `forge merge CONFIG.yml -o OUT` | forge-merge | mergekit-style YAML merge, streamed over the checkpoints, with a per-tensor summary |
 //! | `forge lora soup A B ... -o OUT` | forge-merge | LoRA adapters of one base combined into one adapter |
 //! | `forge lora inspect DIR` | forge-lora | rank, alpha, targets, parameter count and size of a PEFT adapter |
@@ -66,6 +67,9 @@ pub enum Cmd {
     Gate(commands::gate::GateArgs),
     /// Fine-tune a model (full or LoRA) on your labelled texts, with carbon tracking.
     Finetune(commands::finetune::FinetuneArgs),
+    /// Run a sweep of fine-tunings (models x methods x seeds x hyperparameters) here, one shard,
+    /// or as a Slurm job array.
+    Sweep(commands::sweep::SweepArgs),
     /// Merge checkpoints from a mergekit-style YAML (linear, SLERP, task arithmetic, TIES, DARE, ...).
     Merge(commands::merge::MergeArgs),
     /// Rank candidate models for your labelled texts (LogME / LEEP encoder gate) before fine-tuning.
@@ -98,6 +102,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Cmd::Rank(a) => commands::rank::run(&a, &mut ui),
         Cmd::Merge(a) => commands::merge::run(&a, &mut ui),
         Cmd::Finetune(a) => commands::finetune::run(&a, &mut ui),
+        Cmd::Sweep(a) => commands::sweep::run(&a, &mut ui),
         Cmd::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "forge", &mut buf);

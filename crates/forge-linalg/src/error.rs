@@ -58,6 +58,14 @@ pub enum LinalgError {
         /// Why it is invalid, with the value.
         reason: String,
     },
+    /// A configuration value (e.g. a Slurm option of [`crate::cluster`]) was invalid.
+    #[error("invalid configuration {name}: {reason}")]
+    InvalidConfig {
+        /// The offending setting.
+        name: String,
+        /// Why it is invalid, with the value.
+        reason: String,
+    },
     /// A file could not be read, written, synced or renamed.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -9,6 +9,8 @@
 //!   through the pure-Rust [faer](https://docs.rs/faer) crate — no system BLAS/LAPACK.
 //! - [`check`]: input validation that returns typed errors naming the bad argument.
 //! - [`io`]: the one atomic writer and the memory-mapped, streaming safetensors reader/writer.
+//! - [`cluster`]: scheduler-only pieces of sharded sweeps (Slurm task resources, `sbatch`
+//!   job-array scripts, contiguous shard blocks), shared by forge-bench and forge-cli.
 //! - [`rng`]: seeded, portable randomness; [`device`]: CUDA > Metal > CPU selection.
 //!
 //! ```
@@ -23,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod cluster;
 pub mod dense;
 pub mod device;
 mod error;

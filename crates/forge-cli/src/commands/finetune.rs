@@ -233,6 +233,9 @@ pub struct FinetuneReport {
     pub emissions_kg: f64,
     /// The training history.
     pub history: forge_models::train::History,
+    /// How CPU and RAM energy were measured (e.g. `RAPL / model`), for the text output.
+    #[serde(skip)]
+    pub measured_with: String,
 }
 
 fn model_err(e: forge_models::ModelError) -> CliError {
@@ -265,12 +268,40 @@ impl Callback for Progress<'_> {
     }
 }
 
-/// Runs `forge finetune`.
+/// Runs `forge finetune`: [`execute`], then prints the report (`--json`: as JSON).
+///
+/// # Errors
+/// [`execute`]'s.
+pub fn run(a: &FinetuneArgs, ui: &mut Ui) -> Result<i32> {
+    let report = execute(a, ui)?;
+    if ui.json {
+        ui.json_line(&report)?;
+    } else {
+        ui.print(&format!(
+            "{} fine-tuning, {} trainable parameters, {} epochs{} -> {}; {:.3e} kWh, {:.3e} kg CO2eq ({})\n",
+            report.mode,
+            report.trainable_parameters,
+            report.history.epochs.len(),
+            report
+                .val_accuracy
+                .map(|v| format!(", val accuracy {v:.4}"))
+                .unwrap_or_default(),
+            report.output.display(),
+            report.energy_kwh,
+            report.emissions_kg,
+            report.measured_with
+        ))?;
+    }
+    Ok(0)
+}
+
+/// Fine-tunes as `forge finetune` does and writes its outputs to `a.output`, printing nothing
+/// but the progress bar; returns the report (`forge sweep` runs each unit through this).
 ///
 /// # Errors
 /// Missing files or model, unknown columns, validation labels unseen in training, bad training
 /// settings (forge-models' `TrainConfig` checks), and write errors.
-pub fn run(a: &FinetuneArgs, ui: &mut Ui) -> Result<i32> {
+pub fn execute(a: &FinetuneArgs, ui: &mut Ui) -> Result<FinetuneReport> {
     let (train_texts, train_raw) = texts::read_tsv(
         &a.train,
         "training TSV",
@@ -448,25 +479,7 @@ pub fn run(a: &FinetuneArgs, ui: &mut Ui) -> Result<i32> {
         energy_kwh: emissions.energy_kwh,
         emissions_kg: emissions.emissions_kg,
         history,
+        measured_with: format!("{} / {}", emissions.cpu_method, emissions.ram_method),
     };
-    if ui.json {
-        ui.json_line(&report)?;
-    } else {
-        ui.print(&format!(
-            "{} fine-tuning, {} trainable parameters, {} epochs{} -> {}; {:.3e} kWh, {:.3e} kg CO2eq ({} / {})\n",
-            report.mode,
-            report.trainable_parameters,
-            report.history.epochs.len(),
-            report
-                .val_accuracy
-                .map(|v| format!(", val accuracy {v:.4}"))
-                .unwrap_or_default(),
-            report.output.display(),
-            report.energy_kwh,
-            report.emissions_kg,
-            emissions.cpu_method,
-            emissions.ram_method
-        ))?;
-    }
-    Ok(0)
+    Ok(report)
 }
