@@ -158,4 +158,21 @@ grep -q "submitting 1 array task(s) \[2\] of 4" "$resume_log" \
   || { echo "--resume did not rerun exactly shard 2"; exit 1; }
 cargo xtask aggregate "$sweep_dir" -o target/forge-results/ci-slurm-aggregate.json \
   --check-equal "$local_results"
+
+# A user sweep with the forge CLI through the same cluster (when the shared MiniLM and SST-2
+# text are here): full fine-tuning and LoRA r4 on 40 sentences, 1 epoch, as a 2-task array.
+if [ -n "${FORGE_MINILM_DIR:-}" ] && [ -n "${FORGE_TEXT_DATA_DIR:-}" ]; then
+  cargo build --release --quiet -p forge-cli
+  user="$tmp/user-sweep"
+  mkdir -p "$user"
+  head -41 "$FORGE_TEXT_DATA_DIR/sst2/train.tsv" > "$user/train.tsv"
+  head -21 "$FORGE_TEXT_DATA_DIR/sst2/dev.tsv" > "$user/dev.tsv"
+  printf 'train: train.tsv\nval: dev.tsv\nmax_length: 32\nmodels: [%s]\nmethods: [full, lora-r4]\nseeds: [0]\nepochs: [1]\n' \
+    "$FORGE_MINILM_DIR" > "$user/sweep.yml"
+  t0=$(date +%s)
+  timeout "$limit" target/release/forge sweep "$user/sweep.yml" --out "$user/out" \
+    --executor slurm --shards 2 --cpus-per-task 1 --mem 2G --time 00:10:00
+  test -f "$user/out/sweep.json" || { echo "forge sweep wrote no sweep.json"; exit 1; }
+  echo "ci-slurm: forge sweep (2 units) through Slurm in $(( $(date +%s) - t0 )) s"
+fi
 echo "ci-slurm: OK"
