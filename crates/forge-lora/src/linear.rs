@@ -492,7 +492,8 @@ impl LoraLinear {
         };
         if let (Some(ad), false) = (&self.adapter, self.merged) {
             let xd = if train && ad.dropout > 0.0 {
-                candle_nn::ops::dropout(&x2, ad.dropout as f32)?
+                // seeded ([`crate::dropout::set_dropout_seed`]), unlike candle's
+                crate::dropout::seeded_dropout(&x2, ad.dropout)?
             } else {
                 x2.clone()
             };

@@ -186,6 +186,33 @@ fn two_seeded_runs_give_bit_identical_losses() {
     );
 }
 
+/// LoRA adapters' input dropout draws from the seeded stream too: two LoRA runs with dropout
+/// and the same seed are bit-identical (they were not while it used candle's unseeded dropout).
+#[test]
+fn seeded_lora_runs_with_adapter_dropout_are_bit_identical() {
+    let data = toy_task(32, 1);
+    let run = |seed: u64| {
+        let mut m = tiny_bert(3);
+        LoraInjector::new(LoraConfig::new(4, 8.0, &["query", "value"]).with_dropout(0.3))
+            .unwrap()
+            .with_seed(5)
+            .inject(&mut m)
+            .unwrap();
+        let cfg = TrainConfig {
+            seed,
+            ..quick_config()
+        };
+        let h = fine_tune(&mut m, &data, None, &cfg, &mut Hooks::new()).unwrap();
+        h.step_losses
+            .iter()
+            .map(|l| l.to_bits())
+            .collect::<Vec<_>>()
+    };
+    let (a, b, c) = (run(7), run(7), run(8));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
 #[test]
 fn tiny_model_reaches_full_accuracy_on_a_separable_task() {
     let train = toy_task(64, 1);

@@ -17,9 +17,8 @@
 //!   EWC plugs in) and [`Callback`] (step / epoch / evaluation / end events, can stop the run and
 //!   add named scalars such as energy and CO2 to the history).
 //! - Reproducibility: shuffling and dropout masks are seeded from [`TrainConfig::seed`]
-//!   ([`crate::dropout::set_dropout_seed`]); two runs with the same seed give bit-identical losses.
-//!   Not yet covered: LoRA adapter dropout (forge-lora's `lora_dropout > 0` still draws from
-//!   candle's unseeded RNG), so bit-identical LoRA runs need `lora_dropout = 0`.
+//!   ([`crate::dropout::set_dropout_seed`]), LoRA adapters' input dropout included; two runs
+//!   with the same seed give bit-identical losses.
 //!
 //! ```
 //! use candle_core::Device;
