@@ -313,6 +313,122 @@ pub fn co2_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
     })
 }
 
+/// Held-out quality by strategy (mean ± std over seeds), one panel per scenario, the baseline's
+/// quality as a dashed line: e.g. the merge strategies of a merging scenario side by side, or
+/// a LoRA soup against its adapters.
+///
+/// # Errors
+/// [`BenchError::Plot`] / [`BenchError::Io`].
+pub fn quality_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
+    let fig = "quality_per_strategy";
+    let scen = with_aggregates(r);
+    render_png(path, (W, H), |root| {
+        let areas = panels(
+            root,
+            &format!(
+                "Held-out quality by strategy (mean ± std over {} seed(s))\nDashed: the scenario's baseline. Grey: baseline, blue: reference (no transfer), green: transfer; dark green: the headline transfer.",
+                r.run.seeds.len()
+            ),
+            scen.len(),
+            fig,
+        )?;
+        for (area, &sc) in areas.iter().zip(&scen) {
+            let aggs: Vec<_> = r.aggregates.iter().filter(|a| &a.scenario == sc).collect();
+            let n = (aggs.len() as i32).max(1);
+            let metric = aggs.first().map(|a| a.metric.short()).unwrap_or("quality");
+            let lo = aggs
+                .iter()
+                .map(|a| fin(a.quality.mean - a.quality.std))
+                .fold(f64::INFINITY, f64::min);
+            let hi = aggs
+                .iter()
+                .map(|a| fin(a.quality.mean + a.quality.std))
+                .fold(f64::NEG_INFINITY, f64::max);
+            // zoomed on the bars' range, with room on the right for the labels
+            let span = (hi - lo).max(0.02);
+            let (xlo, xhi) = sane_range(lo - 0.15 * span, hi + 0.45 * span);
+            let mut chart = ChartBuilder::on(area)
+                .caption(sc, (FONT, 46).into_font().style(FontStyle::Bold))
+                .margin(25)
+                .x_label_area_size(90)
+                .y_label_area_size(330)
+                .build_cartesian_2d(xlo..xhi, (0..n - 1).into_segmented())
+                .map_err(plot_err(fig))?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .x_labels(5)
+                .y_labels(aggs.len())
+                .x_desc(format!("{metric} (held-out)"))
+                .y_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => aggs
+                        .get(*i as usize)
+                        .map(|a| a.strategy.clone())
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .x_label_formatter(&|x| {
+                    if xhi - xlo < 0.05 {
+                        format!("{x:.3}")
+                    } else {
+                        format!("{x:.2}")
+                    }
+                })
+                .label_style((FONT, 34))
+                .axis_desc_style((FONT, 38))
+                .draw()
+                .map_err(plot_err(fig))?;
+            for (i, a) in aggs.iter().enumerate() {
+                let i = i as i32;
+                let v = fin(a.quality.mean).clamp(xlo, xhi);
+                let color = kind_color(a.kind, is_headline(r, sc, &a.strategy));
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [
+                            (xlo, SegmentValue::Exact(i)),
+                            (v, SegmentValue::Exact(i + 1)),
+                        ],
+                        color.filled(),
+                    )))
+                    .map_err(plot_err(fig))?;
+                let s = fin(a.quality.std);
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![
+                            ((v - s).max(xlo), SegmentValue::CenterOf(i)),
+                            ((v + s).min(xhi), SegmentValue::CenterOf(i)),
+                        ],
+                        BLACK.stroke_width(3),
+                    )))
+                    .map_err(plot_err(fig))?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!("{:.3}", fin(a.quality.mean)),
+                        (
+                            (v + s + 0.02 * (xhi - xlo)).min(xhi),
+                            SegmentValue::CenterOf(i),
+                        ),
+                        TextStyle::from((FONT, 32).into_font())
+                            .pos(Pos::new(HPos::Left, VPos::Center)),
+                    )))
+                    .map_err(plot_err(fig))?;
+            }
+            if let Some(b) = aggs.iter().find(|a| a.kind == StrategyKind::Baseline) {
+                let x = fin(b.quality.mean).clamp(xlo, xhi);
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        vec![(x, SegmentValue::Exact(0)), (x, SegmentValue::Exact(n))],
+                        14,
+                        10,
+                        BLACK.stroke_width(2),
+                    ))
+                    .map_err(plot_err(fig))?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Quality vs CO2 per strategy (log CO2 axis), one panel per scenario.
 ///
 /// # Errors
@@ -953,6 +1069,9 @@ pub fn write_all(r: &ResultsFile, dir: &Path) -> Result<Figures> {
     out.written.push(p);
     let p = dir.join("quality_vs_co2.png");
     quality_vs_co2(r, &p)?;
+    out.written.push(p);
+    let p = dir.join("quality_per_strategy.png");
+    quality_per_strategy(r, &p)?;
     out.written.push(p);
     if !r.convergence.is_empty() {
         let p = dir.join("convergence.png");

@@ -257,9 +257,9 @@ fn a_registered_scenario_goes_through_run_tables_figures_and_gate() {
     // Figures.
     let out = tempfile::tempdir().unwrap();
     let figs = figures::write_all(&r, out.path()).unwrap();
-    // CO2 per strategy, quality vs CO2, convergence, gate, and parameter efficiency (full-ft
-    // trains 50x more parameters than LoRA r4).
-    assert_eq!(figs.written.len(), 5, "{:?}", figs.notes);
+    // CO2 per strategy, quality vs CO2, quality per strategy, convergence, gate, and parameter
+    // efficiency (full-ft trains 50x more parameters than LoRA r4).
+    assert_eq!(figs.written.len(), 6, "{:?}", figs.notes);
     assert!(figs
         .written
         .iter()

@@ -347,7 +347,8 @@ fn figures_are_300_dpi_pngs() {
         None => tempfile::tempdir().unwrap().keep(),
     };
     let written = figures::write_all(&r, &dir).unwrap().written;
-    assert_eq!(written.len(), 4);
+    // CO2 per strategy, quality vs CO2, quality per strategy, convergence (+ gate when present)
+    assert_eq!(written.len(), 5);
     for p in &written {
         let phys = figures::read_phys(p).unwrap().expect("pHYs chunk");
         assert_eq!(phys, (11_811, 11_811, true), "{}", p.display());
