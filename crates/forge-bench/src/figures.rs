@@ -391,12 +391,14 @@ pub fn quality_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
                         color.filled(),
                     )))
                     .map_err(plot_err(fig))?;
-                let s = fin(a.quality.std);
+                // every drawn coordinate within the axis (a std may be anything in a file)
+                let s = fin(a.quality.std).abs();
+                let inside = |x: f64| fin(x).clamp(xlo, xhi);
                 chart
                     .draw_series(std::iter::once(PathElement::new(
                         vec![
-                            ((v - s).max(xlo), SegmentValue::CenterOf(i)),
-                            ((v + s).min(xhi), SegmentValue::CenterOf(i)),
+                            (inside(v - s), SegmentValue::CenterOf(i)),
+                            (inside(v + s), SegmentValue::CenterOf(i)),
                         ],
                         BLACK.stroke_width(3),
                     )))
@@ -405,7 +407,7 @@ pub fn quality_per_strategy(r: &ResultsFile, path: &Path) -> Result<()> {
                     .draw_series(std::iter::once(Text::new(
                         format!("{:.3}", fin(a.quality.mean)),
                         (
-                            (v + s + 0.02 * (xhi - xlo)).min(xhi),
+                            inside(v + s + 0.02 * (xhi - xlo)),
                             SegmentValue::CenterOf(i),
                         ),
                         TextStyle::from((FONT, 32).into_font())
