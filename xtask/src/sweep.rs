@@ -326,27 +326,6 @@ fn task_args(a: &DemoArgs) -> Result<Vec<String>> {
     Ok(v)
 }
 
-/// The carbon settings of this environment, exported to every task so that all measure alike.
-fn carbon_env() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            k.starts_with("CODECARBON_")
-                || matches!(
-                    k.as_str(),
-                    "FORGE_COUNTRY"
-                        | "FORGE_REGION"
-                        | "FORGE_CARBON_INTENSITY"
-                        | "FORGE_PUE"
-                        | "FORGE_WUE"
-                        | "FORGE_CPU_TDP_W"
-                        | "FORGE_TRACKING_MODE"
-                )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// Shard files with their paths.
 type Shards = Vec<(PathBuf, ShardFile)>;
 /// Shard indices that have no valid shard, with the reason.
@@ -394,22 +373,6 @@ fn collect(job: &ArrayJob, code: &str, run: &forge_bench::schema::RunInfo) -> (S
     (ok, bad)
 }
 
-/// The last `n` lines of a log file, indented, or why it cannot be read.
-fn tail(path: &Path, n: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(t) => {
-            let lines: Vec<&str> = t.lines().collect();
-            let from = lines.len().saturating_sub(n);
-            lines[from..]
-                .iter()
-                .map(|l| format!("    | {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-        Err(e) => format!("    (no log: {e})"),
-    }
-}
-
 /// `demo --executor slurm`: one array task per shard through `sbatch --wait`, then aggregate.
 pub(crate) fn slurm(
     a: &DemoArgs,
@@ -448,7 +411,7 @@ pub(crate) fn slurm(
         workdir: std::env::current_dir().context("current folder")?,
         binary: std::env::current_exe().context("path of this xtask binary")?,
         args: task_args(a)?,
-        env: carbon_env(),
+        env: forge_carbon::config::settings_env(),
     };
     if sw.dry_run {
         out!("{}", job.script()?);
@@ -565,7 +528,7 @@ fn failures(job: &ArrayJob, bad: &[(usize, String)]) -> anyhow::Error {
         eprintln!(
             "array task {i} (shard {i}/{n}) failed: it {why}; log: {}\n{}",
             log.display(),
-            tail(&log, 15)
+            forge_bench::slurm::log_tail(&log, 15)
         );
     }
     anyhow::anyhow!(

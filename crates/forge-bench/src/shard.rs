@@ -93,18 +93,7 @@ impl std::str::FromStr for ShardSpec {
             spec: s.to_string(),
             reason: reason.to_string(),
         };
-        let (i, n) = s
-            .trim()
-            .split_once('/')
-            .ok_or_else(|| bad("expected INDEX/COUNT, e.g. 2/4"))?;
-        let i: usize = i
-            .trim()
-            .parse()
-            .map_err(|_| bad("the index is not a non-negative integer"))?;
-        let n: usize = n
-            .trim()
-            .parse()
-            .map_err(|_| bad("the count is not a non-negative integer"))?;
+        let (i, n) = forge_linalg::cluster::parse_shard(s).map_err(|r| bad(&r))?;
         Self::new(i, n).map_err(|e| match e {
             BenchError::InvalidShard { reason, .. } => bad(&reason),
             other => other,

@@ -17,7 +17,7 @@ use crate::shard::ShardSpec;
 use forge_linalg::cluster::ArrayScript;
 use std::path::{Path, PathBuf};
 
-pub use forge_linalg::cluster::{array_spec, sh_quote, SlurmOptions};
+pub use forge_linalg::cluster::{array_spec, log_tail, sh_quote, SlurmOptions};
 
 /// A [`forge_linalg::cluster`] error as forge-bench's: invalid settings stay
 /// [`BenchError::InvalidConfig`], anything else is [`BenchError::Linalg`].

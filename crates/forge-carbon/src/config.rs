@@ -56,6 +56,28 @@ pub const DEFAULT_SAMPLE_INTERVAL_MS: u64 = 500;
 /// CodeCarbon's configuration file name.
 pub const CODECARBON_CONFIG_FILE: &str = ".codecarbon.config";
 
+/// Forge's own carbon-setting variables (layer 5 of the precedence above).
+pub const FORGE_ENV_VARS: [&str; 7] = [
+    "FORGE_COUNTRY",
+    "FORGE_REGION",
+    "FORGE_CARBON_INTENSITY",
+    "FORGE_PUE",
+    "FORGE_WUE",
+    "FORGE_CPU_TDP_W",
+    "FORGE_TRACKING_MODE",
+];
+
+/// The carbon settings this process's environment holds (`CODECARBON_*` and
+/// [`FORGE_ENV_VARS`]), sorted by name: what a scheduler exports to every task of a sweep so
+/// that all of them measure alike.
+pub fn settings_env() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CODECARBON_") || FORGE_ENV_VARS.contains(&k.as_str()))
+        .collect();
+    v.sort();
+    v
+}
+
 /// Configuration of a [`crate::CarbonTracker`]. See the module docs for the defaults table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -216,6 +216,52 @@ pub fn array_spec(indices: &[usize]) -> String {
     parts.join(",")
 }
 
+/// A shard `INDEX/COUNT` (1-based, as Slurm's array indices) parsed and checked; the reason
+/// when it is not one, for the caller's error.
+///
+/// # Errors
+/// Why the text is not a shard: no `/`, a part that is not a non-negative integer, a count of
+/// 0, or an index outside `1..=count`.
+pub fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (i, n) = s
+        .trim()
+        .split_once('/')
+        .ok_or("expected INDEX/COUNT, e.g. 2/4")?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| "the index is not a non-negative integer")?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| "the count is not a non-negative integer")?;
+    if n == 0 {
+        return Err("the number of shards must be at least 1".into());
+    }
+    if i == 0 || i > n {
+        return Err(format!(
+            "the index must be between 1 and {n} (shards are 1-based), got {i}/{n}"
+        ));
+    }
+    Ok((i, n))
+}
+
+/// The last `n` lines of a task's log, indented, or why it cannot be read: what a failed array
+/// task is reported with.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(n)..]
+                .iter()
+                .map(|l| format!("    | {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Err(e) => format!("    (no log: {e})"),
+    }
+}
+
 /// The units of shard `index` of `count` (1-based) among `len` units in order: the
 /// `index`-th of `count` contiguous blocks, sizes differing by at most one (the first
 /// `len % count` blocks are one longer). Over `1..=count` the blocks cover `0..len` exactly

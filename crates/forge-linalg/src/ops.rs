@@ -3,7 +3,7 @@
 
 use crate::check::ensure_matrix;
 use crate::{LinalgError, Result};
-use candle_core::{DType, Tensor, D};
+use candle_core::{CpuStorage, DType, Layout, Tensor, D};
 
 /// Subtracts the column means.
 ///
@@ -361,6 +361,25 @@ pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?;
     let e = x.broadcast_sub(&max)?.exp()?;
     Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+}
+
+/// The f32 values of a contiguous tensor's CPU storage (for custom ops' `cpu_fwd`): the slice
+/// its layout covers. `what` names the op in the error.
+///
+/// # Errors
+/// A candle error naming `what` when the storage is not f32 or the layout not contiguous.
+pub fn contiguous_f32<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{what}: f32 expected")
+    };
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: contiguous input expected")))?;
+    Ok(&v[a..b])
 }
 
 #[cfg(test)]

@@ -57,16 +57,6 @@ pub fn seeded_dropout(x: &Tensor, p: f64) -> candle_core::Result<Tensor> {
 /// Entries per rayon task.
 const CHUNK: usize = 16 * 1024;
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("dropout: f32 expected")
-    };
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("dropout: contiguous input expected".into()))?;
-    Ok(&v[a..b])
-}
-
 struct MaskedScale {
     /// Uniform draws, one per element: kept where `draw >= threshold`.
     draws: std::sync::Arc<Vec<u32>>,
@@ -99,7 +89,7 @@ impl CustomOp1 for MaskedScale {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l)?;
+        let x = forge_linalg::ops::contiguous_f32(s, l, "dropout")?;
         Ok((CpuStorage::F32(self.apply(x)?), l.shape().clone()))
     }
 

@@ -84,17 +84,10 @@ impl CustomOp3 for FusedLinear {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) = (s1, s2, s3) else {
-            candle_core::bail!("forge-linear: f32 operands expected")
-        };
-        let (Some((x0, x1)), Some((w0, w1)), Some((b0, b1))) = (
-            l1.contiguous_offsets(),
-            l2.contiguous_offsets(),
-            l3.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("forge-linear: contiguous operands expected")
-        };
-        let (x, w, b) = (&x[x0..x1], &w[w0..w1], &b[b0..b1]);
+        use forge_linalg::ops::contiguous_f32;
+        let x = contiguous_f32(s1, l1, "forge-linear input")?;
+        let w = contiguous_f32(s2, l2, "forge-linear weight")?;
+        let b = contiguous_f32(s3, l3, "forge-linear bias")?;
         let (n, k) = l1.shape().dims2()?;
         let (out, k2) = l2.shape().dims2()?;
         if k != k2 || b.len() != out {

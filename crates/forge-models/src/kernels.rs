@@ -11,6 +11,7 @@
 //! these match to float rounding (tests below).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use forge_linalg::ops::contiguous_f32 as f32_slice;
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task: enough work per task to amortise the scheduling.
@@ -19,16 +20,6 @@ const MIN_ELEMS_PER_TASK: usize = 16 * 1024;
 /// Whether the fused kernels apply to `t` (contiguous f32 on the CPU).
 pub(crate) fn eligible(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == candle_core::DType::F32
-}
-
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("{what}: f32 expected")
-    };
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: contiguous input expected")))?;
-    Ok(&v[a..b])
 }
 
 /// Runs `body` on vectorised code for the best instruction set this CPU has.
@@ -625,6 +616,11 @@ mod tests {
             .unwrap()
     }
 
+    /// The gradients of `sum(y * g)`: `g` back-propagated through `y`.
+    fn grads_of(y: &Tensor, g: &Tensor) -> candle_core::backprop::GradStore {
+        (y * g).unwrap().sum_all().unwrap().backward().unwrap()
+    }
+
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
@@ -687,18 +683,8 @@ mod tests {
         let fused = gelu_erf(x.as_tensor()).unwrap();
         let reference = x.as_tensor().gelu_erf().unwrap();
         assert!(max_abs_diff(&fused, &reference) < 2e-6);
-        let gf = (&fused * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gr = (&reference * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let gf = grads_of(&fused, &g);
+        let gr = grads_of(&reference, &g);
         let (a, b) = (gf.get(&x).unwrap(), gr.get(&x).unwrap());
         assert!(max_abs_diff(a, b) < 2e-5, "{}", max_abs_diff(a, b));
     }
@@ -724,18 +710,8 @@ mod tests {
                 .unwrap()
         };
         assert!(max_abs_diff(&fused, &reference) < 2e-6);
-        let gf = (&fused * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gr = (&reference * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let gf = grads_of(&fused, &g);
+        let gr = grads_of(&reference, &g);
         for v in [&x, &w, &b] {
             let (a, r) = (gf.get(v).unwrap(), gr.get(v).unwrap());
             assert_eq!(a.dims(), r.dims());
@@ -772,18 +748,8 @@ mod tests {
             .to_scalar()
             .unwrap();
         assert_eq!(masked, 0.0, "masked keys get exactly zero probability");
-        let gf = (&fused * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gr = (&reference * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let gf = grads_of(&fused, &g);
+        let gr = grads_of(&reference, &g);
         let (a, r) = (gf.get(&s).unwrap(), gr.get(&s).unwrap());
         assert!(max_abs_diff(a, r) < 1e-6, "{}", max_abs_diff(a, r));
     }
@@ -799,18 +765,8 @@ mod tests {
         let reference = a.as_tensor().matmul(&bt).unwrap();
         assert_eq!(fused.dims(), &[2, 3, 5, 6]);
         assert!(max_abs_diff(&fused, &reference) < 1e-5);
-        let gf = (&fused * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gr = (&reference * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let gf = grads_of(&fused, &g);
+        let gr = grads_of(&reference, &g);
         for v in [&a, &b0] {
             let (x, y) = (gf.get(v).unwrap(), gr.get(v).unwrap());
             assert!(max_abs_diff(x, y) < 1e-5, "{}", max_abs_diff(x, y));

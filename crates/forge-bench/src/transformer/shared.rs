@@ -244,6 +244,26 @@ struct Key {
     lr_bits: u64,
 }
 
+impl Key {
+    fn new(
+        files: &ModelFiles,
+        task: Task,
+        strategy: FineTune,
+        sizes: &TextSizes,
+        lr: f64,
+        seed: u64,
+    ) -> Self {
+        Self {
+            model: files.dir.clone(),
+            task,
+            variant: strategy.name(),
+            seed,
+            sizes: *sizes,
+            lr_bits: lr.to_bits(),
+        }
+    }
+}
+
 struct Entry {
     key: Key,
     model: AnyClassifier,
@@ -322,14 +342,7 @@ pub fn adapted(
     data: &TaskData,
 ) -> Result<FineTuned> {
     let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
-    let key = Key {
-        model: files.dir.clone(),
-        task,
-        variant: strategy.name(),
-        seed,
-        sizes: *sizes,
-        lr_bits: lr.to_bits(),
-    };
+    let key = Key::new(&files, task, strategy, sizes, lr, seed);
     if let Some(e) = lookup(&key) {
         // Not recorded in the results (it depends on what else ran in the process, and a
         // sharded run must equal a single one): the reused measurement is identical instead.
@@ -338,35 +351,31 @@ pub fn adapted(
             task.name(),
             strategy.name()
         );
-        return Ok(FineTuned {
-            model: e.model.try_clone_deep()?,
+        return FineTuned::of(&e, e.model.try_clone_deep()?, true);
+    }
+    let (e, model) = train_entry(ctx, &files, task, sizes, strategy, lr, seed, data, false)?;
+    FineTuned::of(&e, model, false)
+}
+
+impl FineTuned {
+    /// `model` (a copy of `e`'s) with `e`'s measurement and scores.
+    fn of(e: &Entry, model: AnyClassifier, cached: bool) -> Result<Self> {
+        Ok(Self {
+            model,
             training: e.training.clone(),
             accuracy: e.accuracy,
             steps: e.steps,
-            cached: true,
+            cached,
             lora: e.lora.clone(),
-        });
+        })
     }
-    let (e, model) = train_entry(
-        scenario, ctx, key, &files, task, sizes, strategy, lr, seed, data, false,
-    )?;
-    Ok(FineTuned {
-        model,
-        training: e.training.clone(),
-        accuracy: e.accuracy,
-        steps: e.steps,
-        cached: false,
-        lora: e.lora.clone(),
-    })
 }
 
 /// Trains `strategy` (measured), evaluates it, optionally its accuracy curve (unmeasured: from
 /// parameter snapshots taken at the start and after each epoch), caches and returns it.
 #[allow(clippy::too_many_arguments)]
 fn train_entry(
-    _scenario: &str,
     ctx: &RunContext,
-    key: Key,
     files: &ModelFiles,
     task: Task,
     sizes: &TextSizes,
@@ -401,7 +410,7 @@ fn train_entry(
     };
     model.set_training(false);
     let entry = Arc::new(Entry {
-        key,
+        key: Key::new(files, task, strategy, sizes, lr, seed),
         model: model.try_clone_deep()?,
         lora,
         training,
@@ -431,20 +440,11 @@ pub fn accuracy_curve(
     data: &TaskData,
 ) -> Result<Vec<f64>> {
     let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
-    let key = Key {
-        model: files.dir.clone(),
-        task,
-        variant: strategy.name(),
-        seed,
-        sizes: *sizes,
-        lr_bits: lr.to_bits(),
-    };
+    let key = Key::new(&files, task, strategy, sizes, lr, seed);
     if let Some(c) = lookup(&key).and_then(|e| e.curve.clone()) {
         return Ok(c);
     }
-    let (e, _) = train_entry(
-        scenario, ctx, key, &files, task, sizes, strategy, lr, seed, data, true,
-    )?;
+    let (e, _) = train_entry(ctx, &files, task, sizes, strategy, lr, seed, data, true)?;
     Ok(e.curve.clone().unwrap_or_default())
 }
 
@@ -549,14 +549,7 @@ pub fn remember(
 ) -> Result<()> {
     let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
     store(Entry {
-        key: Key {
-            model: files.dir.clone(),
-            task,
-            variant: strategy.name(),
-            seed,
-            sizes: *sizes,
-            lr_bits: lr.to_bits(),
-        },
+        key: Key::new(&files, task, strategy, sizes, lr, seed),
         model: model.try_clone_deep()?,
         lora: lora.cloned(),
         training: training.clone(),

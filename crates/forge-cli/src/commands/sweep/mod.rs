@@ -177,24 +177,8 @@ pub fn unit_dir(out: &Path, u: &Unit) -> PathBuf {
 /// # Errors
 /// [`CliError::Usage`] naming the value.
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let bad = |why: &str| CliError::Usage(format!("--shard {s:?}: {why}"));
-    let (i, n) = s
-        .split_once('/')
-        .ok_or_else(|| bad("expected INDEX/COUNT, e.g. 2/4"))?;
-    let i: usize = i
-        .trim()
-        .parse()
-        .map_err(|_| bad("the index is not a number"))?;
-    let n: usize = n
-        .trim()
-        .parse()
-        .map_err(|_| bad("the count is not a number"))?;
-    if n == 0 || i == 0 || i > n {
-        return Err(bad(&format!(
-            "the index must be between 1 and the count (1-based), got {i}/{n}"
-        )));
-    }
-    Ok((i, n))
+    forge_linalg::cluster::parse_shard(s)
+        .map_err(|why| CliError::Usage(format!("--shard {s:?}: {why}")))
 }
 
 /// The units of shard `index/count` (contiguous blocks, [`forge_linalg::cluster::shard_range`]).

@@ -51,41 +51,6 @@ fn options(a: &SweepArgs) -> Result<SlurmOptions> {
     Ok(o)
 }
 
-/// The carbon settings of this environment, exported to every task so that all measure alike.
-fn carbon_env() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            k.starts_with("CODECARBON_")
-                || matches!(
-                    k.as_str(),
-                    "FORGE_COUNTRY"
-                        | "FORGE_REGION"
-                        | "FORGE_CARBON_INTENSITY"
-                        | "FORGE_PUE"
-                        | "FORGE_WUE"
-                        | "FORGE_CPU_TDP_W"
-                        | "FORGE_TRACKING_MODE"
-                )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// The last `n` lines of a log file, indented, or why it cannot be read.
-fn tail(path: &Path, n: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(t) => {
-            let lines: Vec<&str> = t.lines().collect();
-            lines[lines.len().saturating_sub(n)..]
-                .iter()
-                .map(|l| format!("    | {l}\n"))
-                .collect()
-        }
-        Err(e) => format!("    (no log: {e})\n"),
-    }
-}
-
 /// Shard indices with units left, each with the ids of those units.
 fn unfinished(sweep: &Sweep, out: &Path, n: usize) -> Result<Vec<(usize, Vec<String>)>> {
     let mut v = Vec::new();
@@ -133,7 +98,7 @@ pub fn run(a: &SweepArgs, sweep: &Sweep, ui: &mut Ui) -> Result<i32> {
         indices: (1..=n).collect(),
         log_dir: out.join("logs"),
         workdir: std::env::current_dir()?,
-        env: carbon_env(),
+        env: forge_carbon::config::settings_env(),
         command,
     };
     if a.resume {
@@ -176,10 +141,10 @@ pub fn run(a: &SweepArgs, sweep: &Sweep, ui: &mut Ui) -> Result<i32> {
     for (i, ids) in &left {
         let log = job.log_path(*i);
         ui.eprint(&format!(
-            "array task {i} (shard {i}/{n}) failed: no result for {}; log: {}\n{}",
+            "array task {i} (shard {i}/{n}) failed: no result for {}; log: {}\n{}\n",
             ids.join(", "),
             log.display(),
-            tail(&log, 15)
+            forge_linalg::cluster::log_tail(&log, 15)
         ));
     }
     if !left.is_empty() && !a.allow_partial {
