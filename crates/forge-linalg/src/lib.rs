@@ -11,6 +11,9 @@
 //! - [`io`]: the one atomic writer and the memory-mapped, streaming safetensors reader/writer.
 //! - [`cluster`]: scheduler-only pieces of sharded sweeps (Slurm task resources, `sbatch`
 //!   job-array scripts, contiguous shard blocks), shared by forge-bench and forge-cli.
+//! - [`bf16`]: bf16 mixed-precision matrix products (AMX tiles, AVX512-BF16, or f32 on
+//!   bf16-rounded operands, chosen at run time) and the switch that turns Forge's dense
+//!   products over to them.
 //! - [`rng`]: seeded, portable randomness; [`device`]: CUDA > Metal > CPU selection.
 //!
 //! ```
@@ -24,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bf16;
 pub mod check;
 pub mod cluster;
 pub mod dense;
