@@ -4,11 +4,35 @@
 //! constant; for a LoRA step that is one wasted `[in, out]` product per frozen linear layer.
 //! `y = x W^T` is computed without tracking, then re-attached to `x`'s graph through a custom op
 //! whose forward copies `y` and whose backward returns `dL/dx = (dL/dy) W` only.
+//!
+//! In the bf16 mixed-precision mode ([`forge_linalg::bf16::matmul_precision`]) the products
+//! of these ops, forward and backward, take bf16 operands with f32 accumulation
+//! ([`forge_linalg::bf16::gemm_bf16`]); their inputs, outputs and gradients stay f32. The
+//! precision is read when the forward op is built and kept for its backward pass.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use forge_linalg::bf16::{self, MatmulPrecision};
+
+/// Whether the bf16 mode is on for f32 CPU operands.
+fn bf16_mode(ts: &[&Tensor]) -> bool {
+    bf16::matmul_precision() == MatmulPrecision::Bf16
+        && ts
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.rank() == 2)
+}
+
+/// `a b`, in bf16 with f32 accumulation when `bf16` (not differentiable), else candle's.
+fn product(a: &Tensor, b: &Tensor, bf16: bool) -> candle_core::Result<Tensor> {
+    if bf16 {
+        bf16::matmul(a, b)
+    } else {
+        a.matmul(b)
+    }
+}
 
 struct FrozenRhsGrad {
     w: Tensor,
+    bf16: bool,
 }
 
 impl CustomOp2 for FrozenRhsGrad {
@@ -45,7 +69,7 @@ impl CustomOp2 for FrozenRhsGrad {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.matmul(&self.w)?), None))
+        Ok((Some(product(grad, &self.w, self.bf16)?), None))
     }
 }
 
@@ -60,14 +84,19 @@ pub(crate) fn frozen_matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Ten
         && !w.track_op()
         && x.device().is_cpu()
         && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
+    let bf16 = bf16_mode(&[x, w]);
     if !eligible {
-        return x.matmul(&w.t()?);
+        // without tracked operands no backward pass is needed: the bf16 product may serve
+        let untracked = !x.track_op() && !w.track_op();
+        return product(x, &w.t()?, bf16 && untracked);
     }
-    let y = x.detach().matmul(&w.t()?)?;
-    x.apply_op2(&y, FrozenRhsGrad { w: w.clone() })
+    let y = product(&x.detach(), &w.t()?, bf16)?;
+    x.apply_op2(&y, FrozenRhsGrad { w: w.clone(), bf16 })
 }
 
-struct FusedLinear;
+struct FusedLinear {
+    bf16: bool,
+}
 
 impl CustomOp3 for FusedLinear {
     fn name(&self) -> &'static str {
@@ -102,7 +131,18 @@ impl CustomOp3 for FusedLinear {
         for _ in 0..n {
             y.extend_from_slice(b);
         }
-        if n > 0 && out > 0 {
+        if self.bf16 {
+            let xm = bf16::MatRef::row_major(x, n, k);
+            let wm = bf16::MatRef::row_major(w, out, k);
+            xm.and_then(|xm| {
+                wm.and_then(|wm| {
+                    bf16::Bf16Gemm::new()
+                        .accumulate(true)
+                        .run(xm, wm.t(), &mut y)
+                })
+            })
+            .map_err(|e| candle_core::Error::Msg(format!("forge-linear: {e}")))?;
+        } else if n > 0 && out > 0 {
             let threads = candle_core::utils::get_num_threads();
             let par = if threads > 1 {
                 gemm::Parallelism::Rayon(threads)
@@ -147,8 +187,14 @@ impl CustomOp3 for FusedLinear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let gx = x.track_op().then(|| grad.matmul(w)).transpose()?;
-        let gw = w.track_op().then(|| grad.t()?.matmul(x)).transpose()?;
+        let gx = x
+            .track_op()
+            .then(|| product(grad, w, self.bf16))
+            .transpose()?;
+        let gw = w
+            .track_op()
+            .then(|| product(&grad.t()?, x, self.bf16))
+            .transpose()?;
         let gb = b.track_op().then(|| grad.sum(0)).transpose()?;
         Ok((gx, gw, gb))
     }
@@ -156,7 +202,8 @@ impl CustomOp3 for FusedLinear {
 
 /// `x W^T + b` for a 2-D `x` `[n, in]` as one GEMM starting from the bias (no separate bias
 /// pass, no copy), with a backward pass that computes the gradients of the tracked operands
-/// only (a frozen weight gets none). `None` when it does not apply (not f32 on the CPU), for
+/// only (a frozen weight gets none); in bf16 mode its three products use bf16 operands with
+/// f32 accumulation. `None` when it does not apply (not f32 on the CPU), for
 /// the caller's candle-op path.
 ///
 /// # Errors
@@ -170,8 +217,9 @@ pub(crate) fn fused_linear(
     if !(f32_cpu(x) && f32_cpu(w) && f32_cpu(b)) || x.rank() != 2 || w.rank() != 2 {
         return Ok(None);
     }
+    let bf16 = bf16_mode(&[x, w]);
     x.contiguous()?
-        .apply_op3(&w.contiguous()?, &b.contiguous()?, FusedLinear)
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, FusedLinear { bf16 })
         .map(Some)
 }
 
@@ -245,5 +293,78 @@ mod tests {
         // f64 is left to the caller
         let x64 = x.as_tensor().to_dtype(candle_core::DType::F64).unwrap();
         assert!(fused_linear(&x64, &wf, &bf).unwrap().is_none());
+    }
+
+    /// `a b` in f64 of the bf16-rounded operands (row-major `Vec`s).
+    fn rounded_product(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<Vec<f64>> {
+        use forge_linalg::bf16::round_to_bf16 as r;
+        a.iter()
+            .map(|row| {
+                (0..b[0].len())
+                    .map(|j| {
+                        row.iter()
+                            .zip(b)
+                            .map(|(&x, bk)| r(x) as f64 * r(bk[j]) as f64)
+                            .sum()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn transpose(a: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        (0..a[0].len())
+            .map(|j| a.iter().map(|row| row[j]).collect())
+            .collect()
+    }
+
+    fn assert_close(got: &Tensor, want: &[Vec<f64>], plus: Option<&[f32]>, what: &str) {
+        // bf16 products are exact in f32: only the f32 sum of 37 terms of size ~1 is rounded
+        for (i, row) in got.to_vec2::<f32>().unwrap().iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let w = want[i][j] + plus.map_or(0.0, |b| b[j] as f64);
+                assert!((v as f64 - w).abs() < 1e-4, "{what}[{i}][{j}]: {v} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_mode_rounds_the_operands_of_every_product() {
+        use forge_linalg::bf16::{with_matmul_precision, MatmulPrecision};
+        let dev = Device::Cpu;
+        let mut rng = forge_linalg::seeded_rng(3);
+        let mut randn = |r: usize, c: usize| {
+            forge_linalg::rng::randn(&[r, c], candle_core::DType::F32, &dev, &mut rng).unwrap()
+        };
+        let (x, w, b, gy) = (randn(5, 37), randn(7, 37), randn(1, 7), randn(5, 7));
+        let (x, w) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap());
+        let b = Var::from_tensor(&b.squeeze(0).unwrap()).unwrap();
+        let v2 = |t: &Tensor| t.to_vec2::<f32>().unwrap();
+        let (xv, wv, gv) = (v2(&x), v2(&w), v2(&gy));
+        let bv = b.to_vec1::<f32>().unwrap();
+        with_matmul_precision(MatmulPrecision::Bf16, || {
+            let y = fused_linear(&x, &w, &b).unwrap().unwrap();
+            assert_close(&y, &rounded_product(&xv, &transpose(&wv)), Some(&bv), "y");
+            let g = (&y * &gy).unwrap().sum_all().unwrap().backward().unwrap();
+            assert_close(g.get(&x).unwrap(), &rounded_product(&gv, &wv), None, "gx");
+            let gw = rounded_product(&transpose(&gv), &xv);
+            assert_close(g.get(&w).unwrap(), &gw, None, "gw");
+
+            let y = frozen_matmul_t(&x, &w.as_tensor().detach()).unwrap();
+            assert_close(&y, &rounded_product(&xv, &transpose(&wv)), None, "frozen y");
+            let g = (&y * &gy).unwrap().sum_all().unwrap().backward().unwrap();
+            assert_close(
+                g.get(&x).unwrap(),
+                &rounded_product(&gv, &wv),
+                None,
+                "frozen gx",
+            );
+        });
+        // and the f32 mode is the plain product, not the rounded one
+        let y = with_matmul_precision(MatmulPrecision::F32, || {
+            frozen_matmul_t(&x, &w.as_tensor().detach()).unwrap()
+        });
+        let plain = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+        assert_eq!(v2(&y), v2(&plain));
     }
 }

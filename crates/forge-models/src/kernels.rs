@@ -486,7 +486,24 @@ pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor) -> candle_core::Res
         .apply_op2(&mask.contiguous()?, MaskedSoftmax)
 }
 
-struct BatchedMatmul;
+/// The batched product; `bf16`: bf16 operands with f32 accumulation (the mode in force when
+/// the forward op was built, kept for its backward pass).
+struct BatchedMatmul {
+    bf16: bool,
+}
+
+/// The `rows x cols` matrix at `start` of `v` with (non-negative) strides `rs`, `cs`.
+fn view(
+    v: &[f32],
+    start: usize,
+    rows: usize,
+    cols: usize,
+    rs: isize,
+    cs: isize,
+) -> forge_linalg::Result<forge_linalg::bf16::MatRef<'_>> {
+    let data = v.get(start..).unwrap_or(&[]);
+    forge_linalg::bf16::MatRef::new(data, rows, cols, rs as usize, cs as usize)
+}
 
 /// (start offset, batch stride, row stride, column stride) of a 3-D layout.
 fn strides3(l: &Layout) -> candle_core::Result<(usize, usize, isize, isize)> {
@@ -521,7 +538,19 @@ impl CustomOp2 for BatchedMatmul {
         let (a0, ab, ar, ac) = strides3(l1)?;
         let (b0, bb, br, bc) = strides3(l2)?;
         let mut out = vec![0f32; n * m * p];
-        if m * p > 0 {
+        if self.bf16 && m * p > 0 {
+            // one single-threaded product per batch element, as for f32 below
+            out.par_chunks_mut(m * p)
+                .enumerate()
+                .try_for_each(|(i, dst)| {
+                    let a = view(a, a0 + i * ab, m, k, ar, ac)?;
+                    let b = view(b, b0 + i * bb, k, p, br, bc)?;
+                    forge_linalg::bf16::Bf16Gemm::new()
+                        .threads(1)
+                        .run(a, b, dst)
+                })
+                .map_err(|e| candle_core::Error::Msg(format!("batched matmul: {e}")))?;
+        } else if m * p > 0 {
             // one single-threaded GEMM per batch element, the elements spread over rayon's
             // threads (candle runs them one after the other, each split over the threads:
             // at attention sizes, 64 x 64 x 64, the splitting cost more than it gained)
@@ -566,24 +595,26 @@ impl CustomOp2 for BatchedMatmul {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let ga = a
             .track_op()
-            .then(|| bmm3(grad, &b.transpose(1, 2)?))
+            .then(|| bmm3(grad, &b.transpose(1, 2)?, self.bf16))
             .transpose()?;
         let gb = b
             .track_op()
-            .then(|| bmm3(&a.transpose(1, 2)?, grad))
+            .then(|| bmm3(&a.transpose(1, 2)?, grad, self.bf16))
             .transpose()?;
         Ok((ga, gb))
     }
 }
 
-fn bmm3(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    a.apply_op2(b, BatchedMatmul)
+fn bmm3(a: &Tensor, b: &Tensor, bf16: bool) -> candle_core::Result<Tensor> {
+    a.apply_op2(b, BatchedMatmul { bf16 })
 }
 
 /// Batched matrix product `a [..., m, k] x b [..., k, p]` over equal leading dimensions, with
 /// the batch elements computed in parallel (one single-threaded GEMM each) and its backward
 /// pass built from the same op. For attention's many small products; `a` and `b` must be
-/// [`eligible`] and their leading dimensions flatten to one (true of attention's views).
+/// [`eligible`] and their leading dimensions flatten to one (true of attention's views). In the
+/// bf16 mode ([`forge_linalg::bf16::matmul_precision`]) the products, forward and backward,
+/// take bf16 operands with f32 accumulation.
 pub(crate) fn batched_matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     let (da, db) = (a.dims(), b.dims());
     if da.len() < 3 || da.len() != db.len() || da[..da.len() - 2] != db[..db.len() - 2] {
@@ -598,7 +629,8 @@ pub(crate) fn batched_matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tens
             Err(_) => t.contiguous()?.reshape((lead, r, c)),
         }
     };
-    let y = bmm3(&flat(a, m, k)?, &flat(b, k, p)?)?;
+    let bf16 = forge_linalg::bf16::matmul_precision() == forge_linalg::bf16::MatmulPrecision::Bf16;
+    let y = bmm3(&flat(a, m, k)?, &flat(b, k, p)?, bf16)?;
     let mut shape = da[..da.len() - 2].to_vec();
     shape.extend([m, p]);
     y.reshape(shape)
@@ -780,5 +812,41 @@ mod tests {
         assert!(masked_softmax(&s, &rand(&[2, 1, 1, 6], 1, 1.0)).is_err());
         let x = rand(&[4, 8], 1, 1.0);
         assert!(layer_norm(&x, &rand(&[6], 1, 1.0), &rand(&[6], 1, 1.0), 1e-5).is_err());
+    }
+
+    #[test]
+    fn batched_matmul_in_bf16_mode_rounds_the_operands() {
+        use forge_linalg::bf16::{round_to_bf16, with_matmul_precision, MatmulPrecision};
+        let a = Var::from_tensor(&rand(&[2, 3, 5, 40], 12, 1.0)).unwrap();
+        let b0 = Var::from_tensor(&rand(&[2, 3, 6, 40], 13, 1.0)).unwrap();
+        let g = rand(&[2, 3, 5, 6], 14, 1.0);
+        let bt = b0.as_tensor().t().unwrap();
+        let round = |t: &Tensor| {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let r: Vec<f32> = v.into_iter().map(round_to_bf16).collect();
+            Tensor::from_vec(r, t.dims(), &Device::Cpu).unwrap()
+        };
+        let (fused, ga, gb) = with_matmul_precision(MatmulPrecision::Bf16, || {
+            let y = batched_matmul(a.as_tensor(), &bt).unwrap();
+            let gs = grads_of(&y, &g);
+            (y, gs.get(&a).unwrap().clone(), gs.get(&b0).unwrap().clone())
+        });
+        // f32 products of rounded operands: the same up to the order of the f32 sums
+        let (ar, btr, gr) = (round(a.as_tensor()), round(&bt), round(&g));
+        assert!(max_abs_diff(&fused, &ar.matmul(&btr).unwrap()) < 1e-4);
+        let ga_ref = gr.matmul(&btr.t().unwrap()).unwrap();
+        let gb_ref = gr.t().unwrap().matmul(&ar).unwrap();
+        assert!(
+            max_abs_diff(&ga, &ga_ref) < 1e-4,
+            "{}",
+            max_abs_diff(&ga, &ga_ref)
+        );
+        assert!(
+            max_abs_diff(&gb, &gb_ref) < 1e-4,
+            "{}",
+            max_abs_diff(&gb, &gb_ref)
+        );
+        // and it is not the f32 product
+        assert!(max_abs_diff(&fused, &a.as_tensor().matmul(&bt).unwrap()) > 1e-4);
     }
 }
