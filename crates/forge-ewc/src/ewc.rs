@@ -262,8 +262,7 @@ impl Ewc {
         let dtype = self.entries[0].var.dtype();
         let mut total: Option<Tensor> = None;
         for e in &self.entries {
-            let d = (e.var.as_tensor() - &e.anchor)?;
-            let s = (d.sqr()? * &e.fisher)?.sum_all()?.to_dtype(dtype)?;
+            let s = quadratic(e)?.to_dtype(dtype)?;
             total = Some(match total {
                 None => s,
                 Some(t) => (t + s)?,
@@ -510,5 +509,193 @@ impl Ewc {
             self.estimator.clone(),
             self.n_samples,
         )
+    }
+}
+
+/// `sum F (theta - theta*)^2` of one entry: one fused pass on the CPU for f32 (forward) and one
+/// for its gradient `2 F (theta - theta*) g` (backward), instead of a chain of tensor ops that
+/// allocated four parameter-sized buffers per parameter and step and made an EWC training step
+/// of MiniLM about four times as slow as a plain one; candle ops elsewhere.
+fn quadratic(e: &Entry) -> candle_core::Result<Tensor> {
+    let theta = e.var.as_tensor();
+    let fused = theta.device().is_cpu()
+        && [theta, &e.anchor, &e.fisher]
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && t.is_contiguous());
+    if !fused {
+        let d = (theta - &e.anchor)?;
+        return (d.sqr()? * &e.fisher)?.sum_all();
+    }
+    theta.apply_op1(Quadratic {
+        anchor: e.anchor.clone(),
+        fisher: e.fisher.clone(),
+    })
+}
+
+/// Values per rayon task in the fused penalty passes.
+const PENALTY_CHUNK: usize = 32 * 1024;
+
+/// The f32 slice of a contiguous CPU tensor, for the fused penalty.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (s, l) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(s) = &*s else {
+        candle_core::bail!("ewc penalty: a CPU tensor expected")
+    };
+    Ok(f(forge_linalg::ops::contiguous_f32(s, l, "ewc penalty")?))
+}
+
+struct Quadratic {
+    anchor: Tensor,
+    fisher: Tensor,
+}
+
+impl candle_core::CustomOp1 for Quadratic {
+    fn name(&self) -> &'static str {
+        "forge-ewc-quadratic"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let theta = forge_linalg::ops::contiguous_f32(s, l, "ewc penalty parameter")?;
+        let total = with_f32(&self.anchor, |a| {
+            with_f32(&self.fisher, |f| {
+                if a.len() != theta.len() || f.len() != theta.len() {
+                    return Err(candle_core::Error::Msg(format!(
+                        "ewc penalty: {} values, anchor {}, fisher {}",
+                        theta.len(),
+                        a.len(),
+                        f.len()
+                    )));
+                }
+                Ok(theta
+                    .par_chunks(PENALTY_CHUNK)
+                    .zip(a.par_chunks(PENALTY_CHUNK))
+                    .zip(f.par_chunks(PENALTY_CHUNK))
+                    .map(|((t, a), f)| {
+                        // f32 products, accumulated in f64 per chunk
+                        t.iter()
+                            .zip(a)
+                            .zip(f)
+                            .map(|((&t, &a), &f)| {
+                                let d = t - a;
+                                f64::from(f * d * d)
+                            })
+                            .sum::<f64>()
+                    })
+                    .sum::<f64>())
+            })
+        })???;
+        Ok((
+            candle_core::CpuStorage::F32(vec![total as f32]),
+            candle_core::Shape::from(()),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = grad.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        arg.apply_op1_no_bwd(&QuadraticGrad {
+            anchor: self.anchor.clone(),
+            fisher: self.fisher.clone(),
+            scale: 2.0 * g,
+        })
+        .map(Some)
+    }
+}
+
+/// `scale * F (theta - theta*)`, one pass (no backward of its own).
+struct QuadraticGrad {
+    anchor: Tensor,
+    fisher: Tensor,
+    scale: f64,
+}
+
+impl candle_core::CustomOp1 for QuadraticGrad {
+    fn name(&self) -> &'static str {
+        "forge-ewc-quadratic-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let theta = forge_linalg::ops::contiguous_f32(s, l, "ewc penalty parameter")?;
+        let scale = self.scale as f32;
+        let mut out = vec![0f32; theta.len()];
+        with_f32(&self.anchor, |a| {
+            with_f32(&self.fisher, |f| {
+                if a.len() != theta.len() || f.len() != theta.len() {
+                    return Err(candle_core::Error::Msg(format!(
+                        "ewc penalty gradient: {} values, anchor {}, fisher {}",
+                        theta.len(),
+                        a.len(),
+                        f.len()
+                    )));
+                }
+                out.par_chunks_mut(PENALTY_CHUNK)
+                    .zip(theta.par_chunks(PENALTY_CHUNK))
+                    .zip(a.par_chunks(PENALTY_CHUNK))
+                    .zip(f.par_chunks(PENALTY_CHUNK))
+                    .for_each(|(((o, t), a), f)| {
+                        for (((o, &t), &a), &f) in o.iter_mut().zip(t).zip(a).zip(f) {
+                            *o = scale * f * (t - a);
+                        }
+                    });
+                Ok(())
+            })
+        })???;
+        Ok((candle_core::CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The fused passes give the tensor-op chain's value and gradient (several chunks, f32).
+    #[test]
+    fn fused_quadratic_matches_the_op_chain() {
+        let dev = Device::Cpu;
+        let n = 3 * PENALTY_CHUNK + 17;
+        let var = Var::from_tensor(&Tensor::randn(0f32, 1.0, n, &dev).unwrap()).unwrap();
+        let anchor = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
+        let fisher = Tensor::rand(0f32, 2.0, n, &dev).unwrap();
+        let e = Entry {
+            name: "w".into(),
+            var: var.clone(),
+            fisher: fisher.clone(),
+            anchor: anchor.clone(),
+        };
+        let fused = quadratic(&e).unwrap();
+        let chain = ((var.as_tensor() - &anchor).unwrap().sqr().unwrap() * &fisher)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let (a, b) = (
+            fused.to_scalar::<f32>().unwrap(),
+            chain.to_scalar::<f32>().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} vs {b}");
+        let ga = fused.affine(3.0, 0.0).unwrap().backward().unwrap();
+        let gb = chain.affine(3.0, 0.0).unwrap().backward().unwrap();
+        let ga: Vec<f32> = ga.get(var.as_tensor()).unwrap().to_vec1().unwrap();
+        let gb: Vec<f32> = gb.get(var.as_tensor()).unwrap().to_vec1().unwrap();
+        let worst = ga
+            .iter()
+            .zip(&gb)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "gradient differs by {worst}");
     }
 }

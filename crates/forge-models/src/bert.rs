@@ -5,7 +5,7 @@ use crate::builder::{Named, ParamBuilder, VisitModules};
 use crate::config::{Activation, BertConfig};
 use crate::layers::last_state;
 use crate::layers::{
-    activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm,
+    activate, additive_mask, attend, check_inputs, dropout, Embedding, LayerNorm, Unpadded,
 };
 use crate::{ModelError, Result, SequenceClassifier, TextEncoder, Weights};
 use candle_core::{DType, Device, Tensor};
@@ -274,17 +274,29 @@ impl BertModel {
             c.hidden_dropout_prob,
             train,
         )?;
+        // the position-wise layers run on the real tokens only (see `Unpadded`)
+        let unpad = Unpadded::from_mask(&mask)?;
         let mask = additive_mask(&mask)?;
+        if let Some(u) = &unpad {
+            x = u.pack(&x)?;
+        }
+        let padded = |x: &Tensor| -> candle_core::Result<Tensor> {
+            match &unpad {
+                Some(u) => u.unpack(x),
+                None => Ok(x.clone()),
+            }
+        };
         let mut states = Vec::with_capacity(if keep_all { self.layers.len() + 1 } else { 1 });
         for l in &self.layers {
             if keep_all {
-                states.push(x.clone());
+                states.push(padded(&x)?);
             }
-            let ctx = self_attention(
+            let ctx = attend(
                 &l.query,
                 &l.key,
                 &l.value,
                 &x,
+                unpad.as_ref(),
                 &mask,
                 c.num_attention_heads,
                 c.attention_probs_dropout_prob,
@@ -304,7 +316,7 @@ impl BertModel {
             )?;
             x = l.output_norm.forward(&(h + a)?)?;
         }
-        states.push(x);
+        states.push(padded(&x)?);
         Ok(states)
     }
 

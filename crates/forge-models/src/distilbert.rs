@@ -4,7 +4,7 @@ use crate::builder::{Named, ParamBuilder, VisitModules};
 use crate::config::{Activation, DistilBertConfig};
 use crate::layers::last_state;
 use crate::layers::{
-    activate, additive_mask, check_inputs, dropout, self_attention, Embedding, LayerNorm,
+    activate, additive_mask, attend, check_inputs, dropout, Embedding, LayerNorm, Unpadded,
 };
 use crate::{Result, SequenceClassifier, TextEncoder, Weights};
 use candle_core::{Device, Tensor};
@@ -228,17 +228,29 @@ impl DistilBertModel {
             .forward(&ids)?
             .broadcast_add(&self.position_embeddings.forward(&pos)?)?;
         let mut x = dropout(&self.embeddings_norm.forward(&x)?, c.dropout, train)?;
+        // the position-wise layers run on the real tokens only (see `Unpadded`)
+        let unpad = Unpadded::from_mask(&mask)?;
         let mask = additive_mask(&mask)?;
+        if let Some(u) = &unpad {
+            x = u.pack(&x)?;
+        }
+        let padded = |x: &Tensor| -> candle_core::Result<Tensor> {
+            match &unpad {
+                Some(u) => u.unpack(x),
+                None => Ok(x.clone()),
+            }
+        };
         let mut states = Vec::with_capacity(if keep_all { self.layers.len() + 1 } else { 1 });
         for l in &self.layers {
             if keep_all {
-                states.push(x.clone());
+                states.push(padded(&x)?);
             }
-            let ctx = self_attention(
+            let ctx = attend(
                 &l.q_lin,
                 &l.k_lin,
                 &l.v_lin,
                 &x,
+                unpad.as_ref(),
                 &mask,
                 c.n_heads,
                 c.attention_dropout,
@@ -250,7 +262,7 @@ impl DistilBertModel {
             let h = dropout(&l.lin2.forward_t(&h, train)?, c.dropout, train)?;
             x = l.output_layer_norm.forward(&(h + sa)?)?;
         }
-        states.push(x);
+        states.push(padded(&x)?);
         Ok(states)
     }
 

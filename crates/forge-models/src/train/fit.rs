@@ -279,7 +279,8 @@ fn data_device(opt: &Optimization) -> Result<Device> {
 }
 
 /// Loss, accuracy, macro-F1 and confusion matrix on `data` in evaluation mode (dropout off;
-/// the previous mode is restored), in batches of `config.eval_batch_size` truncated to
+/// the previous mode is restored), in batches of `config.eval_batch_size` sequences of similar
+/// length (sorted by length: less padding, the same predictions) truncated to
 /// `config.max_length`, without building a backward graph.
 ///
 /// # Errors
@@ -297,15 +298,22 @@ pub fn evaluate<M: SequenceClassifier + ?Sized>(
     model.set_training(false);
     let out = (|| -> Result<EvalMetrics> {
         let mut loss = 0.0;
-        let mut pred = Vec::with_capacity(data.len());
-        let order: Vec<usize> = (0..data.len()).collect();
+        let mut pred = vec![0u32; data.len()];
+        // Batches of similar lengths: a batch is padded to its longest sequence, and the
+        // predictions do not depend on which sequences share a batch (the padding is masked),
+        // so sorting by length removes most of the padding (SST-2 dev at 64 per batch: 44k
+        // padded tokens in file order, 24k sorted, for 22k real ones).
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        order.sort_by_key(|&i| data.ids(i).map_or(0, <[u32]>::len));
         for idx in order.chunks(config.eval_batch_size.max(1)) {
             let b = data.batch(idx, config.max_length, &device)?;
             let logits = model
                 .forward(&b.input_ids, Some(&b.attention_mask))?
                 .detach();
             loss += scalar(&cross_entropy_loss(&logits, &b.labels)?)? * b.size as f64;
-            pred.extend(logits.argmax(1)?.to_vec1::<u32>()?);
+            for (&i, p) in idx.iter().zip(logits.argmax(1)?.to_vec1::<u32>()?) {
+                pred[i] = p;
+            }
         }
         let cm = confusion_matrix(data.labels(), &pred, c);
         Ok(EvalMetrics {
