@@ -351,6 +351,22 @@ impl Trial for AgTrial {
         let config = shared::train_config(&self.sizes, LR, self.seed);
         let params = count_parameters(&mut model);
         let ag = evaluate(&mut model, &self.ag.eval, &config)?;
+        if method == Continual::AllAtOnce {
+            // dl-gate's `from-sst2` is this same training
+            shared::remember_derived(
+                SST2_TO_AGNEWS,
+                ctx,
+                Task::AgNews,
+                shared::SST2_THEN_AGNEWS,
+                &self.sizes,
+                LR,
+                self.seed,
+                &model,
+                &training,
+                ag.accuracy,
+                steps,
+            )?;
+        }
         let drift = drift_ref.anchor_distance()?;
         let _ag_head = set_head(&mut model, sst_head)?;
         let sst = evaluate(&mut model, &self.sst.eval, &config)?;

@@ -234,6 +234,20 @@ impl GateTrial {
             )?;
             return Ok((ft.model, ft.training, ft.steps));
         }
+        if source == Source::Sst2 {
+            // sst2-to-agnews's `all-at-once` when it ran in this process: the same training
+            if let Some(ft) = shared::derived(
+                DL_GATE,
+                ctx,
+                Task::AgNews,
+                shared::SST2_THEN_AGNEWS,
+                &self.sizes,
+                FULL_LR,
+                self.seed,
+            )? {
+                return Ok((ft.model, ft.training, ft.steps));
+            }
+        }
         let config = shared::train_config(&self.sizes, FULL_LR, self.seed);
         let ((model, steps), training) = ctx.measure_once(|| {
             let mut model = match source {

@@ -245,6 +245,26 @@ struct Key {
 }
 
 impl Key {
+    /// The key of a model derived otherwise (e.g. the SST-2 model trained on AG News), named by
+    /// `variant`.
+    fn derived(
+        files: &ModelFiles,
+        task: Task,
+        variant: &str,
+        sizes: &TextSizes,
+        lr: f64,
+        seed: u64,
+    ) -> Self {
+        Self {
+            model: files.dir.clone(),
+            task,
+            variant: variant.into(),
+            seed,
+            sizes: *sizes,
+            lr_bits: lr.to_bits(),
+        }
+    }
+
     fn new(
         files: &ModelFiles,
         task: Task,
@@ -300,6 +320,70 @@ fn store_arc(entry: Arc<Entry>) {
         c.remove(0);
     }
     c.push(entry);
+}
+
+/// The name under which the SST-2 full fine-tuning trained further on AG News (a new 4-class
+/// head, every weight, no penalty) is cached: `sst2-to-agnews`'s `all-at-once` and `dl-gate`'s
+/// `from-sst2` are that same training.
+pub const SST2_THEN_AGNEWS: &str = "sst2-full-ft-then-agnews";
+
+/// A derived model (one [`fine_tuned`] and [`adapted`] do not build, e.g.
+/// [`SST2_THEN_AGNEWS`]) from the cache, when a scenario trained and [`remember_derived`] it
+/// earlier in this process.
+///
+/// # Errors
+/// Resource errors; candle errors copying the model.
+#[allow(clippy::too_many_arguments)]
+pub fn derived(
+    scenario: &str,
+    ctx: &RunContext,
+    task: Task,
+    variant: &str,
+    sizes: &TextSizes,
+    lr: f64,
+    seed: u64,
+) -> Result<Option<FineTuned>> {
+    let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
+    match lookup(&Key::derived(&files, task, variant, sizes, lr, seed)) {
+        Some(e) => {
+            tracing::info!(
+                "{scenario}: reusing the {variant} model (seed {seed}) trained earlier in this run"
+            );
+            Ok(Some(FineTuned::of(&e, e.model.try_clone_deep()?, true)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Keeps a derived model (see [`derived`]) with the measurement of the training that made it.
+///
+/// # Errors
+/// Resource errors; candle errors copying the model.
+#[allow(clippy::too_many_arguments)]
+pub fn remember_derived(
+    scenario: &str,
+    ctx: &RunContext,
+    task: Task,
+    variant: &str,
+    sizes: &TextSizes,
+    lr: f64,
+    seed: u64,
+    model: &AnyClassifier,
+    training: &Measurement,
+    accuracy: f64,
+    steps: u64,
+) -> Result<()> {
+    let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
+    store(Entry {
+        key: Key::derived(&files, task, variant, sizes, lr, seed),
+        model: model.try_clone_deep()?,
+        lora: None,
+        training: training.clone(),
+        accuracy,
+        steps,
+        curve: None,
+    });
+    Ok(())
 }
 
 /// Empties the cache (tests; a caller that wants every training measured afresh).
