@@ -221,6 +221,11 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
         pre.training.co2_kg,
         full.training.co2_kg
     );
+    // from-sst2 is sst2-to-agnews's all-at-once training, reused: the same measurement and model
+    let from_sst2 = record(&r, DL_GATE, "from-sst2");
+    assert_eq!(from_sst2.training, plain.training);
+    assert_eq!(from_sst2.quality, plain.quality);
+    assert_eq!(from_sst2.gradient_steps, plain.gradient_steps);
     let g = r
         .gate
         .iter()
