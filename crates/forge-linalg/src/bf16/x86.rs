@@ -6,62 +6,207 @@ use super::*;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
-/// Packs A (m x k) into row blocks of MB rows, row-major with row stride `kp`.
-fn pack_a(a: MatRef<'_>, kp: usize, out: &mut [u16], par: bool) {
-    let block = |(ib, dst): (usize, &mut [u16])| {
-        let i0 = ib * MB;
-        let rows = MB.min(a.rows - i0);
-        if a.col_stride == 1 || a.col_stride <= a.row_stride {
-            for r in 0..rows {
-                let d = &mut dst[r * kp..r * kp + a.cols];
-                for (kk, v) in d.iter_mut().enumerate() {
-                    *v = f32_to_bf16_bits(a.at(i0 + r, kk));
-                }
-            }
-        } else {
-            // rows are the contiguous direction: read along them, in L1-sized k chunks
-            for k0 in (0..a.cols).step_by(64) {
-                for kk in k0..(k0 + 64).min(a.cols) {
-                    for r in 0..rows {
-                        dst[r * kp + kk] = f32_to_bf16_bits(a.at(i0 + r, kk));
-                    }
-                }
-            }
+/// Where the values of one block come from: element `(line, kk)` is
+/// `data[base + line * line_stride + kk * k_stride]` (a line is a row of A or a column of B).
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    data: &'a [f32],
+    base: usize,
+    line_stride: usize,
+    k_stride: usize,
+    lines: usize,
+    k: usize,
+}
+
+impl Src<'_> {
+    #[inline(always)]
+    fn at(&self, line: usize, kk: usize) -> f32 {
+        debug_assert!(line < self.lines && kk < self.k);
+        // SAFETY: `base + line * line_stride + kk * k_stride` is the MatRef index of an element
+        // inside the matrix (line < lines, kk < k), which `MatRef::new` bounds-checked.
+        unsafe {
+            *self
+                .data
+                .get_unchecked(self.base + line * self.line_stride + kk * self.k_stride)
         }
-    };
-    if par {
-        out.par_chunks_mut(MB * kp).enumerate().for_each(block);
-    } else {
-        out.chunks_mut(MB * kp).enumerate().for_each(block);
+    }
+
+    /// bf16 pair `(kk = 2p, 2p + 1)` of `line` as one u32 (zero beyond k).
+    #[inline(always)]
+    fn pair(&self, line: usize, p: usize) -> u32 {
+        let lo = f32_to_bf16_bits(self.at(line, 2 * p)) as u32;
+        let hi = if 2 * p + 1 < self.k {
+            f32_to_bf16_bits(self.at(line, 2 * p + 1)) as u32
+        } else {
+            0
+        };
+        lo | hi << 16
     }
 }
 
-/// Packs B (k x n) into panels of NB columns, `[kp / 2][NB][2]` each.
-fn pack_b(b: MatRef<'_>, kp: usize, out: &mut [u16], par: bool) {
-    let panel = |(jp, dst): (usize, &mut [u16])| {
-        let j0 = jp * NB;
-        let cols = NB.min(b.cols - j0);
-        let k = b.rows;
-        if b.row_stride < b.col_stride {
-            // columns are contiguous (B = W^T of a row-major W)
-            for c in 0..cols {
-                for kk in 0..k {
-                    dst[(kk / 2) * 2 * NB + c * 2 + (kk & 1)] = f32_to_bf16_bits(b.at(kk, j0 + c));
-                }
-            }
-        } else {
-            for kk in 0..k {
-                let base = (kk / 2) * 2 * NB + (kk & 1);
-                for c in 0..cols {
-                    dst[base + c * 2] = f32_to_bf16_bits(b.at(kk, j0 + c));
-                }
+/// Packs one block into u32 bf16 pairs: pair `p` of line `l` goes to
+/// `out[l * line_stride + p * pair_stride]`. `out` is zeroed beforehand (the padding stays 0).
+fn pack_pairs(src: Src<'_>, out: &mut [u32], line_stride: usize, pair_stride: usize) {
+    let pairs = src.k.div_ceil(2);
+    let idx = |l: usize, p: usize| l * line_stride + p * pair_stride;
+    let scalar = |out: &mut [u32], lines: std::ops::Range<usize>, ps: std::ops::Range<usize>| {
+        for l in lines {
+            for p in ps.clone() {
+                out[idx(l, p)] = src.pair(l, p);
             }
         }
     };
+    // the vector stores address 16 lanes as i32 multiples of the stride
+    let strides_fit = 15 * line_stride.max(pair_stride) <= i32::MAX as usize;
+    if strides_fit && avx512bf16_available() && std::arch::is_x86_feature_detected!("avx512bw") {
+        let last = idx(src.lines.saturating_sub(1), pairs.saturating_sub(1));
+        assert!(src.lines == 0 || pairs == 0 || last < out.len());
+        if src.k_stride == 1 {
+            // 32 consecutive k (16 pairs) of a line per vector
+            let full = src.k / 32 * 16;
+            for l in 0..src.lines {
+                for p0 in (0..full).step_by(16) {
+                    // SAFETY: AVX512-BF16 is available; the 32 values read are elements
+                    // (l, 2 p0 .. 2 p0 + 32) of the matrix (2 p0 + 32 <= k, k stride 1) and
+                    // the 16 pairs written are at idx(l, p0 .. p0 + 16) <= last < out.len().
+                    unsafe {
+                        pairs_along_k(
+                            src.data
+                                .as_ptr()
+                                .add(src.base + l * src.line_stride + 2 * p0),
+                            out.as_mut_ptr().add(idx(l, p0)),
+                            pair_stride,
+                        )
+                    }
+                }
+            }
+            scalar(out, 0..src.lines, full..pairs);
+            return;
+        }
+        if src.line_stride == 1 {
+            // 16 consecutive lines of one pair per vector
+            let full_lines = src.lines / 16 * 16;
+            let full_pairs = src.k / 2;
+            for l0 in (0..full_lines).step_by(16) {
+                for p in 0..full_pairs {
+                    // SAFETY: as above: elements (l0 .. l0 + 16, 2p) and (.., 2p + 1) are in
+                    // the matrix (line stride 1), the pairs written at idx(l0 .. l0 + 16, p).
+                    unsafe {
+                        let at = src.base + l0 + 2 * p * src.k_stride;
+                        pairs_across_lines(
+                            src.data.as_ptr().add(at),
+                            src.data.as_ptr().add(at + src.k_stride),
+                            out.as_mut_ptr().add(idx(l0, p)),
+                            line_stride,
+                        )
+                    }
+                }
+            }
+            scalar(out, 0..full_lines, full_pairs..pairs);
+            scalar(out, full_lines..src.lines, 0..pairs);
+            return;
+        }
+    }
+    scalar(out, 0..src.lines, 0..pairs);
+}
+
+/// `out[p * stride] = (bf16(src[2p]), bf16(src[2p + 1]))` for p < 16 (RNE, `vcvtne2ps2bf16`).
+///
+/// # Safety
+/// AVX512-BF16 and AVX512F are available, `src` has 32 readable values, and the 16 `out`
+/// positions are writable with `15 * stride` within `i32`.
+#[target_feature(enable = "avx512bf16,avx512f")]
+unsafe fn pairs_along_k(src: *const f32, out: *mut u32, stride: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let lo = _mm512_loadu_ps(src);
+        let hi = _mm512_loadu_ps(src.add(16));
+        // bf16 lanes 0..16 from lo, 16..32 from hi: in k order, so u32 lane p is pair p
+        let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        store_strided(out, v, stride);
+    }
+}
+
+/// `out[l * stride] = (bf16(k0[l]), bf16(k1[l]))` for l < 16.
+///
+/// # Safety
+/// As [`pairs_along_k`], with 16 readable values at `k0` and at `k1`; AVX512BW available.
+#[target_feature(enable = "avx512bf16,avx512f,avx512bw")]
+unsafe fn pairs_across_lines(k0: *const f32, k1: *const f32, out: *mut u32, stride: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let a = _mm512_loadu_ps(k0);
+        let b = _mm512_loadu_ps(k1);
+        let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(b, a));
+        // interleave: u16 lane 2l <- a[l] (lane l), 2l + 1 <- b[l] (lane 16 + l)
+        let idx = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        store_strided(out, _mm512_permutexvar_epi16(idx, v), stride);
+    }
+}
+
+/// Stores the 16 u32 lanes of `v` at `out + i * stride`.
+///
+/// # Safety
+/// AVX512F available; the 16 positions writable; `15 * stride` fits in `i32`.
+#[inline(always)]
+unsafe fn store_strided(out: *mut u32, v: __m512i, stride: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        if stride == 1 {
+            _mm512_storeu_si512(out.cast(), v);
+        } else {
+            let s = stride as i32;
+            let offs = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(s),
+            );
+            _mm512_i32scatter_epi32::<4>(out.cast(), offs, v);
+        }
+    }
+}
+
+/// Packs A (m x k) into row blocks of MB rows, row-major with `kp / 2` pairs per row.
+fn pack_a(a: MatRef<'_>, kp: usize, out: &mut [u32], par: bool) {
+    let block = |(ib, dst): (usize, &mut [u32])| {
+        let i0 = ib * MB;
+        let src = Src {
+            data: a.data,
+            base: i0 * a.row_stride,
+            line_stride: a.row_stride,
+            k_stride: a.col_stride,
+            lines: MB.min(a.rows - i0),
+            k: a.cols,
+        };
+        pack_pairs(src, dst, kp / 2, 1);
+    };
     if par {
-        out.par_chunks_mut(NB * kp).enumerate().for_each(panel);
+        out.par_chunks_mut(MB * kp / 2).enumerate().for_each(block);
     } else {
-        out.chunks_mut(NB * kp).enumerate().for_each(panel);
+        out.chunks_mut(MB * kp / 2).enumerate().for_each(block);
+    }
+}
+
+/// Packs B (k x n) into panels of NB columns, `[kp / 2][NB]` pairs each.
+fn pack_b(b: MatRef<'_>, kp: usize, out: &mut [u32], par: bool) {
+    let panel = |(jp, dst): (usize, &mut [u32])| {
+        let j0 = jp * NB;
+        let src = Src {
+            data: b.data,
+            base: j0 * b.col_stride,
+            line_stride: b.col_stride,
+            k_stride: b.row_stride,
+            lines: NB.min(b.cols - j0),
+            k: b.rows,
+        };
+        pack_pairs(src, dst, 1, NB);
+    };
+    if par {
+        out.par_chunks_mut(NB * kp / 2).enumerate().for_each(panel);
+    } else {
+        out.chunks_mut(NB * kp / 2).enumerate().for_each(panel);
     }
 }
 
@@ -201,8 +346,9 @@ pub(super) fn run(
     let kp = round_up(k, KB);
     let (mp, np) = (round_up(m, MB), round_up(n, NB));
     let par = threads > 1;
-    let mut ap = vec![0u16; mp * kp];
-    let mut bp = vec![0u16; np * kp];
+    // bf16 pairs as u32 (4-byte aligned for the pair stores), zero padding
+    let mut ap = vec![0u32; mp * kp / 2];
+    let mut bp = vec![0u32; np * kp / 2];
     if par {
         rayon::join(
             || pack_a(a, kp, &mut ap, true),
@@ -235,22 +381,24 @@ pub(super) fn run(
         for j0 in (0..n).step_by(NC) {
             let j_end = (j0 + NC).min(n);
             for rb in (0..rows_here).step_by(MB) {
-                let a_blk = &ap[(r_start + rb) * kp..(r_start + rb + MB) * kp];
+                let a_blk = &ap[(r_start + rb) * kp / 2..(r_start + rb + MB) * kp / 2];
                 for jb in (j0..j_end).step_by(NB) {
-                    let b_pan = &bp[jb * kp..(jb + NB) * kp];
+                    let b_pan = &bp[jb * kp / 2..(jb + NB) * kp / 2];
                     if amx {
                         // SAFETY: tiles configured above; a_blk is 32 rows of kp bf16,
                         // b_pan is kp * 32 bf16, kp a positive multiple of 32.
-                        unsafe { amx_block(a_blk.as_ptr(), kp, b_pan.as_ptr(), &mut blk) };
+                        unsafe {
+                            amx_block(a_blk.as_ptr().cast(), kp, b_pan.as_ptr().cast(), &mut blk)
+                        };
                     } else {
                         for r in (0..MB).step_by(MR_DP) {
                             // SAFETY: the path is available (checked by `run`), the
                             // pointers cover 8 rows of A and the panel, blk has 32 rows.
                             unsafe {
                                 dp_block(
-                                    a_blk.as_ptr().add(r * kp),
+                                    a_blk.as_ptr().cast::<u16>().add(r * kp),
                                     kp,
-                                    b_pan.as_ptr(),
+                                    b_pan.as_ptr().cast(),
                                     blk.as_mut_ptr().add(r * NB),
                                 )
                             };
