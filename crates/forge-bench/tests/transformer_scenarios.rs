@@ -121,6 +121,22 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
     );
     let prog = record(&r, SST2_TO_AGNEWS, "progressive");
     assert!(extra(prog, "drift_l2") < extra(plain, "drift_l2"));
+    // convergence of all-at-once vs progressive unfreezing: AG News accuracy before training
+    // (the same model for both) and after each epoch, the last point the reported accuracy
+    let curve = |st: &str| {
+        r.convergence
+            .iter()
+            .find(|c| c.scenario == SST2_TO_AGNEWS && c.strategy == st)
+            .unwrap_or_else(|| panic!("no AG News convergence curve for {st}"))
+            .quality
+            .clone()
+    };
+    let (c_plain, c_prog) = (curve("all-at-once"), curve("progressive"));
+    for (c, rec) in [(&c_plain, plain), (&c_prog, prog)] {
+        assert_eq!(c.len() as u32, rec.epochs.unwrap() + 1, "{c:?}");
+        assert_eq!(*c.last().unwrap(), rec.quality, "{c:?}");
+    }
+    assert_eq!(c_plain[0], c_prog[0], "the same starting model");
     // EWC's cost includes the Fisher.
     assert!(ewc.config.contains_key("fisher_samples"));
 

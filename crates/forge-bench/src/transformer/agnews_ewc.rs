@@ -25,7 +25,9 @@ use super::shared::{self, FineTuned, Task, TaskData};
 use super::{model_and_tokenizer, TextSizes};
 use crate::error::{BenchError, Result};
 use crate::scenario::{Requirements, RunContext, Scenario, StrategyOutcome, StrategySpec, Trial};
-use crate::schema::{Config, MeasurePolicy, Measurement, Metric, StrategyKind, Wording};
+use crate::schema::{
+    Config, ConvergenceCurve, MeasurePolicy, Measurement, Metric, StrategyKind, Wording,
+};
 use crate::Mode;
 use candle_core::{Tensor, Var};
 use forge_ewc::{fisher_diagonal, Ewc, EwcConfig, FisherConfig, FisherDiagonal, FisherEstimator};
@@ -208,6 +210,8 @@ impl Scenario for Sst2ToAgNews {
             fisher,
             fisher_cost,
             n_fisher,
+            start_accuracy: None,
+            curves: BTreeMap::new(),
         }))
     }
 }
@@ -253,15 +257,35 @@ struct AgTrial {
     fisher: FisherDiagonal,
     fisher_cost: Measurement,
     n_fisher: usize,
+    /// AG News accuracy before AG News training (the same model for every strategy).
+    start_accuracy: Option<f64>,
+    /// AG News accuracy before training and after each epoch, per strategy with a curve.
+    curves: BTreeMap<&'static str, Vec<f64>>,
+}
+
+/// What [`AgTrial::train`] hands back: the model, the SST-2 head it replaced, the anchored EWC
+/// object (for the drift), the optimizer steps, whether training stopped early, and parameter
+/// snapshots per epoch for strategies with a convergence curve.
+type Trained = (
+    AnyClassifier,
+    forge_lora::LoraLinear,
+    Ewc,
+    u64,
+    bool,
+    Option<shared::EpochSnapshots>,
+);
+
+impl Continual {
+    /// Whether the scenario records its convergence curve (the baseline, and progressive
+    /// unfreezing: the convergence figure compares them, as full fine-tuning and LoRA on SST-2).
+    fn has_curve(self) -> bool {
+        matches!(self, Continual::AllAtOnce | Continual::Progressive)
+    }
 }
 
 impl AgTrial {
-    /// Trains a copy of the SST-2 model on AG News with `method`; returns the model, the SST-2
-    /// head it replaced, the anchored EWC object (for the drift) and the optimizer steps.
-    fn train(
-        &self,
-        method: Continual,
-    ) -> Result<(AnyClassifier, forge_lora::LoraLinear, Ewc, u64)> {
+    /// Trains a copy of the SST-2 model on AG News with `method` (see [`Trained`]).
+    fn train(&self, method: Continual) -> Result<Trained> {
         let mut model = self.source.model.try_clone_deep()?;
         model.set_training(true);
         let sst_head = replace_head(&mut model, Task::AgNews.classes(), HF_INIT_STD, self.seed)?;
@@ -282,10 +306,29 @@ impl AgTrial {
         let drift_ref = ewc.clone();
         let config = shared::train_config(&self.sizes, LR, self.seed);
         let mut steps = 0u64;
+        let mut stopped = false;
+        // parameter copies per epoch (cheap); evaluated after the measured training
+        let snaps = method
+            .has_curve()
+            .then(|| shared::EpochSnapshots::new(&mut model));
+        let curve_hooks = || {
+            let mut h = Hooks::new();
+            if let Some(sn) = &snaps {
+                h.push_callback(sn.callback());
+            }
+            h
+        };
         match method {
             Continual::AllAtOnce => {
-                steps += fine_tune(&mut model, &self.ag.train, None, &config, &mut Hooks::new())?
-                    .steps as u64;
+                let h = fine_tune(
+                    &mut model,
+                    &self.ag.train,
+                    None,
+                    &config,
+                    &mut curve_hooks(),
+                )?;
+                steps += h.steps as u64;
+                stopped |= h.stopped.is_some();
             }
             Continual::Ewc => {
                 let e = &ewc;
@@ -325,25 +368,26 @@ impl AgTrial {
                 } else {
                     n_groups
                 };
-                steps += fine_tune_with(
+                let h = fine_tune_with(
                     &mut model,
                     &self.ag.train,
                     None,
                     &config,
-                    &mut Hooks::new(),
+                    &mut curve_hooks(),
                     &mut plan,
-                )?
-                .steps as u64;
+                )?;
+                steps += h.steps as u64;
+                stopped |= h.stopped.is_some();
             }
         }
-        Ok((model, sst_head, drift_ref, steps))
+        Ok((model, sst_head, drift_ref, steps, stopped, snaps))
     }
 }
 
 impl Trial for AgTrial {
     fn run(&mut self, name: &str, ctx: &RunContext) -> Result<StrategyOutcome> {
         let method = Continual::from_name(name)?;
-        let ((mut model, sst_head, drift_ref, steps), mut training) =
+        let ((mut model, sst_head, drift_ref, steps, stopped, snaps), mut training) =
             ctx.measure_once(|| self.train(method))?;
         if matches!(method, Continual::Ewc | Continual::OnlineEwc) {
             training = shared::sum_measurements(&[&training, &self.fisher_cost]);
@@ -351,6 +395,19 @@ impl Trial for AgTrial {
         let config = shared::train_config(&self.sizes, LR, self.seed);
         let params = count_parameters(&mut model);
         let ag = evaluate(&mut model, &self.ag.eval, &config)?;
+        if let Some(sn) = &snaps {
+            // the first point is the same model for every strategy, the last the one just
+            // evaluated (unless training stopped inside an epoch)
+            let curve = sn.accuracy_curve_known(
+                &mut model,
+                &self.ag.eval,
+                &config,
+                self.start_accuracy,
+                (!stopped).then_some(ag.accuracy),
+            )?;
+            self.start_accuracy = self.start_accuracy.or(curve.first().copied());
+            self.curves.insert(method.name(), curve);
+        }
         if method == Continual::AllAtOnce {
             // dl-gate's `from-sst2` is this same training
             shared::remember_derived(
@@ -408,5 +465,22 @@ impl Trial for AgTrial {
     /// Training the SST-2 model (once per seed, shared with `sst2-full-vs-lora`).
     fn source_cost(&self) -> Option<Measurement> {
         Some(self.source.training.clone())
+    }
+
+    /// AG News accuracy before training and after each epoch of all-at-once fine-tuning and of
+    /// progressive unfreezing, from the runs of this process (a sharded sweep records the curves
+    /// of the strategies its baseline's process ran).
+    fn convergence(&mut self, _ctx: &RunContext) -> Result<Vec<ConvergenceCurve>> {
+        Ok(self
+            .curves
+            .iter()
+            .map(|(name, quality)| ConvergenceCurve {
+                scenario: SST2_TO_AGNEWS.into(),
+                strategy: (*name).into(),
+                seed: self.seed,
+                metric: Metric::Accuracy,
+                quality: quality.clone(),
+            })
+            .collect())
     }
 }

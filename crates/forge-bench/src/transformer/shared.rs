@@ -470,7 +470,7 @@ fn train_entry(
     with_curve: bool,
 ) -> Result<(Arc<Entry>, AnyClassifier)> {
     let config = train_config(sizes, lr, seed);
-    let ((mut model, lora, steps, snaps), training) = ctx.measure_once(|| {
+    let ((mut model, lora, steps, stopped, snaps), training) = ctx.measure_once(|| {
         let mut model = pretrained_with_head(files, task.classes(), seed, ctx)?;
         let lora = strategy.lora_config(&model);
         if let Some(cfg) = &lora {
@@ -485,11 +485,24 @@ fn train_entry(
         }
         let history = fine_tune(&mut model, &data.train, None, &config, &mut hooks)?;
         drop(hooks);
-        Ok((model, lora, history.steps as u64, snaps))
+        Ok((
+            model,
+            lora,
+            history.steps as u64,
+            history.stopped.is_some(),
+            snaps,
+        ))
     })?;
     let accuracy = evaluate(&mut model, &data.eval, &config)?.accuracy;
     let curve = match &snaps {
-        Some(sn) => Some(sn.accuracy_curve(&mut model, &data.eval, &config)?),
+        Some(sn) => Some(sn.accuracy_curve_known(
+            &mut model,
+            &data.eval,
+            &config,
+            None,
+            // the last snapshot is the final model unless training stopped inside an epoch
+            (!stopped).then_some(accuracy),
+        )?),
         None => None,
     };
     model.set_training(false);
@@ -577,13 +590,41 @@ impl EpochSnapshots {
         eval: &TextDataset,
         config: &TrainConfig,
     ) -> Result<Vec<f64>> {
+        self.accuracy_curve_known(model, eval, config, None, None)
+    }
+
+    /// [`Self::accuracy_curve`] with the accuracies already known taken as given instead of
+    /// evaluated again: `first` (before training: the same starting model as another run's) and
+    /// `last` (after the last epoch: the model's current parameters, already evaluated).
+    ///
+    /// # Errors
+    /// As [`Self::accuracy_curve`].
+    pub fn accuracy_curve_known(
+        &self,
+        model: &mut AnyClassifier,
+        eval: &TextDataset,
+        config: &TrainConfig,
+        first: Option<f64>,
+        last: Option<f64>,
+    ) -> Result<Vec<f64>> {
         let now = self
             .vars
             .iter()
             .map(|v| v.as_tensor().copy())
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let mut curve = Vec::new();
-        for snap in self.taken.borrow().iter() {
+        let taken = self.taken.borrow();
+        let n = taken.len();
+        let mut curve = Vec::with_capacity(n);
+        for (i, snap) in taken.iter().enumerate() {
+            let known = match i {
+                0 => first,
+                _ if i + 1 == n => last,
+                _ => None,
+            };
+            if let Some(a) = known {
+                curve.push(a);
+                continue;
+            }
             let snap = snap
                 .as_ref()
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?;

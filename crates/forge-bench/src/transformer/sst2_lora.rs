@@ -196,7 +196,15 @@ impl Trial for Sst2Trial {
                 Ok((model, lora, history, snaps))
             })?;
         let eval = evaluate(&mut model, &self.eval, &config)?;
-        let curve = snaps.accuracy_curve(&mut model, &self.eval, &config)?;
+        let curve =
+            // the last snapshot is the final model unless training stopped inside an epoch
+            snaps.accuracy_curve_known(
+                &mut model,
+                &self.eval,
+                &config,
+                None,
+                history.stopped.is_none().then_some(eval.accuracy),
+            )?;
         // The models the EWC, merging and LoRA-soup scenarios build on: kept, not retrained.
         shared::remember(
             SST2_FULL_VS_LORA,
