@@ -26,9 +26,14 @@ pub struct BenchArgs {
     /// Workloads (repeatable; default: all five).
     #[arg(long = "workload", value_parser = ["forward", "lora", "full", "fisher", "merge"])]
     workloads: Vec<String>,
-    /// Also time PyTorch's CPU autocast(bf16) on forward, LoRA and full steps.
+    /// Also time the bf16 mixed-precision mode on forward, LoRA and full steps: Forge's
+    /// (`FORGE_PRECISION=bf16`: bf16 products on AMX / AVX512-BF16, f32 accumulation) and,
+    /// with --python, PyTorch's CPU autocast(bf16); the bf16 rows compare the two.
     #[arg(long)]
     bf16: bool,
+    /// Internal (worker): the precision of Forge's products.
+    #[arg(long, hide = true, default_value = "f32", value_parser = ["f32", "bf16"])]
+    precision: String,
     /// Timed iterations per process.
     #[arg(long, default_value_t = 5)]
     iters: usize,
@@ -113,11 +118,16 @@ fn parse_last_json_line(stdout: &[u8], what: &str) -> Result<SpeedRun> {
     serde_json::from_str(line).with_context(|| format!("{what}: not a timing line: {line}"))
 }
 
-fn run_forge(model: BenchModel, workload: Workload, a: &BenchArgs) -> Result<SpeedRun> {
+fn run_forge(
+    model: BenchModel,
+    workload: Workload,
+    precision: &str,
+    a: &BenchArgs,
+) -> Result<SpeedRun> {
     let exe = std::env::current_exe().context("locate the xtask binary")?;
     let o = Command::new(exe)
         .args(["bench", "--worker", "--model", model.name()])
-        .args(["--workload", workload.name()])
+        .args(["--workload", workload.name(), "--precision", precision])
         .args([
             "--iters",
             &a.iters.to_string(),
@@ -130,7 +140,7 @@ fn run_forge(model: BenchModel, workload: Workload, a: &BenchArgs) -> Result<Spe
         .context("start the Forge bench worker")?;
     if !o.status.success() {
         bail!(
-            "Forge {} {} failed ({}): {}",
+            "Forge {} {} {precision} failed ({}): {}",
             model.name(),
             workload.name(),
             o.status,
@@ -179,7 +189,8 @@ fn worker(a: &BenchArgs) -> Result<()> {
     let model = BenchModel::from_name(a.models.first().context("--model")?)?;
     let workload = Workload::from_name(a.workloads.first().context("--workload")?)?;
     let sc = speed_config(a);
-    let run = forge_bench::speed::run_workload(model, None, workload, &sc)?;
+    let precision: forge_bench::speed::MatmulPrecision = a.precision.parse()?;
+    let run = forge_bench::speed::run_workload_at(model, None, workload, &sc, precision)?;
     println!("{}", serde_json::to_string(&run)?);
     Ok(())
 }
@@ -307,14 +318,18 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
                     round + 1,
                     a.rounds
                 );
-                runs.push(run_forge(model, workload, a)?);
+                runs.push(run_forge(model, workload, "f32", a)?);
+                let amp = matches!(
+                    workload,
+                    Workload::Forward | Workload::Lora | Workload::Full
+                );
+                if a.bf16 && amp {
+                    eprintln!("  forge bf16 ...");
+                    runs.push(run_forge(model, workload, "bf16", a)?);
+                }
                 if let Some(p) = &a.python {
                     eprintln!("  pytorch f32 ...");
                     runs.push(run_torch(p, model, workload, "f32", a)?);
-                    let amp = matches!(
-                        workload,
-                        Workload::Forward | Workload::Lora | Workload::Full
-                    );
                     if a.bf16 && amp {
                         eprintln!("  pytorch bf16 ...");
                         runs.push(run_torch(p, model, workload, "bf16", a)?);

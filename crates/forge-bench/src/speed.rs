@@ -24,6 +24,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+pub use forge_linalg::bf16::MatmulPrecision;
 use forge_lora::{LoraConfig, LoraInjector};
 use forge_models::train::{cross_entropy_loss, default_groups, AdamW, AdamWParams};
 use forge_models::{AnyClassifier, ModelConfig, SequenceClassifier};
@@ -223,6 +224,9 @@ pub struct SpeedRun {
     pub params: usize,
     /// Parameters the workload trains (all for forward / Fisher / merge).
     pub trainable: usize,
+    /// Forge in the bf16 mode: the instruction path of its products (`amx`, `avx512`, `f32`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_path: Option<String>,
 }
 
 impl SpeedRun {
@@ -307,6 +311,38 @@ fn batch(model: &ModelConfig, c: &SpeedConfig, dev: &Device) -> Result<(Tensor, 
 /// # Errors
 /// Model, training or merge errors; [`BenchError::InvalidConfig`] for zero iterations.
 pub fn run_workload(
+    model: BenchModel,
+    config: Option<&ModelConfig>,
+    workload: Workload,
+    sc: &SpeedConfig,
+) -> Result<SpeedRun> {
+    run_workload_at(model, config, workload, sc, MatmulPrecision::F32)
+}
+
+/// [`run_workload`] with Forge's dense products at `precision`
+/// ([`forge_linalg::bf16::MatmulPrecision::Bf16`]: the bf16 mixed-precision mode; the run's
+/// `precision` is then `bf16` and `bf16_path` names the instruction path).
+///
+/// # Errors
+/// As [`run_workload`].
+pub fn run_workload_at(
+    model: BenchModel,
+    config: Option<&ModelConfig>,
+    workload: Workload,
+    sc: &SpeedConfig,
+    precision: MatmulPrecision,
+) -> Result<SpeedRun> {
+    let mut run = forge_linalg::bf16::with_matmul_precision(precision, || {
+        run_workload_f32(model, config, workload, sc)
+    })?;
+    if precision == MatmulPrecision::Bf16 {
+        run.precision = "bf16".into();
+        run.bf16_path = Some(forge_linalg::bf16::Bf16Path::detect().name().into());
+    }
+    Ok(run)
+}
+
+fn run_workload_f32(
     model: BenchModel,
     config: Option<&ModelConfig>,
     workload: Workload,
@@ -438,6 +474,7 @@ pub fn run_workload(
         peak_rss_bytes: peak_rss_bytes(),
         params,
         trainable,
+        bf16_path: None,
     })
 }
 
@@ -653,6 +690,7 @@ mod tests {
             peak_rss_bytes: rss,
             params: 10,
             trainable: 10,
+            bf16_path: None,
         }
     }
 
@@ -694,6 +732,32 @@ mod tests {
     }
 
     #[test]
+    fn a_forge_bf16_run_gets_its_own_row_against_autocast() {
+        let mut bf = run("forge", "bf16", &[30.0], 700);
+        bf.bf16_path = Some("amx".into());
+        let runs = vec![
+            run("forge", "f32", &[100.0], 900),
+            run("pytorch", "f32", &[50.0], 1000),
+            bf,
+            run("pytorch", "bf16", &[20.0], 1000),
+        ];
+        let rows = speed_rows(&runs);
+        assert_eq!(rows.len(), 2);
+        let r = &rows[1];
+        assert_eq!((r.precision.as_str(), r.pytorch_ms), ("bf16", Some(20.0)));
+        assert!(
+            (r.ratio.unwrap() - 1.5).abs() < 1e-12,
+            "Forge bf16 / autocast"
+        );
+        // a line from before the field existed still reads
+        let mut v = serde_json::to_value(&runs[0]).unwrap();
+        assert!(v.get("bf16_path").is_none());
+        v.as_object_mut().unwrap().remove("bf16_path");
+        let back: SpeedRun = serde_json::from_value(v).unwrap();
+        assert_eq!(back.bf16_path, None);
+    }
+
+    #[test]
     fn every_workload_runs_on_a_tiny_model() {
         let tiny = ModelConfig::from_json_str(
             r#"{"model_type": "bert", "vocab_size": 200, "hidden_size": 16,
@@ -709,6 +773,16 @@ mod tests {
             iters: 2,
             seed: 0,
         };
+        let r = run_workload_at(
+            BenchModel::MiniLm,
+            Some(&tiny),
+            Workload::Lora,
+            &sc,
+            MatmulPrecision::Bf16,
+        )
+        .unwrap();
+        assert_eq!(r.precision, "bf16");
+        assert!(r.bf16_path.is_some());
         for w in Workload::ALL {
             let r = run_workload(BenchModel::MiniLm, Some(&tiny), w, &sc).unwrap();
             assert_eq!(r.wall_ms.len(), 2, "{w:?}");

@@ -1,8 +1,8 @@
 //! bf16 products against the f32 `gemm` crate on the dense shapes of DistilBERT-base at
 //! batch 16 x seq 64 (m = 1024 tokens): attention projections 1024x768x768, FFN up
 //! 1024x3072x768 and FFN down 1024x768x3072 (m x n x k). One criterion id per path the
-//! machine has; throughput is reported in elements of C (divide by 2k for GFLOP/s ... see
-//! `docs/speed.md`, which converts to GFLOP/s).
+//! machine has. The throughput is set to each product's FLOPs (2 m n k), so criterion's
+//! "elem/s" reads as FLOP/s.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use forge_linalg::bf16::{Bf16Gemm, Bf16Path, MatRef};
