@@ -544,6 +544,27 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R
     Ok(f(forge_linalg::ops::contiguous_f32(s, l, "ewc penalty")?))
 }
 
+/// The anchor's and the Fisher's f32 values, each checked to have `n` values (the parameter's).
+fn with_anchor_and_fisher<R>(
+    anchor: &Tensor,
+    fisher: &Tensor,
+    n: usize,
+    f: impl FnOnce(&[f32], &[f32]) -> R,
+) -> candle_core::Result<R> {
+    with_f32(anchor, |a| {
+        with_f32(fisher, |fi| {
+            if a.len() != n || fi.len() != n {
+                candle_core::bail!(
+                    "ewc penalty: {n} parameter values, anchor {}, fisher {}",
+                    a.len(),
+                    fi.len()
+                )
+            }
+            Ok(f(a, fi))
+        })
+    })??
+}
+
 struct Quadratic {
     anchor: Tensor,
     fisher: Tensor,
@@ -561,34 +582,24 @@ impl candle_core::CustomOp1 for Quadratic {
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
         let theta = forge_linalg::ops::contiguous_f32(s, l, "ewc penalty parameter")?;
-        let total = with_f32(&self.anchor, |a| {
-            with_f32(&self.fisher, |f| {
-                if a.len() != theta.len() || f.len() != theta.len() {
-                    return Err(candle_core::Error::Msg(format!(
-                        "ewc penalty: {} values, anchor {}, fisher {}",
-                        theta.len(),
-                        a.len(),
-                        f.len()
-                    )));
-                }
-                Ok(theta
-                    .par_chunks(PENALTY_CHUNK)
-                    .zip(a.par_chunks(PENALTY_CHUNK))
-                    .zip(f.par_chunks(PENALTY_CHUNK))
-                    .map(|((t, a), f)| {
-                        // f32 products, accumulated in f64 per chunk
-                        t.iter()
-                            .zip(a)
-                            .zip(f)
-                            .map(|((&t, &a), &f)| {
-                                let d = t - a;
-                                f64::from(f * d * d)
-                            })
-                            .sum::<f64>()
-                    })
-                    .sum::<f64>())
-            })
-        })???;
+        let total = with_anchor_and_fisher(&self.anchor, &self.fisher, theta.len(), |a, f| {
+            theta
+                .par_chunks(PENALTY_CHUNK)
+                .zip(a.par_chunks(PENALTY_CHUNK))
+                .zip(f.par_chunks(PENALTY_CHUNK))
+                .map(|((t, a), f)| {
+                    // f32 products, accumulated in f64 per chunk
+                    t.iter()
+                        .zip(a)
+                        .zip(f)
+                        .map(|((&t, &a), &f)| {
+                            let d = t - a;
+                            f64::from(f * d * d)
+                        })
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+        })?;
         Ok((
             candle_core::CpuStorage::F32(vec![total as f32]),
             candle_core::Shape::from(()),
@@ -632,28 +643,17 @@ impl candle_core::CustomOp1 for QuadraticGrad {
         let theta = forge_linalg::ops::contiguous_f32(s, l, "ewc penalty parameter")?;
         let scale = self.scale as f32;
         let mut out = vec![0f32; theta.len()];
-        with_f32(&self.anchor, |a| {
-            with_f32(&self.fisher, |f| {
-                if a.len() != theta.len() || f.len() != theta.len() {
-                    return Err(candle_core::Error::Msg(format!(
-                        "ewc penalty gradient: {} values, anchor {}, fisher {}",
-                        theta.len(),
-                        a.len(),
-                        f.len()
-                    )));
-                }
-                out.par_chunks_mut(PENALTY_CHUNK)
-                    .zip(theta.par_chunks(PENALTY_CHUNK))
-                    .zip(a.par_chunks(PENALTY_CHUNK))
-                    .zip(f.par_chunks(PENALTY_CHUNK))
-                    .for_each(|(((o, t), a), f)| {
-                        for (((o, &t), &a), &f) in o.iter_mut().zip(t).zip(a).zip(f) {
-                            *o = scale * f * (t - a);
-                        }
-                    });
-                Ok(())
-            })
-        })???;
+        with_anchor_and_fisher(&self.anchor, &self.fisher, theta.len(), |a, f| {
+            out.par_chunks_mut(PENALTY_CHUNK)
+                .zip(theta.par_chunks(PENALTY_CHUNK))
+                .zip(a.par_chunks(PENALTY_CHUNK))
+                .zip(f.par_chunks(PENALTY_CHUNK))
+                .for_each(|(((o, t), a), f)| {
+                    for (((o, &t), &a), &f) in o.iter_mut().zip(t).zip(a).zip(f) {
+                        *o = scale * f * (t - a);
+                    }
+                });
+        })?;
         Ok((candle_core::CpuStorage::F32(out), l.shape().clone()))
     }
 }
