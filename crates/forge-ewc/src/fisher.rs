@@ -6,8 +6,8 @@
 //! - **true Fisher** `F = (1/N) sum_n E_{y ~ p(y|x_n)} [ (d log p(y|x_n) / d theta)^2 ]`
 //!   (Kirkpatrick et al. 2017 use this diagonal; Martens 2020, "New insights and perspectives on
 //!   the natural gradient method", section 11, for the distinction). Estimated exactly by
-//!   summing over classes ([`FisherEstimator::TrueExact`], one backward pass per class and
-//!   sample) or by sampling labels from the model ([`FisherEstimator::TrueSampled`], seeded).
+//!   summing over classes ([`FisherEstimator::TrueExact`], one backward pass per non-zero
+//!   eigenvalue of the softmax covariance: at most `C - 1` per sample) or by sampling labels from the model ([`FisherEstimator::TrueSampled`], seeded).
 //! - **empirical Fisher** `F_emp = (1/N) sum_n (d log p(y_n|x_n) / d theta)^2` at the true labels
 //!   `y_n` ([`FisherEstimator::Empirical`]): one backward pass per sample. It equals the true
 //!   Fisher only where the model's predictive distribution matches the data's (Kunstner et al.
@@ -62,7 +62,10 @@ pub enum FisherEstimator {
         seed: u64,
     },
     /// The true Fisher computed exactly: `(1/N) sum_n sum_c p(c|x_n) (grad log p(c|x_n))^2`, one
-    /// forward pass and `C` backward passes per input; for small class counts.
+    /// forward pass and at most `C - 1` backward passes per input (one for two classes): the sum
+    /// is `diag(J^T (diag(p) - p p^T) J)` with `J` the logits' Jacobian, and the middle matrix is
+    /// factored into its non-zero eigen-directions, each one backward pass of `l . logits`. For
+    /// small class counts.
     TrueExact,
 }
 
@@ -479,6 +482,33 @@ where
                 });
             }
         }
+        FisherEstimator::TrueExact => {
+            for i in 0..m {
+                let logits = logits_of(&[i])?.squeeze(0)?;
+                let logp = log_softmax_rows(&logits.unsqueeze(0)?)?.squeeze(0)?;
+                let p = probabilities(&logp, i)?;
+                // sum_c p_c (J^T (e_c - p))^2 = diag(J^T M J) with M = diag(p) - p p^T, and
+                // M = sum_k l_k l_k^T over its (at most C - 1) non-zero eigenpairs: one backward
+                // pass of l_k . logits per direction instead of one per class.
+                for l in class_covariance_factors(&p)? {
+                    let dir =
+                        Tensor::from_vec(l, p.len(), logits.device())?.to_dtype(logits.dtype())?;
+                    let s = (&logits * &dir)?.sum_all()?;
+                    let v = scalar_f64(&s)?;
+                    if !v.is_finite() {
+                        return Err(EwcError::NonFiniteLoss {
+                            sample: i,
+                            value: v,
+                        });
+                    }
+                    acc.add(&s, 1.0)?;
+                }
+                progress(FisherProgress {
+                    done: i + 1,
+                    total: m,
+                });
+            }
+        }
         estimator => {
             let mut rng = match estimator {
                 FisherEstimator::TrueSampled { seed, .. } => Some(forge_linalg::seeded_rng(*seed)),
@@ -490,13 +520,6 @@ where
                 // (class, weight) pairs whose squared gradients enter the sum for this input.
                 let terms: Vec<(usize, f64)> = match estimator {
                     FisherEstimator::Empirical => vec![(label_of(i, classes)?, 1.0)],
-                    FisherEstimator::TrueExact => {
-                        let p = probabilities(&logp, i)?;
-                        p.into_iter()
-                            .enumerate()
-                            .filter(|(_, pc)| *pc > 0.0)
-                            .collect()
-                    }
                     FisherEstimator::TrueSampled {
                         samples_per_input, ..
                     } => {
@@ -514,7 +537,9 @@ where
                             .map(|(c, n)| (c, n as f64 / k))
                             .collect()
                     }
-                    FisherEstimator::Batch { .. } => unreachable!("handled above"),
+                    FisherEstimator::Batch { .. } | FisherEstimator::TrueExact => {
+                        unreachable!("handled above")
+                    }
                 };
                 for (c, weight) in terms {
                     let nll = logp.get(c)?.neg()?;
@@ -535,6 +560,43 @@ where
         }
     }
     acc.finish(m, config.estimator.clone())
+}
+
+/// Vectors `l_k` with `sum_k l_k l_k^T = diag(p) - p p^T`, the covariance of the one-hot label
+/// under `p` (the softmax's Jacobian): `sqrt(w_k) v_k` over its eigenpairs with `w_k` above
+/// rounding. The gradient of the log-likelihood of class `c` is `J^T (e_c - p)` (`J` the
+/// logits' Jacobian), so the exact true Fisher of one input,
+/// `sum_c p_c (J^T (e_c - p))^2 = diag(J^T M J) = sum_k (J^T l_k)^2`, needs one backward pass
+/// per `l_k`: at most `C - 1` (`M 1 = 0`), one for two classes (`l = sqrt(p_0 p_1) (1, -1)`).
+fn class_covariance_factors(p: &[f64]) -> Result<Vec<Vec<f64>>> {
+    let c = p.len();
+    if c == 1 {
+        return Ok(Vec::new());
+    }
+    if c == 2 {
+        let s = (p[0] * p[1]).sqrt();
+        return Ok(if s > 0.0 {
+            vec![vec![s, -s]]
+        } else {
+            Vec::new()
+        });
+    }
+    let mut cov = vec![0.0; c * c];
+    for a in 0..c {
+        for b in 0..c {
+            cov[a * c + b] = if a == b { p[a] } else { 0.0 } - p[a] * p[b];
+        }
+    }
+    let (w, v) =
+        forge_linalg::dense::eigh(&Tensor::from_vec(cov, (c, c), &candle_core::Device::Cpu)?)?;
+    let w: Vec<f64> = w.to_vec1()?;
+    let v: Vec<Vec<f64>> = v.to_vec2()?;
+    let top = w.iter().copied().fold(0.0f64, f64::max);
+    Ok(w.iter()
+        .enumerate()
+        .filter(|(_, &wk)| wk > top * 1e-12 && wk > 0.0)
+        .map(|(k, &wk)| (0..c).map(|a| wk.sqrt() * v[a][k]).collect())
+        .collect())
 }
 
 /// The predictive distribution of one input, from its log-probabilities.

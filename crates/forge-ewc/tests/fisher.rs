@@ -420,3 +420,90 @@ fn bad_input_gives_typed_errors() {
         "{e}"
     );
 }
+
+/// The exact true Fisher takes one backward pass per eigen-direction of the softmax covariance
+/// (at most C - 1) instead of one per class: on a 4-class two-layer network, where every
+/// parameter moves every logit, it equals the definition `(1/N) sum_n sum_c p_c g_c^2` computed
+/// class by class here, including an input that saturates the hidden units (a peaked softmax).
+#[test]
+fn exact_true_fisher_equals_the_per_class_definition_on_a_multilayer_net() {
+    let dev = Device::Cpu;
+    let u = Var::from_tensor(
+        &Tensor::new(
+            &[[0.5f64, -1.2, 0.3], [0.9, 0.4, -0.7], [-0.2, 0.8, 1.1]],
+            &dev,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let v = Var::from_tensor(
+        &Tensor::new(
+            &[
+                [1.0f64, -0.5, 0.2],
+                [-0.3, 0.8, 0.6],
+                [0.4, 0.1, -0.9],
+                [-0.7, -0.2, 0.5],
+            ],
+            &dev,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // the last input saturates every tanh unit
+    let x = Tensor::new(
+        &[
+            [1.0f64, 2.0, -0.5],
+            [-0.5, 1.5, 0.3],
+            [2.0, -1.0, 0.8],
+            [60.0, -80.0, 40.0],
+        ],
+        &dev,
+    )
+    .unwrap();
+    let logits = |idx: &[usize]| -> candle_core::Result<Tensor> {
+        let rows = Tensor::new(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), &dev)?;
+        let h = x
+            .index_select(&rows, 0)?
+            .matmul(&u.as_tensor().t()?)?
+            .tanh()?;
+        h.matmul(&v.as_tensor().t()?)? * 4.0
+    };
+    let params = vec![("U".to_string(), u.clone()), ("V".to_string(), v.clone())];
+    let f = fisher_diagonal(
+        &params,
+        Targets::Unlabelled(4),
+        logits,
+        &FisherConfig::new(FisherEstimator::TrueExact),
+    )
+    .unwrap();
+    let mut want_u = vec![0.0; 9];
+    let mut want_v = vec![0.0; 12];
+    for i in 0..4 {
+        let z = logits(&[i]).unwrap().squeeze(0).unwrap();
+        let m = z.max(0).unwrap();
+        let shifted = z.broadcast_sub(&m).unwrap();
+        let logp = shifted
+            .broadcast_sub(&shifted.exp().unwrap().sum_keepdim(0).unwrap().log().unwrap())
+            .unwrap();
+        let p: Vec<f64> = logp
+            .to_vec1::<f64>()
+            .unwrap()
+            .into_iter()
+            .map(f64::exp)
+            .collect();
+        for (c, pc) in p.iter().enumerate() {
+            let g = logp.get(c).unwrap().backward().unwrap();
+            for (want, var) in [(&mut want_u, &u), (&mut want_v, &v)] {
+                let gv = flat(g.get(var.as_tensor()).unwrap());
+                for (w, gi) in want.iter_mut().zip(gv) {
+                    *w += pc * gi * gi / 4.0;
+                }
+            }
+        }
+    }
+    let got_u = flat(f.get("U").unwrap());
+    let got_v = flat(f.get("V").unwrap());
+    assert!(max_abs_diff(&got_u, &want_u) < 1e-12, "{got_u:?} vs {want_u:?}");
+    assert!(max_abs_diff(&got_v, &want_v) < 1e-12, "{got_v:?} vs {want_v:?}");
+    assert!(want_u.iter().all(|w| *w > 0.0));
+}
