@@ -162,7 +162,11 @@ cargo xtask aggregate "$sweep_dir" -o target/forge-results/ci-slurm-aggregate.js
 # A user sweep with the forge CLI through the same cluster (when the shared MiniLM and SST-2
 # text are here): full fine-tuning and LoRA r4 on 40 sentences, 1 epoch, as a 2-task array.
 if [ -n "${FORGE_MINILM_DIR:-}" ] && [ -n "${FORGE_TEXT_DATA_DIR:-}" ]; then
-  cargo build --release --quiet -p forge-cli
+  # The workspace's test build (.ci/run runs it first) makes target/release/forge with the
+  # workspace's unified features; `cargo build -p forge-cli` alone resolves fewer (bytemuck,
+  # forge-data/parquet) and would rebuild candle and every crate above it. A no-op in CI.
+  cargo test --workspace --release --no-run --quiet 2>/dev/null \
+    || cargo test --workspace --release --no-run
   user="$tmp/user-sweep"
   mkdir -p "$user"
   head -41 "$FORGE_TEXT_DATA_DIR/sst2/train.tsv" > "$user/train.tsv"
