@@ -660,16 +660,20 @@ pub fn convergence(r: &ResultsFile, path: &Path) -> Result<()> {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 22, y)], grey.stroke_width(5))
                 });
-            chart
-                .draw_series(LineSeries::new(
-                    warm.iter().enumerate().map(|(e, &q)| (e as f64, clip(q))),
-                    green.stroke_width(5),
-                ))
-                .map_err(plot_err(fig))?
-                .label(transfer_label.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], green.stroke_width(5))
-                });
+            // the headline transfer may have no curve (sst2-to-agnews records all-at-once and
+            // progressive unfreezing, not EWC): no legend entry for a line that is not drawn
+            if !warm.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(
+                        warm.iter().enumerate().map(|(e, &q)| (e as f64, clip(q))),
+                        green.stroke_width(5),
+                    ))
+                    .map_err(plot_err(fig))?
+                    .label(transfer_label.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 22, y)], green.stroke_width(5))
+                    });
+            }
             let palette = [
                 RGBColor(31, 119, 180),
                 RGBColor(230, 120, 20),

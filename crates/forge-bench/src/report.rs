@@ -882,10 +882,21 @@ pub fn footer(r: &ResultsFile) -> Vec<String> {
 
 /// The generated README section (Markdown, without the markers).
 pub fn readme_section(r: &ResultsFile, command: &str) -> String {
+    readme_section_named(r, command, "demo")
+}
+
+/// [`readme_section`] for the section `name` (its regeneration command names it unless it is
+/// the default `demo` section).
+pub fn readme_section_named(r: &ResultsFile, command: &str, name: &str) -> String {
     let mut s = String::new();
+    let flag = if name == "demo" {
+        String::new()
+    } else {
+        format!(" --section {name}")
+    };
     s.push_str(&format!(
         "Results of `{command}` (mode {}, seeds {:?}, {:.1} s wall time). Regenerate this section with \
-         `cargo xtask readme --results PATH`.\n\n",
+         `cargo xtask readme{flag} --results PATH`.\n\n",
         r.run.mode, r.run.seeds, r.run.total_wall_s
     ));
     s.push_str(&headline_table(r).to_markdown());

@@ -483,7 +483,15 @@ fn exact_true_fisher_equals_the_per_class_definition_on_a_multilayer_net() {
         let m = z.max(0).unwrap();
         let shifted = z.broadcast_sub(&m).unwrap();
         let logp = shifted
-            .broadcast_sub(&shifted.exp().unwrap().sum_keepdim(0).unwrap().log().unwrap())
+            .broadcast_sub(
+                &shifted
+                    .exp()
+                    .unwrap()
+                    .sum_keepdim(0)
+                    .unwrap()
+                    .log()
+                    .unwrap(),
+            )
             .unwrap();
         let p: Vec<f64> = logp
             .to_vec1::<f64>()
@@ -503,7 +511,13 @@ fn exact_true_fisher_equals_the_per_class_definition_on_a_multilayer_net() {
     }
     let got_u = flat(f.get("U").unwrap());
     let got_v = flat(f.get("V").unwrap());
-    assert!(max_abs_diff(&got_u, &want_u) < 1e-12, "{got_u:?} vs {want_u:?}");
-    assert!(max_abs_diff(&got_v, &want_v) < 1e-12, "{got_v:?} vs {want_v:?}");
+    assert!(
+        max_abs_diff(&got_u, &want_u) < 1e-12,
+        "{got_u:?} vs {want_u:?}"
+    );
+    assert!(
+        max_abs_diff(&got_v, &want_v) < 1e-12,
+        "{got_v:?} vs {want_v:?}"
+    );
     assert!(want_u.iter().all(|w| *w > 0.0));
 }
