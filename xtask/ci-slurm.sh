@@ -165,8 +165,7 @@ if [ -n "${FORGE_MINILM_DIR:-}" ] && [ -n "${FORGE_TEXT_DATA_DIR:-}" ]; then
   # The workspace's test build (.ci/run runs it first) makes target/release/forge with the
   # workspace's unified features; `cargo build -p forge-cli` alone resolves fewer (bytemuck,
   # forge-data/parquet) and would rebuild candle and every crate above it. A no-op in CI.
-  cargo test --workspace --release --no-run --quiet 2>/dev/null \
-    || cargo test --workspace --release --no-run
+  cargo test --workspace --release --no-run --quiet
   user="$tmp/user-sweep"
   mkdir -p "$user"
   head -41 "$FORGE_TEXT_DATA_DIR/sst2/train.tsv" > "$user/train.tsv"

@@ -541,7 +541,7 @@ fn readme(results: &Path, command: &str, name: &str) -> Result<()> {
     let r = forge_bench::io::read_results(results)?;
     let path = Path::new("README.md");
     let text = std::fs::read_to_string(path).context("read README.md")?;
-    let section = report::readme_section_named(&r, command, name);
+    let section = report::readme_section(&r, command, name);
     let new = report::splice_readme_section(&text, name, &section)?;
     if new == text {
         out!("README.md is up to date");

@@ -880,14 +880,9 @@ pub fn footer(r: &ResultsFile) -> Vec<String> {
     out
 }
 
-/// The generated README section (Markdown, without the markers).
-pub fn readme_section(r: &ResultsFile, command: &str) -> String {
-    readme_section_named(r, command, "demo")
-}
-
-/// [`readme_section`] for the section `name` (its regeneration command names it unless it is
-/// the default `demo` section).
-pub fn readme_section_named(r: &ResultsFile, command: &str, name: &str) -> String {
+/// The generated README section `name` (Markdown, without the markers); its regeneration
+/// command names the section unless it is the default `demo`.
+pub fn readme_section(r: &ResultsFile, command: &str, name: &str) -> String {
     let mut s = String::new();
     let flag = if name == "demo" {
         String::new()

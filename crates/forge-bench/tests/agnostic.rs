@@ -251,7 +251,7 @@ fn a_registered_scenario_goes_through_run_tables_figures_and_gate() {
             line.len()
         );
     }
-    let md = report::readme_section(&r, "cargo xtask demo");
+    let md = report::readme_section(&r, "cargo xtask demo", "demo");
     assert!(md.contains("Dummy protocol") && !md.contains("SGD"), "{md}");
 
     // Figures.

@@ -7,7 +7,8 @@
 //!   (Kirkpatrick et al. 2017 use this diagonal; Martens 2020, "New insights and perspectives on
 //!   the natural gradient method", section 11, for the distinction). Estimated exactly by
 //!   summing over classes ([`FisherEstimator::TrueExact`], one backward pass per non-zero
-//!   eigenvalue of the softmax covariance: at most `C - 1` per sample) or by sampling labels from the model ([`FisherEstimator::TrueSampled`], seeded).
+//!   eigenvalue of the softmax covariance: at most `C - 1` per sample) or by sampling labels
+//!   from the model ([`FisherEstimator::TrueSampled`], seeded).
 //! - **empirical Fisher** `F_emp = (1/N) sum_n (d log p(y_n|x_n) / d theta)^2` at the true labels
 //!   `y_n` ([`FisherEstimator::Empirical`]): one backward pass per sample. It equals the true
 //!   Fisher only where the model's predictive distribution matches the data's (Kunstner et al.
@@ -282,7 +283,15 @@ impl<'a> SquaredGradients<'a> {
     }
 
     /// Backward pass of the scalar `loss`, then `acc += weight * grad^2`.
-    fn add(&mut self, loss: &Tensor, weight: f64) -> Result<()> {
+    ///
+    /// # Errors
+    /// [`EwcError::NonFiniteLoss`] (naming `sample`, the first input behind `loss`) when `loss`
+    /// is NaN or infinite, before any gradient is accumulated; candle errors.
+    fn add(&mut self, loss: &Tensor, weight: f64, sample: usize) -> Result<()> {
+        let value = scalar_f64(loss)?;
+        if !value.is_finite() {
+            return Err(EwcError::NonFiniteLoss { sample, value });
+        }
         let grads = loss.backward()?;
         for ((name, var), acc) in self.params.iter().zip(self.acc.iter_mut()) {
             match grads.get(var.as_tensor()) {
@@ -467,15 +476,8 @@ where
                     .collect::<Result<Vec<_>>>()?;
                 let ys = Tensor::from_vec(ys, (chunk.len(), 1), logp.device())?;
                 let mean_nll = logp.gather(&ys, 1)?.mean_all()?.neg()?;
-                let v = scalar_f64(&mean_nll)?;
-                if !v.is_finite() {
-                    return Err(EwcError::NonFiniteLoss {
-                        sample: chunk[0],
-                        value: v,
-                    });
-                }
                 let b = chunk.len() as f64;
-                acc.add(&mean_nll, b * b)?;
+                acc.add(&mean_nll, b * b, chunk[0])?;
                 progress(FisherProgress {
                     done: chunk[chunk.len() - 1] + 1,
                     total: m,
@@ -484,24 +486,16 @@ where
         }
         FisherEstimator::TrueExact => {
             for i in 0..m {
-                let logits = logits_of(&[i])?.squeeze(0)?;
-                let logp = log_softmax_rows(&logits.unsqueeze(0)?)?.squeeze(0)?;
-                let p = probabilities(&logp, i)?;
+                let row = logits_of(&[i])?;
+                let p = probabilities(&log_softmax_rows(&row)?.squeeze(0)?, i)?;
+                let logits = row.squeeze(0)?;
                 // sum_c p_c (J^T (e_c - p))^2 = diag(J^T M J) with M = diag(p) - p p^T, and
                 // M = sum_k l_k l_k^T over its (at most C - 1) non-zero eigenpairs: one backward
                 // pass of l_k . logits per direction instead of one per class.
                 for l in class_covariance_factors(&p)? {
                     let dir =
                         Tensor::from_vec(l, p.len(), logits.device())?.to_dtype(logits.dtype())?;
-                    let s = (&logits * &dir)?.sum_all()?;
-                    let v = scalar_f64(&s)?;
-                    if !v.is_finite() {
-                        return Err(EwcError::NonFiniteLoss {
-                            sample: i,
-                            value: v,
-                        });
-                    }
-                    acc.add(&s, 1.0)?;
+                    acc.add(&(&logits * &dir)?.sum_all()?, 1.0, i)?;
                 }
                 progress(FisherProgress {
                     done: i + 1,
@@ -542,15 +536,7 @@ where
                     }
                 };
                 for (c, weight) in terms {
-                    let nll = logp.get(c)?.neg()?;
-                    let v = scalar_f64(&nll)?;
-                    if !v.is_finite() {
-                        return Err(EwcError::NonFiniteLoss {
-                            sample: i,
-                            value: v,
-                        });
-                    }
-                    acc.add(&nll, weight)?;
+                    acc.add(&logp.get(c)?.neg()?, weight, i)?;
                 }
                 progress(FisherProgress {
                     done: i + 1,
@@ -676,16 +662,8 @@ where
                 got: nll.dims().to_vec(),
             });
         }
-        let mean = nll.mean_all()?;
-        let v = scalar_f64(&mean)?;
-        if !v.is_finite() {
-            return Err(EwcError::NonFiniteLoss {
-                sample: chunk[0],
-                value: v,
-            });
-        }
         let b = chunk.len() as f64;
-        acc.add(&mean, b * b)?;
+        acc.add(&nll.mean_all()?, b * b, chunk[0])?;
     }
     acc.finish(m, config.estimator.clone())
 }
