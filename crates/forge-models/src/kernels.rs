@@ -83,6 +83,80 @@ fn exp_f32(x: f32) -> f32 {
     }
 }
 
+/// Independent partial sums of the reductions below: a float reduction in one accumulator is a
+/// dependency chain the compiler may not reorder (so it stays scalar); sixteen accumulators, one
+/// per lane of a 512-bit register, let it vectorise.
+const LANES: usize = 16;
+
+/// `sum_i f(a_i, b_i)` over two equally long slices, in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += f(xa[i], xb[i]);
+        }
+    }
+    let mut tail = 0f32;
+    for (&x, &y) in ra.iter().zip(rb) {
+        tail += f(x, y);
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `sum_i f(a_i, b_i, c_i)` over three equally long slices, in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+    for ((xa, xb), xc) in ca.zip(cb).zip(cc) {
+        for i in 0..LANES {
+            acc[i] += f(xa[i], xb[i], xc[i]);
+        }
+    }
+    let mut tail = 0f32;
+    for ((&x, &y), &z) in ra.iter().zip(rb).zip(rc) {
+        tail += f(x, y, z);
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `sum_i f(a_i)` in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    lane_sum2(a, a, |x, _| f(x))
+}
+
+/// `max_i (a_i + b_i)` in [`LANES`] partial maxima (NaN-free inputs: `>` instead of `f32::max`).
+#[inline(always)]
+fn lane_max_of_sum(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for i in 0..LANES {
+            let v = xa[i] + xb[i];
+            acc[i] = if v > acc[i] { v } else { acc[i] };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for v in acc
+        .iter()
+        .copied()
+        .chain(ra.iter().zip(rb).map(|(x, y)| x + y))
+    {
+        m = if v > m { v } else { m };
+    }
+    m
+}
+
 /// `erf(x)` in f32: Abramowitz & Stegun 7.1.26 (1.5e-7 in exact arithmetic, < 6e-7 in f32),
 /// branch-free.
 #[inline(always)]
@@ -195,8 +269,8 @@ multiversion! {
     fn ln_fwd_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]) {
         let d = w.len();
         for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-            let mean = xr.iter().sum::<f32>() / d as f32;
-            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let mean = lane_sum(xr, |v| v) / d as f32;
+            let var = lane_sum(xr, |v| (v - mean) * (v - mean)) / d as f32;
             let rstd = 1.0 / (var + eps).sqrt();
             for (((yi, &xi), &wi), &bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
                 *yi = ((xi - mean) * rstd).mul_add(wi, bi);
@@ -211,18 +285,14 @@ multiversion! {
         let d = w.len();
         let (dw, db) = dwb.split_at_mut(d);
         for ((xr, gr), dxr) in x.chunks_exact(d).zip(g.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
-            let mean = xr.iter().sum::<f32>() / d as f32;
-            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let mean = lane_sum(xr, |v| v) / d as f32;
+            let var = lane_sum(xr, |v| (v - mean) * (v - mean)) / d as f32;
             let rstd = 1.0 / (var + eps).sqrt();
-            let (mut s_g, mut s_gx) = (0f32, 0f32);
-            for (((&xi, &gi), &wi), (dwi, dbi)) in
-                xr.iter().zip(gr).zip(w).zip(dw.iter_mut().zip(db.iter_mut()))
+            let s_g = lane_sum2(gr, w, |gi, wi| gi * wi);
+            let s_gx = lane_sum3(xr, gr, w, |xi, gi, wi| gi * wi * ((xi - mean) * rstd));
+            for ((&xi, &gi), (dwi, dbi)) in xr.iter().zip(gr).zip(dw.iter_mut().zip(db.iter_mut()))
             {
-                let xh = (xi - mean) * rstd;
-                let gw = gi * wi;
-                s_g += gw;
-                s_gx += gw * xh;
-                *dwi = gi.mul_add(xh, *dwi);
+                *dwi = gi.mul_add((xi - mean) * rstd, *dwi);
                 *dbi += gi;
             }
             let (m_g, m_gx) = (s_g / d as f32, s_gx / d as f32);
@@ -370,17 +440,11 @@ multiversion! {
     fn softmax_rows(s: &[f32], mask: &[f32], y: &mut [f32]) {
         let d = mask.len();
         for (sr, yr) in s.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-            let mut max = f32::NEG_INFINITY;
-            for (&a, &m) in sr.iter().zip(mask) {
-                max = max.max(a + m);
-            }
-            let mut sum = 0f32;
+            let max = lane_max_of_sum(sr, mask);
             for ((yi, &a), &m) in yr.iter_mut().zip(sr).zip(mask) {
-                let e = exp_f32(a + m - max);
-                *yi = e;
-                sum += e;
+                *yi = exp_f32(a + m - max);
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / lane_sum(yr, |e| e);
             yr.iter_mut().for_each(|v| *v *= inv);
         }
     }
@@ -389,7 +453,7 @@ multiversion! {
 multiversion! {
     fn softmax_bwd_rows(y: &[f32], g: &[f32], d: usize, dx: &mut [f32]) {
         for ((yr, gr), dr) in y.chunks_exact(d).zip(g.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
-            let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+            let dot = lane_sum2(yr, gr, |a, b| a * b);
             for ((di, &yi), &gi) in dr.iter_mut().zip(yr).zip(gr) {
                 *di = yi * (gi - dot);
             }
@@ -723,67 +787,70 @@ mod tests {
 
     #[test]
     fn layer_norm_value_and_gradients_match_candle_ops() {
-        let x = Var::from_tensor(&rand(&[3, 5, 96], 3, 2.0)).unwrap();
-        let w = Var::from_tensor(&(rand(&[96], 4, 0.5) + 1.0).unwrap()).unwrap();
-        let b = Var::from_tensor(&rand(&[96], 5, 0.5)).unwrap();
-        let g = rand(&[3, 5, 96], 6, 1.0);
-        let eps = 1e-12;
-        let fused = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps).unwrap();
-        let reference = {
-            let x = x.as_tensor();
-            let mean = x.mean_keepdim(D::Minus1).unwrap();
-            let xc = x.broadcast_sub(&mean).unwrap();
-            let var = xc.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
-            xc.broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
-                .unwrap()
-                .broadcast_mul(w.as_tensor())
-                .unwrap()
-                .broadcast_add(b.as_tensor())
-                .unwrap()
-        };
-        assert!(max_abs_diff(&fused, &reference) < 2e-6);
-        let gf = grads_of(&fused, &g);
-        let gr = grads_of(&reference, &g);
-        for v in [&x, &w, &b] {
-            let (a, r) = (gf.get(v).unwrap(), gr.get(v).unwrap());
-            assert_eq!(a.dims(), r.dims());
-            assert!(max_abs_diff(a, r) < 5e-5, "{}", max_abs_diff(a, r));
+        // 96 = six full 16-lane blocks; 100 and 7 exercise the remainder of the lane reductions
+        for d in [96, 100, 7] {
+            let x = Var::from_tensor(&rand(&[3, 5, d], 3, 2.0)).unwrap();
+            let w = Var::from_tensor(&(rand(&[d], 4, 0.5) + 1.0).unwrap()).unwrap();
+            let b = Var::from_tensor(&rand(&[d], 5, 0.5)).unwrap();
+            let g = rand(&[3, 5, d], 6, 1.0);
+            let eps = 1e-12;
+            let fused = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps).unwrap();
+            let reference = {
+                let x = x.as_tensor();
+                let mean = x.mean_keepdim(D::Minus1).unwrap();
+                let xc = x.broadcast_sub(&mean).unwrap();
+                let var = xc.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+                xc.broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
+                    .unwrap()
+                    .broadcast_mul(w.as_tensor())
+                    .unwrap()
+                    .broadcast_add(b.as_tensor())
+                    .unwrap()
+            };
+            assert!(max_abs_diff(&fused, &reference) < 2e-6, "d {d}");
+            let gf = grads_of(&fused, &g);
+            let gr = grads_of(&reference, &g);
+            for v in [&x, &w, &b] {
+                let (a, r) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+                assert_eq!(a.dims(), r.dims());
+                assert!(max_abs_diff(a, r) < 5e-5, "d {d}: {}", max_abs_diff(a, r));
+            }
         }
     }
 
     #[test]
     fn masked_softmax_value_and_gradient_match_candle_ops() {
-        let s = Var::from_tensor(&rand(&[2, 3, 5, 7], 7, 3.0)).unwrap();
-        let mask = Tensor::new(
-            &[
-                [[[0f32, 0., 0., 0., 0., f32::MIN, f32::MIN]]],
-                [[[0f32, 0., 0., 0., 0., 0., 0.]]],
-            ],
-            &Device::Cpu,
-        )
-        .unwrap();
-        let g = rand(&[2, 3, 5, 7], 8, 1.0);
-        let fused = masked_softmax(s.as_tensor(), &mask).unwrap();
-        let reference =
-            candle_nn::ops::softmax(&s.as_tensor().broadcast_add(&mask).unwrap(), D::Minus1)
+        // 7 keys: the lane reductions' remainder only; 37: two 16-lane blocks and a remainder,
+        // with masked keys in both
+        for k in [7usize, 37] {
+            let s = Var::from_tensor(&rand(&[2, 3, 5, k], 7, 3.0)).unwrap();
+            let masked_at = |j: usize| j >= k - 2 || (k > 16 && j == 3);
+            let row0: Vec<f32> = (0..k)
+                .map(|j| if masked_at(j) { f32::MIN } else { 0.0 })
+                .collect();
+            let mask = Tensor::new(row0, &Device::Cpu)
+                .unwrap()
+                .reshape((1, 1, 1, k))
                 .unwrap();
-        assert!(max_abs_diff(&fused, &reference) < 1e-6);
-        let masked: f32 = fused
-            .narrow(0, 0, 1)
-            .unwrap()
-            .narrow(3, 5, 2)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert_eq!(masked, 0.0, "masked keys get exactly zero probability");
-        let gf = grads_of(&fused, &g);
-        let gr = grads_of(&reference, &g);
-        let (a, r) = (gf.get(&s).unwrap(), gr.get(&s).unwrap());
-        assert!(max_abs_diff(a, r) < 1e-6, "{}", max_abs_diff(a, r));
+            let mask = Tensor::cat(&[&mask, &mask.zeros_like().unwrap()], 0).unwrap();
+            let g = rand(&[2, 3, 5, k], 8, 1.0);
+            let fused = masked_softmax(s.as_tensor(), &mask).unwrap();
+            let reference =
+                candle_nn::ops::softmax(&s.as_tensor().broadcast_add(&mask).unwrap(), D::Minus1)
+                    .unwrap();
+            assert!(max_abs_diff(&fused, &reference) < 1e-6, "k {k}");
+            let first = fused.narrow(0, 0, 1).unwrap().flatten_all().unwrap();
+            let first = first.to_vec1::<f32>().unwrap();
+            for (i, p) in first.iter().enumerate() {
+                if masked_at(i % k) {
+                    assert_eq!(*p, 0.0, "masked keys get exactly zero probability (k {k})");
+                }
+            }
+            let gf = grads_of(&fused, &g);
+            let gr = grads_of(&reference, &g);
+            let (a, r) = (gf.get(&s).unwrap(), gr.get(&s).unwrap());
+            assert!(max_abs_diff(a, r) < 1e-6, "k {k}: {}", max_abs_diff(a, r));
+        }
     }
 
     #[test]

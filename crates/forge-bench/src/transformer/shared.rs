@@ -293,11 +293,70 @@ struct Entry {
     steps: u64,
     /// Evaluation accuracy before training and after each epoch, when it was computed.
     curve: Option<Vec<f64>>,
+    /// Bytes of the model's parameters (f32), what the entry costs the cache.
+    bytes: u64,
 }
 
-/// At most this many models are kept (MiniLM: ~90 MB each; 3 seeds x (full, LoRA r4, LoRA r8,
-/// a second full SST-2 model, AG News)).
-const CACHE_CAPACITY: usize = 16;
+impl Entry {
+    /// An entry holding a deep copy of `model`.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        key: Key,
+        model: &AnyClassifier,
+        lora: Option<LoraConfig>,
+        training: Measurement,
+        accuracy: f64,
+        steps: u64,
+        curve: Option<Vec<f64>>,
+    ) -> Result<Self> {
+        let mut model = model.try_clone_deep()?;
+        let bytes = 4 * forge_lora::count_parameters(&mut model).total as u64;
+        Ok(Self {
+            key,
+            model,
+            lora,
+            training,
+            accuracy,
+            steps,
+            curve,
+            bytes,
+        })
+    }
+}
+
+/// Environment variable: the most megabytes of model parameters the cache keeps.
+pub const CACHE_MB_ENV: &str = "FORGE_MODEL_CACHE_MB";
+
+/// The cache's budget in bytes: [`CACHE_MB_ENV`], else a quarter of the machine's RAM capped at
+/// 8 GiB (2 GiB where the RAM is unknown). MiniLM takes ~91 MB a model and a standard seed keeps
+/// six (SST-2 full, LoRA r4 and r8, the second SST-2 fine-tuning, AG News, SST-2 then AG News), so
+/// three seeds need ~1.6 GB; a model evicted early is trained again when a later scenario asks
+/// for it (the run stays correct, only slower).
+fn cache_budget() -> u64 {
+    const MB: u64 = 1 << 20;
+    static BUDGET: OnceLock<u64> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        if let Some(mb) = std::env::var(CACHE_MB_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            return mb * MB;
+        }
+        let ram = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| forge_carbon::process::parse_meminfo_total(&m));
+        ram.map_or(2048 * MB, |r| (r / 4).min(8192 * MB))
+    })
+}
+
+/// Evicts the oldest entries of `entries` until `incoming` more bytes fit in `budget` (always
+/// keeps room for the incoming entry itself, even one larger than the budget).
+fn evict_for<T>(entries: &mut Vec<T>, bytes: impl Fn(&T) -> u64, incoming: u64, budget: u64) {
+    let mut held: u64 = entries.iter().map(&bytes).sum();
+    while !entries.is_empty() && held + incoming > budget {
+        held -= bytes(&entries.remove(0));
+    }
+}
 
 fn cache() -> &'static Mutex<Vec<Arc<Entry>>> {
     static CACHE: OnceLock<Mutex<Vec<Arc<Entry>>>> = OnceLock::new();
@@ -316,9 +375,7 @@ fn store(entry: Entry) {
 fn store_arc(entry: Arc<Entry>) {
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
     c.retain(|e| e.key != entry.key);
-    if c.len() >= CACHE_CAPACITY {
-        c.remove(0);
-    }
+    evict_for(&mut c, |e| e.bytes, entry.bytes, cache_budget());
     c.push(entry);
 }
 
@@ -374,15 +431,15 @@ pub fn remember_derived(
     steps: u64,
 ) -> Result<()> {
     let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
-    store(Entry {
-        key: Key::derived(&files, task, variant, sizes, lr, seed),
-        model: model.try_clone_deep()?,
-        lora: None,
-        training: training.clone(),
+    store(Entry::new(
+        Key::derived(&files, task, variant, sizes, lr, seed),
+        model,
+        None,
+        training.clone(),
         accuracy,
         steps,
-        curve: None,
-    });
+        None,
+    )?);
     Ok(())
 }
 
@@ -506,15 +563,15 @@ fn train_entry(
         None => None,
     };
     model.set_training(false);
-    let entry = Arc::new(Entry {
-        key: Key::new(files, task, strategy, sizes, lr, seed),
-        model: model.try_clone_deep()?,
+    let entry = Arc::new(Entry::new(
+        Key::new(files, task, strategy, sizes, lr, seed),
+        &model,
         lora,
         training,
         accuracy,
         steps,
         curve,
-    });
+    )?);
     store_arc(entry.clone());
     Ok((entry, model))
 }
@@ -673,15 +730,15 @@ pub fn remember(
     curve: Option<Vec<f64>>,
 ) -> Result<()> {
     let (files, _) = model_and_tokenizer(scenario, ctx, sizes.max_length)?;
-    store(Entry {
-        key: Key::new(&files, task, strategy, sizes, lr, seed),
-        model: model.try_clone_deep()?,
-        lora: lora.cloned(),
-        training: training.clone(),
+    store(Entry::new(
+        Key::new(&files, task, strategy, sizes, lr, seed),
+        model,
+        lora.cloned(),
+        training.clone(),
         accuracy,
         steps,
         curve,
-    });
+    )?);
     Ok(())
 }
 
@@ -733,4 +790,20 @@ pub fn pooled_features(
         Pooling::Mean,
         |_| {},
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::evict_for;
+
+    #[test]
+    fn eviction_drops_the_oldest_until_the_new_entry_fits() {
+        let mut v = vec![40_u64, 30, 20];
+        evict_for(&mut v, |b| *b, 25, 100);
+        assert_eq!(v, vec![30, 20]); // 90 + 25 > 100: the 40 goes, 50 + 25 fits
+        evict_for(&mut v, |b| *b, 50, 100);
+        assert_eq!(v, vec![30, 20]); // fits as is
+        evict_for(&mut v, |b| *b, 500, 100);
+        assert!(v.is_empty()); // larger than the budget: everything else goes, it is still kept
+    }
 }

@@ -27,6 +27,17 @@ Usage (from the repository root, with the scratch venv that has torch, transform
 
 One thread (torch.set_num_threads(1)) as the machine is shared. Results are appended per run, so an
 interrupted sweep keeps what it finished.
+
+The demo's standard size (`cargo xtask demo`, scenario sst2-full-vs-lora: 600 training sentences, a
+class-stratified sample drawn per seed; LoRA r 4 and 8 with alpha 2r) runs with
+
+    /work/venv/bin/python crates/forge-models/examples/reference/sst2_recipe.py \
+        --n-train 600 --lora-r 4 8 --threads 2 --seeds 0 1 2 --modes full lora \
+        --out crates/forge-models/examples/reference/sst2_torch_standard.json
+
+`--n-train N` (other than 2000) draws N sentences per seed, stratified by class (each class's share
+of train.tsv, rounded; Python's random.Random(seed)), so PyTorch sees other sentences than Forge:
+the two are compared as distributions over seeds, not sentence for sentence.
 """
 import argparse
 import json
@@ -73,15 +84,32 @@ def write_indices(data_dir):
     print(f"wrote {len(idx)} indices of {len(texts)} rows to {INDEX_FILE}")
 
 
-def run(mode, seed, model_dir, data_dir):
+def stratified_sample(labels, n, seed):
+    """n row indices, each class's share of `labels` (rounded, the remainder to the largest
+    classes), drawn with random.Random(seed); sorted."""
+    rng = random.Random(seed)
+    by_class = {}
+    for i, l in enumerate(labels):
+        by_class.setdefault(l, []).append(i)
+    classes = sorted(by_class)
+    want = {c: (n * len(by_class[c])) // len(labels) for c in classes}
+    for c in sorted(classes, key=lambda c: -len(by_class[c]))[: n - sum(want.values())]:
+        want[c] += 1
+    return sorted(i for c in classes for i in rng.sample(by_class[c], want[c]))
+
+
+def run(mode, seed, model_dir, data_dir, n_train=N_TRAIN, rank=8, threads=1):
     import torch
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     transformers.set_seed(seed)
     texts, labels = read_tsv(os.path.join(data_dir, "train.tsv"))
-    idx = [int(l) for l in open(INDEX_FILE).read().split()]
+    if n_train == N_TRAIN:
+        idx = [int(l) for l in open(INDEX_FILE).read().split()]
+    else:
+        idx = stratified_sample(labels, n_train, seed)
     train = [(texts[i], labels[i]) for i in idx]
     dev_texts, dev_labels = read_tsv(os.path.join(data_dir, "dev.tsv"))
 
@@ -92,8 +120,8 @@ def run(mode, seed, model_dir, data_dir):
 
         cfg = LoraConfig(
             task_type="SEQ_CLS",
-            r=8,
-            lora_alpha=16,
+            r=rank,
+            lora_alpha=2 * rank,
             lora_dropout=0.0,
             target_modules=["query", "value"],
             modules_to_save=["pooler", "classifier"],
@@ -172,6 +200,8 @@ def run(mode, seed, model_dir, data_dir):
         "framework": "pytorch",
         "mode": mode,
         "seed": seed,
+        "n_train": len(train),
+        "lora_r": rank if mode == "lora" else None,
         "dev_accuracy": correct / len(dev_texts),
         "train_loss_per_epoch": epoch_losses,
         "train_seconds": train_s,
@@ -197,22 +227,27 @@ def main():
     ap.add_argument("--modes", nargs="+", default=["full", "lora"])
     ap.add_argument("--out", default=os.path.join(HERE, "sst2_torch_results.json"))
     ap.add_argument("--write-indices", action="store_true")
+    ap.add_argument("--n-train", type=int, default=N_TRAIN)
+    ap.add_argument("--lora-r", type=int, nargs="+", default=[8])
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     if a.write_indices:
         write_indices(a.data)
         return
     results = json.load(open(a.out)) if os.path.exists(a.out) else []
+    key = lambda x: (x["mode"], x.get("lora_r", 8 if x["mode"] == "lora" else None), x["seed"])
     for mode in a.modes:
-        for seed in a.seeds:
-            r = run(mode, seed, a.model, a.data)
-            print(json.dumps(r), flush=True)
-            results = [x for x in results if (x["mode"], x["seed"]) != (mode, seed)] + [r]
-            tmp = a.out + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(results, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, a.out)
+        for rank in a.lora_r if mode == "lora" else [None]:
+            for seed in a.seeds:
+                r = run(mode, seed, a.model, a.data, a.n_train, rank or 8, a.threads)
+                print(json.dumps(r), flush=True)
+                results = [x for x in results if key(x) != key(r)] + [r]
+                tmp = a.out + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump(results, f, indent=1)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, a.out)
 
 
 if __name__ == "__main__":

@@ -296,6 +296,7 @@ pub fn evaluate<M: SequenceClassifier + ?Sized>(
     let device = device_of(model)?;
     let was = model.is_training();
     model.set_training(false);
+    let started = std::time::Instant::now();
     let out = (|| -> Result<EvalMetrics> {
         let mut loss = 0.0;
         let mut pred = vec![0u32; data.len()];
@@ -325,6 +326,11 @@ pub fn evaluate<M: SequenceClassifier + ?Sized>(
         })
     })();
     model.set_training(was);
+    tracing::debug!(
+        sequences = data.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "evaluated"
+    );
     out
 }
 
