@@ -89,6 +89,16 @@ fn the_scenarios_built_on_sst2_run_end_to_end_and_share_their_models() {
         assert_eq!(c.quality.len() as u32, rec.epochs.unwrap() + 1, "{c:?}");
         assert_eq!(*c.quality.last().unwrap(), rec.quality, "{c:?}");
     }
+    // all three start from the same function (pretrained encoder + the seed's head; LoRA's B = 0
+    // adds exactly nothing): the first point is evaluated once and shared
+    let first = |st: &str| {
+        r.convergence
+            .iter()
+            .find(|c| c.scenario == SST2_FULL_VS_LORA && c.strategy == st)
+            .map(|c| c.quality[0])
+    };
+    assert_eq!(first("full-ft"), first("lora-r4"));
+    assert_eq!(first("full-ft"), first("lora-r8"));
 
     // sst2-to-agnews: the SST-2 model of sst2-full-vs-lora is reused, not retrained.
     let full = record(&r, SST2_FULL_VS_LORA, "full-ft");

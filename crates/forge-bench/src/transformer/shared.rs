@@ -379,6 +379,26 @@ fn store_arc(entry: Arc<Entry>) {
     c.push(entry);
 }
 
+/// Evaluation accuracies of starting models (the first point of convergence curves), by key.
+fn initial_accuracies() -> &'static Mutex<std::collections::HashMap<Key, f64>> {
+    static ACC: OnceLock<Mutex<std::collections::HashMap<Key, f64>>> = OnceLock::new();
+    ACC.get_or_init(Mutex::default)
+}
+
+fn initial_accuracy(key: &Key) -> Option<f64> {
+    let m = initial_accuracies()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    m.get(key).copied()
+}
+
+fn remember_initial_accuracy(key: Key, accuracy: f64) {
+    initial_accuracies()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, accuracy);
+}
+
 /// The name under which the SST-2 full fine-tuning trained further on AG News (a new 4-class
 /// head, every weight, no penalty) is cached: `sst2-to-agnews`'s `all-at-once` and `dl-gate`'s
 /// `from-sst2` are that same training.
@@ -446,6 +466,10 @@ pub fn remember_derived(
 /// Empties the cache (tests; a caller that wants every training measured afresh).
 pub fn clear_cache() {
     cache().lock().unwrap_or_else(|p| p.into_inner()).clear();
+    initial_accuracies()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
 }
 
 /// The pretrained model of `ctx` fully fine-tuned on `task` (new seeded head, learning rate
@@ -551,15 +575,25 @@ fn train_entry(
         ))
     })?;
     let accuracy = evaluate(&mut model, &data.eval, &config)?.accuracy;
+    // Every strategy here starts from the same function: the pretrained encoder with the seed's
+    // head (a LoRA adapter starts with B = 0, an exact no-op), so the curve's first point is
+    // evaluated once per (model, task, seed, sizes) and shared.
+    let start_key = Key::derived(files, task, "pretrained-with-head", sizes, 0.0, seed);
     let curve = match &snaps {
-        Some(sn) => Some(sn.accuracy_curve_known(
-            &mut model,
-            &data.eval,
-            &config,
-            None,
-            // the last snapshot is the final model unless training stopped inside an epoch
-            (!stopped).then_some(accuracy),
-        )?),
+        Some(sn) => {
+            let curve = sn.accuracy_curve_known(
+                &mut model,
+                &data.eval,
+                &config,
+                initial_accuracy(&start_key),
+                // the last snapshot is the final model unless training stopped inside an epoch
+                (!stopped).then_some(accuracy),
+            )?;
+            if let Some(&first) = curve.first() {
+                remember_initial_accuracy(start_key, first);
+            }
+            Some(curve)
+        }
         None => None,
     };
     model.set_training(false);
