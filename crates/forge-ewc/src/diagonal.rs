@@ -107,13 +107,33 @@ fn values_f64(t: &Tensor) -> Result<Vec<f64>> {
     })
 }
 
-/// Checks that every value is finite (`what` names the tensor kind in the error).
-pub(crate) fn check_finite(what: &'static str, name: &str, t: &Tensor) -> Result<()> {
-    if let Some((index, value)) = values_f64(t)?
+/// The first value of `t` (flat row-major index, value) for which `bad` holds. A contiguous
+/// f32 CPU tensor is scanned where it lies, in blocks checked branch-free (vectorised) before
+/// one is searched; other tensors are read out as f64 first.
+fn first_where(t: &Tensor, bad: impl Fn(f64) -> bool) -> Result<Option<(usize, f64)>> {
+    const BLOCK: usize = 4096;
+    if t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() {
+        let (s, l) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(s) = &*s {
+            let v = forge_linalg::ops::contiguous_f32(s, l, "ewc value check")?;
+            for (b, block) in v.chunks(BLOCK).enumerate() {
+                if block.iter().fold(false, |any, &x| any | bad(f64::from(x))) {
+                    let i = block.iter().position(|&x| bad(f64::from(x))).unwrap_or(0);
+                    return Ok(Some((b * BLOCK + i, f64::from(block[i]))));
+                }
+            }
+            return Ok(None);
+        }
+    }
+    Ok(values_f64(t)?
         .into_iter()
         .enumerate()
-        .find(|(_, v)| !v.is_finite())
-    {
+        .find(|(_, v)| bad(*v)))
+}
+
+/// Checks that every value is finite (`what` names the tensor kind in the error).
+pub(crate) fn check_finite(what: &'static str, name: &str, t: &Tensor) -> Result<()> {
+    if let Some((index, value)) = first_where(t, |v| !v.is_finite())? {
         return Err(EwcError::NonFinite {
             what,
             name: name.to_string(),
@@ -126,7 +146,8 @@ pub(crate) fn check_finite(what: &'static str, name: &str, t: &Tensor) -> Result
 
 /// Checks that a Fisher tensor is finite and non-negative.
 pub(crate) fn check_fisher_values(name: &str, t: &Tensor) -> Result<()> {
-    for (index, value) in values_f64(t)?.into_iter().enumerate() {
+    // the first value that is either non-finite or negative decides the error
+    if let Some((index, value)) = first_where(t, |v| !v.is_finite() || v < 0.0)? {
         if !value.is_finite() {
             return Err(EwcError::NonFinite {
                 what: "Fisher",
@@ -144,4 +165,38 @@ pub(crate) fn check_fisher_values(name: &str, t: &Tensor) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn value_checks_name_the_first_bad_value_past_the_first_block() {
+        let mut v = vec![0.5f32; 10_000];
+        v[9_000] = -2.0;
+        v[5_000] = f32::NAN;
+        let t = Tensor::from_vec(v.clone(), (100, 100), &Device::Cpu).unwrap();
+        let e = check_fisher_values("w", &t).unwrap_err();
+        assert!(
+            matches!(e, EwcError::NonFinite { index: 5_000, .. }),
+            "{e:?}"
+        );
+        v[5_000] = 0.5;
+        let t = Tensor::from_vec(v.clone(), (100, 100), &Device::Cpu).unwrap();
+        let e = check_fisher_values("w", &t).unwrap_err();
+        assert!(matches!(e, EwcError::NegativeFisher { index: 9_000, value, .. } if value == -2.0));
+        check_finite("Fisher", "w", &t).unwrap();
+        // a strided (transposed) view takes the f64 path: index 9_000 = row 90, column 0 of the
+        // original is row 0, column 90 of the transpose, flat index 90
+        let e = check_fisher_values("w", &t.t().unwrap()).unwrap_err();
+        assert!(
+            matches!(e, EwcError::NegativeFisher { index: 90, .. }),
+            "{e:?}"
+        );
+        v[9_000] = 0.5;
+        let t = Tensor::from_vec(v, (100, 100), &Device::Cpu).unwrap();
+        check_fisher_values("w", &t).unwrap();
+    }
 }
