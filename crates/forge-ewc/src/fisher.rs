@@ -201,6 +201,47 @@ fn log_softmax_rows(logits: &Tensor) -> candle_core::Result<Tensor> {
     shifted.broadcast_sub(&lse)
 }
 
+/// `acc *= scale` in place over CPU storage split over rayon's threads (the same values as
+/// `affine(scale, 0.0)`, without a parameter-sized allocation).
+struct Scale {
+    scale: f64,
+}
+
+impl candle_core::InplaceOp1 for Scale {
+    fn name(&self) -> &'static str {
+        "forge-fisher-scale"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &mut candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::CpuStorage;
+        use rayon::prelude::*;
+        const CHUNK: usize = 64 * 1024;
+        let Some((a0, a1)) = l.contiguous_offsets() else {
+            candle_core::bail!("fisher scaling: a contiguous tensor expected")
+        };
+        match s {
+            CpuStorage::F32(a) => {
+                let k = self.scale as f32;
+                a[a0..a1]
+                    .par_chunks_mut(CHUNK)
+                    .for_each(|a| a.iter_mut().for_each(|v| *v *= k));
+            }
+            CpuStorage::F64(a) => {
+                let k = self.scale;
+                a[a0..a1]
+                    .par_chunks_mut(CHUNK)
+                    .for_each(|a| a.iter_mut().for_each(|v| *v *= k));
+            }
+            _ => candle_core::bail!("fisher scaling: f32 or f64 expected"),
+        }
+        Ok(())
+    }
+}
+
 /// `acc += weight * g^2` in place, in one pass over CPU storage split over rayon's threads
 /// (the tensor-op chain allocated three parameter-sized buffers per parameter and step).
 struct AddSquared {
@@ -325,7 +366,19 @@ impl<'a> SquaredGradients<'a> {
             .params
             .iter()
             .zip(self.acc)
-            .map(|((name, _), acc)| Ok((name.clone(), acc.affine(scale, 0.0)?)))
+            .map(|((name, _), acc)| {
+                // the accumulators are this estimator's own: scaled where they lie
+                let in_place = acc.device().is_cpu()
+                    && matches!(acc.dtype(), DType::F32 | DType::F64)
+                    && acc.is_contiguous();
+                let acc = if in_place {
+                    acc.inplace_op1(&Scale { scale })?;
+                    acc
+                } else {
+                    acc.affine(scale, 0.0)?
+                };
+                Ok((name.clone(), acc))
+            })
             .collect::<Result<Vec<_>>>()?;
         for (name, t) in &entries {
             check_fisher_values(name, t)?;
