@@ -226,6 +226,11 @@ fn run(args: &Args, mode: &str, seed: u64) -> Result<serde_json::Value> {
         "trainable_parameters": history.trainable_parameters,
         "steps": history.steps,
         "threads": candle_core::utils::get_num_threads(),
+        // FORGE_PRECISION=bf16 runs the recipe in the bf16 mixed-precision mode
+        "precision": match forge_linalg::bf16::matmul_precision() {
+            forge_linalg::bf16::MatmulPrecision::Bf16 => "bf16",
+            _ => "f32",
+        },
     }))
 }
 
@@ -241,7 +246,11 @@ fn main() -> Result<()> {
             let r = run(&args, mode, seed)?;
             println!("{r}");
             if let Some(p) = &args.out {
-                results.retain(|x| !(x["mode"] == r["mode"] && x["seed"] == r["seed"]));
+                results.retain(|x| {
+                    !(x["mode"] == r["mode"]
+                        && x["seed"] == r["seed"]
+                        && x.get("precision") == r.get("precision"))
+                });
                 results.push(r);
                 forge_lora::io::write_atomic(
                     p,
