@@ -113,17 +113,15 @@ fn values_f64(t: &Tensor) -> Result<Vec<f64>> {
 fn first_where(t: &Tensor, bad: impl Fn(f64) -> bool) -> Result<Option<(usize, f64)>> {
     const BLOCK: usize = 4096;
     if t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() {
-        let (s, l) = t.storage_and_layout();
-        if let candle_core::Storage::Cpu(s) = &*s {
-            let v = forge_linalg::ops::contiguous_f32(s, l, "ewc value check")?;
-            for (b, block) in v.chunks(BLOCK).enumerate() {
-                if block.iter().fold(false, |any, &x| any | bad(f64::from(x))) {
-                    let i = block.iter().position(|&x| bad(f64::from(x))).unwrap_or(0);
-                    return Ok(Some((b * BLOCK + i, f64::from(block[i]))));
+        return Ok(crate::ewc::with_f32(t, "ewc value check", |v| {
+            v.chunks(BLOCK).enumerate().find_map(|(b, block)| {
+                if !block.iter().fold(false, |any, &x| any | bad(f64::from(x))) {
+                    return None;
                 }
-            }
-            return Ok(None);
-        }
+                let i = block.iter().position(|&x| bad(f64::from(x)))?;
+                Some((b * BLOCK + i, f64::from(block[i])))
+            })
+        })?);
     }
     Ok(values_f64(t)?
         .into_iter()

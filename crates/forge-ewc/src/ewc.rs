@@ -535,13 +535,18 @@ fn quadratic(e: &Entry) -> candle_core::Result<Tensor> {
 /// Values per rayon task in the fused penalty passes.
 const PENALTY_CHUNK: usize = 32 * 1024;
 
-/// The f32 slice of a contiguous CPU tensor, for the fused penalty.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+/// `f` on the f32 slice of a contiguous CPU tensor, read where it lies; a candle error naming
+/// `what` for another device, dtype or layout.
+pub(crate) fn with_f32<R>(
+    t: &Tensor,
+    what: &str,
+    f: impl FnOnce(&[f32]) -> R,
+) -> candle_core::Result<R> {
     let (s, l) = t.storage_and_layout();
     let candle_core::Storage::Cpu(s) = &*s else {
-        candle_core::bail!("ewc penalty: a CPU tensor expected")
+        candle_core::bail!("{what}: a CPU tensor expected")
     };
-    Ok(f(forge_linalg::ops::contiguous_f32(s, l, "ewc penalty")?))
+    Ok(f(forge_linalg::ops::contiguous_f32(s, l, what)?))
 }
 
 /// The anchor's and the Fisher's f32 values, each checked to have `n` values (the parameter's).
@@ -551,8 +556,8 @@ fn with_anchor_and_fisher<R>(
     n: usize,
     f: impl FnOnce(&[f32], &[f32]) -> R,
 ) -> candle_core::Result<R> {
-    with_f32(anchor, |a| {
-        with_f32(fisher, |fi| {
+    with_f32(anchor, "ewc penalty", |a| {
+        with_f32(fisher, "ewc penalty", |fi| {
             if a.len() != n || fi.len() != n {
                 candle_core::bail!(
                     "ewc penalty: {n} parameter values, anchor {}, fisher {}",

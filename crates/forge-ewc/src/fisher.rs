@@ -201,6 +201,33 @@ fn log_softmax_rows(logits: &Tensor) -> candle_core::Result<Tensor> {
     shifted.broadcast_sub(&lse)
 }
 
+/// Values per rayon task in the in-place accumulator passes.
+const CHUNK: usize = 64 * 1024;
+
+/// Whether an accumulator is updated in place by [`Scale`] / [`AddSquared`]: contiguous f32 or
+/// f64 on the CPU (elsewhere, tensor ops).
+fn in_place_eligible(acc: &Tensor) -> bool {
+    acc.device().is_cpu() && matches!(acc.dtype(), DType::F32 | DType::F64) && acc.is_contiguous()
+}
+
+/// `a *= k`, split over rayon's threads.
+fn scale_slice<T: Copy + Send + Sync + std::ops::MulAssign>(a: &mut [T], k: T) {
+    use rayon::prelude::*;
+    a.par_chunks_mut(CHUNK)
+        .for_each(|a| a.iter_mut().for_each(|v| *v *= k));
+}
+
+/// `a += w * g^2`, split over rayon's threads.
+fn add_squared_slice<T>(a: &mut [T], g: &[T], w: T)
+where
+    T: Copy + Send + Sync + std::ops::Mul<Output = T> + std::ops::AddAssign,
+{
+    use rayon::prelude::*;
+    a.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|(a, g)| a.iter_mut().zip(g).for_each(|(a, &g)| *a += w * (g * g)));
+}
+
 /// `acc *= scale` in place over CPU storage split over rayon's threads (the same values as
 /// `affine(scale, 0.0)`, without a parameter-sized allocation).
 struct Scale {
@@ -218,24 +245,12 @@ impl candle_core::InplaceOp1 for Scale {
         l: &candle_core::Layout,
     ) -> candle_core::Result<()> {
         use candle_core::CpuStorage;
-        use rayon::prelude::*;
-        const CHUNK: usize = 64 * 1024;
         let Some((a0, a1)) = l.contiguous_offsets() else {
             candle_core::bail!("fisher scaling: a contiguous tensor expected")
         };
         match s {
-            CpuStorage::F32(a) => {
-                let k = self.scale as f32;
-                a[a0..a1]
-                    .par_chunks_mut(CHUNK)
-                    .for_each(|a| a.iter_mut().for_each(|v| *v *= k));
-            }
-            CpuStorage::F64(a) => {
-                let k = self.scale;
-                a[a0..a1]
-                    .par_chunks_mut(CHUNK)
-                    .for_each(|a| a.iter_mut().for_each(|v| *v *= k));
-            }
+            CpuStorage::F32(a) => scale_slice(&mut a[a0..a1], self.scale as f32),
+            CpuStorage::F64(a) => scale_slice(&mut a[a0..a1], self.scale),
             _ => candle_core::bail!("fisher scaling: f32 or f64 expected"),
         }
         Ok(())
@@ -261,8 +276,6 @@ impl candle_core::InplaceOp2 for AddSquared {
         l2: &candle_core::Layout,
     ) -> candle_core::Result<()> {
         use candle_core::CpuStorage;
-        use rayon::prelude::*;
-        const CHUNK: usize = 64 * 1024;
         let (Some((a0, a1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
         else {
             candle_core::bail!("fisher accumulation: contiguous tensors expected")
@@ -272,22 +285,10 @@ impl candle_core::InplaceOp2 for AddSquared {
         }
         match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(g)) => {
-                let w = self.weight as f32;
-                a[a0..a1]
-                    .par_chunks_mut(CHUNK)
-                    .zip(g[g0..g1].par_chunks(CHUNK))
-                    .for_each(|(a, g)| {
-                        a.iter_mut().zip(g).for_each(|(a, &g)| *a += w * (g * g));
-                    });
+                add_squared_slice(&mut a[a0..a1], &g[g0..g1], self.weight as f32)
             }
             (CpuStorage::F64(a), CpuStorage::F64(g)) => {
-                let w = self.weight;
-                a[a0..a1]
-                    .par_chunks_mut(CHUNK)
-                    .zip(g[g0..g1].par_chunks(CHUNK))
-                    .for_each(|(a, g)| {
-                        a.iter_mut().zip(g).for_each(|(a, &g)| *a += w * (g * g));
-                    });
+                add_squared_slice(&mut a[a0..a1], &g[g0..g1], self.weight)
             }
             _ => {
                 candle_core::bail!("fisher accumulation: f32 or f64 tensors of one dtype expected")
@@ -337,11 +338,7 @@ impl<'a> SquaredGradients<'a> {
         for ((name, var), acc) in self.params.iter().zip(self.acc.iter_mut()) {
             match grads.get(var.as_tensor()) {
                 Some(g) => {
-                    let fused = acc.device().is_cpu()
-                        && g.dtype() == acc.dtype()
-                        && matches!(acc.dtype(), DType::F32 | DType::F64)
-                        && acc.is_contiguous();
-                    if fused {
+                    if in_place_eligible(acc) && g.dtype() == acc.dtype() {
                         acc.inplace_op2(&g.detach().contiguous()?, &AddSquared { weight })?;
                     } else {
                         let sq = g.detach().sqr()?;
@@ -368,10 +365,7 @@ impl<'a> SquaredGradients<'a> {
             .zip(self.acc)
             .map(|((name, _), acc)| {
                 // the accumulators are this estimator's own: scaled where they lie
-                let in_place = acc.device().is_cpu()
-                    && matches!(acc.dtype(), DType::F32 | DType::F64)
-                    && acc.is_contiguous();
-                let acc = if in_place {
+                let acc = if in_place_eligible(&acc) {
                     acc.inplace_op1(&Scale { scale })?;
                     acc
                 } else {

@@ -88,24 +88,6 @@ fn exp_f32(x: f32) -> f32 {
 /// per lane of a 512-bit register, let it vectorise.
 const LANES: usize = 16;
 
-/// `sum_i f(a_i, b_i)` over two equally long slices, in [`LANES`] partial sums.
-#[inline(always)]
-fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (xa, xb) in ca.zip(cb) {
-        for i in 0..LANES {
-            acc[i] += f(xa[i], xb[i]);
-        }
-    }
-    let mut tail = 0f32;
-    for (&x, &y) in ra.iter().zip(rb) {
-        tail += f(x, y);
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// `sum_i f(a_i, b_i, c_i)` over three equally long slices, in [`LANES`] partial sums.
 #[inline(always)]
 fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
@@ -128,10 +110,16 @@ fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) 
     acc.iter().sum::<f32>() + tail
 }
 
+/// `sum_i f(a_i, b_i)` over two equally long slices, in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    lane_sum3(a, b, b, |x, y, _| f(x, y))
+}
+
 /// `sum_i f(a_i)` in [`LANES`] partial sums.
 #[inline(always)]
 fn lane_sum(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    lane_sum2(a, a, |x, _| f(x))
+    lane_sum3(a, a, a, |x, _, _| f(x))
 }
 
 /// `max_i (a_i + b_i)` in [`LANES`] partial maxima (NaN-free inputs: `>` instead of `f32::max`).
