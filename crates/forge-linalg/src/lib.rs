@@ -14,6 +14,8 @@
 //! - [`bf16`]: bf16 mixed-precision matrix products (AMX tiles, AVX512-BF16, or f32 on
 //!   bf16-rounded operands, chosen at run time) and the switch that turns Forge's dense
 //!   products over to them.
+//! - [`sgemm`]: f32 matrix products split over rayon's threads by row blocks (the dense
+//!   layers' forward and backward products).
 //! - [`rng`]: seeded, portable randomness; [`device`]: CUDA > Metal > CPU selection.
 //!
 //! ```
@@ -36,6 +38,7 @@ mod error;
 pub mod io;
 pub mod ops;
 pub mod rng;
+pub mod sgemm;
 
 pub use error::{LinalgError, Result};
 pub use ops::Standardizer;

@@ -12,6 +12,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use forge_linalg::bf16::{self, MatmulPrecision};
+use forge_linalg::sgemm;
 
 /// Whether the bf16 mode is on for f32 CPU operands.
 fn bf16_mode(ts: &[&Tensor]) -> bool {
@@ -21,12 +22,13 @@ fn bf16_mode(ts: &[&Tensor]) -> bool {
             .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.rank() == 2)
 }
 
-/// `a b`, in bf16 with f32 accumulation when `bf16` (not differentiable), else candle's.
+/// `a b` (not differentiable): in bf16 with f32 accumulation when `bf16`, else split over the
+/// threads by row blocks ([`sgemm::matmul`]; candle's matmul for f64).
 fn product(a: &Tensor, b: &Tensor, bf16: bool) -> candle_core::Result<Tensor> {
     if bf16 {
         bf16::matmul(a, b)
     } else {
-        a.matmul(b)
+        sgemm::matmul(a, b)
     }
 }
 
@@ -127,55 +129,28 @@ impl CustomOp3 for FusedLinear {
                 l3.shape()
             )
         }
-        let mut y = Vec::with_capacity(n * out);
-        for _ in 0..n {
-            y.extend_from_slice(b);
-        }
-        if self.bf16 {
-            let xm = bf16::MatRef::row_major(x, n, k);
-            let wm = bf16::MatRef::row_major(w, out, k);
-            xm.and_then(|xm| {
+        let xm = bf16::MatRef::row_major(x, n, k);
+        let wm = bf16::MatRef::row_major(w, out, k);
+        let y = xm
+            .and_then(|xm| {
                 wm.and_then(|wm| {
-                    bf16::Bf16Gemm::new()
-                        .accumulate(true)
-                        .run(xm, wm.t(), &mut y)
+                    if self.bf16 {
+                        let mut y = Vec::with_capacity(n * out);
+                        for _ in 0..n {
+                            y.extend_from_slice(b);
+                        }
+                        bf16::Bf16Gemm::new()
+                            .accumulate(true)
+                            .run(xm, wm.t(), &mut y)
+                            .map(|()| y)
+                    } else {
+                        // row blocks over the threads, each starting from the bias
+                        let threads = candle_core::utils::get_num_threads();
+                        sgemm::gemm_f32_new(xm, wm.t(), sgemm::Start::Rows(b), threads)
+                    }
                 })
             })
             .map_err(|e| candle_core::Error::Msg(format!("forge-linear: {e}")))?;
-        } else if n > 0 && out > 0 {
-            let threads = candle_core::utils::get_num_threads();
-            let par = if threads > 1 {
-                gemm::Parallelism::Rayon(threads)
-            } else {
-                gemm::Parallelism::None
-            };
-            // SAFETY: x is [n, k] row-major, w is [out, k] row-major (read as the k x out
-            // matrix w^T: column stride k, row stride 1), y is [n, out] row-major and already
-            // holds n * out values; the slices were bounds-checked against the shapes above.
-            unsafe {
-                gemm::gemm(
-                    n,
-                    out,
-                    k,
-                    y.as_mut_ptr(),
-                    1,
-                    out as isize,
-                    true,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    w.as_ptr(),
-                    k as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                )
-            }
-        }
         Ok((CpuStorage::F32(y), Shape::from((n, out))))
     }
 

@@ -538,40 +538,82 @@ pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor) -> candle_core::Res
         .apply_op2(&mask.contiguous()?, MaskedSoftmax)
 }
 
-/// The batched product; `bf16`: bf16 operands with f32 accumulation (the mode in force when
-/// the forward op was built, kept for its backward pass).
-struct BatchedMatmul {
-    bf16: bool,
+/// How a batched product `[b, h, M, N]` is stored: plainly, or with the heads interleaved
+/// along the sequence axis (as the `[b, s, h, d]` projections that attention's heads are views
+/// of). Storing a result, or a gradient, the way its consumer lays it out makes the head split
+/// and merge around it free views instead of copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadLayout {
+    /// `[b, h, M, N]` row-major.
+    Plain,
+    /// Stored `[b, M, h, N]`: the rows are the sequence (queries, values, the context).
+    Rows,
+    /// Stored `[b, N, h, M]`: the columns are the sequence (the transposed keys).
+    Cols,
 }
 
-/// The `rows x cols` matrix at `start` of `v` with (non-negative) strides `rs`, `cs`.
+impl HeadLayout {
+    /// The layout that `t` (`[b, h, M, N]`, any strides) is a view of.
+    fn of(t: &Tensor) -> Self {
+        match t.stride() {
+            [_, h, r, c] if h < r && c <= h => Self::Rows,
+            [_, h, r, c] if h < c && r <= h => Self::Cols,
+            _ => Self::Plain,
+        }
+    }
+
+    /// Storage shape and (batch, head, row, column) strides of `[b, h, m, n]` in this layout.
+    fn storage(self, b: usize, h: usize, m: usize, n: usize) -> (Shape, [usize; 4]) {
+        match self {
+            Self::Plain => (Shape::from((b, h, m, n)), [h * m * n, m * n, n, 1]),
+            Self::Rows => (Shape::from((b, m, h, n)), [m * h * n, n, h * n, 1]),
+            Self::Cols => (Shape::from((b, n, h, m)), [n * h * m, m, 1, h * m]),
+        }
+    }
+
+    /// The `[b, h, M, N]` view of a tensor stored in this layout.
+    fn present(self, t: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Plain => Ok(t.clone()),
+            Self::Rows => t.transpose(1, 2),
+            Self::Cols => t.permute((0, 2, 3, 1)),
+        }
+    }
+}
+
+/// The batched product `scale * a b` over `[b, h]`; `bf16`: bf16 operands with f32
+/// accumulation (the mode in force when the forward op was built, kept for its backward pass);
+/// `out`: how the result is stored.
+struct BatchedMatmul {
+    bf16: bool,
+    scale: f32,
+    out: HeadLayout,
+}
+
+/// The `rows x cols` matrix at `start` of `v` with strides `rs`, `cs`, bounds-checked.
 fn view(
     v: &[f32],
     start: usize,
     rows: usize,
     cols: usize,
-    rs: isize,
-    cs: isize,
+    rs: usize,
+    cs: usize,
 ) -> forge_linalg::Result<forge_linalg::bf16::MatRef<'_>> {
     let data = v.get(start..).unwrap_or(&[]);
-    forge_linalg::bf16::MatRef::new(data, rows, cols, rs as usize, cs as usize)
+    forge_linalg::bf16::MatRef::new(data, rows, cols, rs, cs)
 }
 
-/// (start offset, batch stride, row stride, column stride) of a 3-D layout.
-fn strides3(l: &Layout) -> candle_core::Result<(usize, usize, isize, isize)> {
-    let st = l.stride();
-    if st.len() != 3 {
-        candle_core::bail!("batched matmul: 3-D operands expected, got {:?}", l.shape())
-    }
-    Ok((l.start_offset(), st[0], st[1] as isize, st[2] as isize))
-}
+/// The output buffer, shared by the tasks of a batched product (each writes its own elements).
+struct SharedOut(*mut f32);
+// SAFETY: the tasks sharing it write disjoint elements of one live allocation (see cpu_fwd).
+unsafe impl Sync for SharedOut {}
 
 impl CustomOp2 for BatchedMatmul {
     fn name(&self) -> &'static str {
         "forge-batched-matmul"
     }
 
-    /// a `[n, m, k]` x b `[n, k, p]` -> `[n, m, p]`, any strides within a batch element.
+    /// a `[b, h, m, k]` x b `[b, h, k, p]` -> `[b, h, m, p]` stored as `self.out`; any strides.
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -582,60 +624,83 @@ impl CustomOp2 for BatchedMatmul {
         let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
             candle_core::bail!("batched matmul: f32 operands expected")
         };
-        let (n, m, k) = l1.shape().dims3()?;
-        let (n2, k2, p) = l2.shape().dims3()?;
-        if n != n2 || k != k2 {
+        let (nb, nh, m, k) = l1.shape().dims4()?;
+        let (nb2, nh2, k2, p) = l2.shape().dims4()?;
+        if (nb, nh, k) != (nb2, nh2, k2) {
             candle_core::bail!("batched matmul: {:?} x {:?}", l1.shape(), l2.shape())
         }
-        let (a0, ab, ar, ac) = strides3(l1)?;
-        let (b0, bb, br, bc) = strides3(l2)?;
-        let mut out = vec![0f32; n * m * p];
-        if self.bf16 && m * p > 0 {
-            // one single-threaded product per batch element, as for f32 below
-            out.par_chunks_mut(m * p)
-                .enumerate()
-                .try_for_each(|(i, dst)| {
-                    let a = view(a, a0 + i * ab, m, k, ar, ac)?;
-                    let b = view(b, b0 + i * bb, k, p, br, bc)?;
+        let (sa, sb) = (l1.stride(), l2.stride());
+        let (a0, b0) = (l1.start_offset(), l2.start_offset());
+        let (shape, os) = self.out.storage(nb, nh, m, p);
+        let total = nb * nh * m * p;
+        if k == 0 || total == 0 {
+            return Ok((CpuStorage::F32(vec![0f32; total]), shape));
+        }
+        let mut out: Vec<f32> = Vec::with_capacity(total);
+        let dst = SharedOut(out.as_mut_ptr());
+        let dst = &dst;
+        // one single-threaded product per (batch, head), spread over rayon's threads (candle
+        // runs them one after the other, each split over the threads: at attention sizes,
+        // 64 x 64 x 64, the splitting cost more than it gained)
+        (0..nb * nh)
+            .into_par_iter()
+            .try_for_each(|t| -> forge_linalg::Result<()> {
+                let (bi, hi) = (t / nh, t % nh);
+                let av = view(a, a0 + bi * sa[0] + hi * sa[1], m, k, sa[2], sa[3])?;
+                let bv = view(b, b0 + bi * sb[0] + hi * sb[1], k, p, sb[2], sb[3])?;
+                let base = bi * os[0] + hi * os[1];
+                if self.bf16 {
+                    let mut tmp = vec![0f32; m * p];
                     forge_linalg::bf16::Bf16Gemm::new()
                         .threads(1)
-                        .run(a, b, dst)
-                })
-                .map_err(|e| candle_core::Error::Msg(format!("batched matmul: {e}")))?;
-        } else if m * p > 0 {
-            // one single-threaded GEMM per batch element, the elements spread over rayon's
-            // threads (candle runs them one after the other, each split over the threads:
-            // at attention sizes, 64 x 64 x 64, the splitting cost more than it gained)
-            out.par_chunks_mut(m * p).enumerate().for_each(|(i, dst)| {
-                // SAFETY: the operands' layouts were checked to be [n, m, k] and [n, k, p]
-                // over their storages (candle validates a layout against its storage), `dst`
-                // holds m * p values with row stride p, and each task writes its own `dst`.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        p,
-                        k,
-                        dst.as_mut_ptr(),
-                        1,
-                        p as isize,
-                        false,
-                        a.as_ptr().add(a0 + i * ab),
-                        ac,
-                        ar,
-                        b.as_ptr().add(b0 + i * bb),
-                        bc,
-                        br,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    )
+                        .run(av, bv, &mut tmp)?;
+                    for (i, row) in tmp.chunks_exact(p).enumerate() {
+                        for (j, v) in row.iter().enumerate() {
+                            // SAFETY: (bi, hi, i, j) -> base + i os[2] + j os[3] maps the
+                            // [b, h, m, p] index space one-to-one onto 0..total (a permuted
+                            // row-major layout), so each task writes its own elements in bounds.
+                            unsafe {
+                                dst.0
+                                    .add(base + i * os[2] + j * os[3])
+                                    .write(v * self.scale)
+                            }
+                        }
+                    }
+                } else {
+                    // SAFETY: `view` bounds-checked both operands over their storages; the
+                    // destination elements of this task lie within the `total` allocated
+                    // values and belong to this task alone (as above); with read_dst false the
+                    // GEMM writes each of them without reading it (k > 0).
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            p,
+                            k,
+                            dst.0.add(base),
+                            os[3] as isize,
+                            os[2] as isize,
+                            false,
+                            a.as_ptr().add(a0 + bi * sa[0] + hi * sa[1]),
+                            sa[3] as isize,
+                            sa[2] as isize,
+                            b.as_ptr().add(b0 + bi * sb[0] + hi * sb[1]),
+                            sb[3] as isize,
+                            sb[2] as isize,
+                            0.0,
+                            self.scale,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        )
+                    }
                 }
-            });
-        }
-        Ok((CpuStorage::F32(out), Shape::from((n, m, p))))
+                Ok(())
+            })
+            .map_err(|e| candle_core::Error::Msg(format!("batched matmul: {e}")))?;
+        // SAFETY: the tasks above wrote all `total` values (the layout is a bijection).
+        unsafe { out.set_len(total) };
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -645,47 +710,69 @@ impl CustomOp2 for BatchedMatmul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = self.out.present(grad)?;
+        // each gradient stored as its operand is laid out, so that the views leading to the
+        // operand pass it back without copies
         let ga = a
             .track_op()
-            .then(|| bmm3(grad, &b.transpose(1, 2)?, self.bf16))
+            .then(|| {
+                bmm4(
+                    &g,
+                    &b.transpose(2, 3)?,
+                    self.scale,
+                    self.bf16,
+                    HeadLayout::of(a),
+                )
+            })
             .transpose()?;
         let gb = b
             .track_op()
-            .then(|| bmm3(&a.transpose(1, 2)?, grad, self.bf16))
+            .then(|| {
+                bmm4(
+                    &a.transpose(2, 3)?,
+                    &g,
+                    self.scale,
+                    self.bf16,
+                    HeadLayout::of(b),
+                )
+            })
             .transpose()?;
         Ok((ga, gb))
     }
 }
 
-fn bmm3(a: &Tensor, b: &Tensor, bf16: bool) -> candle_core::Result<Tensor> {
-    a.apply_op2(b, BatchedMatmul { bf16 })
+/// `scale * a b` over `[b, h]`, stored as `out`, returned as the `[b, h, M, N]` view.
+fn bmm4(
+    a: &Tensor,
+    b: &Tensor,
+    scale: f32,
+    bf16: bool,
+    out: HeadLayout,
+) -> candle_core::Result<Tensor> {
+    out.present(&a.apply_op2(b, BatchedMatmul { bf16, scale, out })?)
 }
 
-/// Batched matrix product `a [..., m, k] x b [..., k, p]` over equal leading dimensions, with
-/// the batch elements computed in parallel (one single-threaded GEMM each) and its backward
-/// pass built from the same op. For attention's many small products; `a` and `b` must be
-/// [`eligible`] and their leading dimensions flatten to one (true of attention's views). In the
-/// bf16 mode ([`forge_linalg::bf16::matmul_precision`]) the products, forward and backward,
-/// take bf16 operands with f32 accumulation.
-pub(crate) fn batched_matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+/// Batched matrix product `scale * a [b, h, m, k] x b [b, h, k, p]` (any strides: attention's
+/// heads are views of the `[b, s, h, d]` projections, keys transposed) with the (batch, head)
+/// products computed in parallel (one single-threaded GEMM each) and its backward pass built
+/// from the same op. The result is stored as `out` says ([`HeadLayout::Rows`] for attention's
+/// context, whose heads are merged next) and returned as the `[b, h, m, p]` view; the
+/// gradients are stored as their operands are laid out, so the head split and merge cost no
+/// copies either way. For attention's many small products; `a` and `b` must be [`eligible`].
+/// In the bf16 mode ([`forge_linalg::bf16::matmul_precision`]) the products, forward and
+/// backward, take bf16 operands with f32 accumulation.
+pub(crate) fn batched_matmul(
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+    out: HeadLayout,
+) -> candle_core::Result<Tensor> {
     let (da, db) = (a.dims(), b.dims());
-    if da.len() < 3 || da.len() != db.len() || da[..da.len() - 2] != db[..db.len() - 2] {
+    if da.len() != 4 || db.len() != 4 || da[..2] != db[..2] || da[3] != db[2] {
         candle_core::bail!("batched matmul: {da:?} x {db:?}")
     }
-    let lead: usize = da[..da.len() - 2].iter().product();
-    let (m, k, p) = (da[da.len() - 2], da[da.len() - 1], db[db.len() - 1]);
-    let flat = |t: &Tensor, r: usize, c: usize| -> candle_core::Result<Tensor> {
-        // a view when the leading dimensions are laid out as one (else a copy)
-        match t.reshape((lead, r, c)) {
-            Ok(v) => Ok(v),
-            Err(_) => t.contiguous()?.reshape((lead, r, c)),
-        }
-    };
     let bf16 = forge_linalg::bf16::matmul_precision() == forge_linalg::bf16::MatmulPrecision::Bf16;
-    let y = bmm3(&flat(a, m, k)?, &flat(b, k, p)?, bf16)?;
-    let mut shape = da[..da.len() - 2].to_vec();
-    shape.extend([m, p]);
-    y.reshape(shape)
+    bmm4(a, b, scale as f32, bf16, out)
 }
 
 #[cfg(test)]
@@ -843,22 +930,91 @@ mod tests {
 
     #[test]
     fn batched_matmul_value_and_gradients_match_candle() {
-        let a = Var::from_tensor(&rand(&[2, 3, 5, 4], 9, 1.0)).unwrap();
-        let b0 = Var::from_tensor(&rand(&[2, 3, 6, 4], 10, 1.0)).unwrap();
-        let g = rand(&[2, 3, 5, 6], 11, 1.0);
-        // b as the transposed view attention uses (k^T)
-        let bt = b0.as_tensor().t().unwrap();
-        let fused = batched_matmul(a.as_tensor(), &bt).unwrap();
-        let reference = a.as_tensor().matmul(&bt).unwrap();
-        assert_eq!(fused.dims(), &[2, 3, 5, 6]);
+        // attention's operands: heads as views of [b, s, h, d] projections, keys transposed
+        let (b, s, h, d) = (2, 5, 3, 4);
+        let qp = Var::from_tensor(&rand(&[b * s, h * d], 9, 1.0)).unwrap();
+        let kp = Var::from_tensor(&rand(&[b * s, h * d], 10, 1.0)).unwrap();
+        let vp = Var::from_tensor(&rand(&[b * s, h * d], 15, 1.0)).unwrap();
+        let heads = |t: &Var| {
+            t.as_tensor()
+                .reshape((b, s, h, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+        };
+        let (q, k, v) = (heads(&qp), heads(&kp), heads(&vp));
+        let g = rand(&[b, s, h * d], 11, 1.0);
+        let scale = 0.5;
+        let run = |fused: bool| {
+            let ctx = if fused {
+                let sc = batched_matmul(&q, &k.t().unwrap(), scale, HeadLayout::Plain).unwrap();
+                assert!(sc.is_contiguous());
+                let p = (sc.sin().unwrap() * 2.0).unwrap(); // any differentiable map
+                let ctx = batched_matmul(&p, &v, 1.0, HeadLayout::Rows).unwrap();
+                assert_eq!(ctx.dims(), &[b, h, s, d]);
+                // stored with the heads merged: the merge is a free view
+                assert!(ctx.transpose(1, 2).unwrap().is_contiguous());
+                ctx
+            } else {
+                let q = q.contiguous().unwrap();
+                let sc =
+                    (q.matmul(&k.contiguous().unwrap().t().unwrap()).unwrap() * scale).unwrap();
+                let p = (sc.sin().unwrap() * 2.0).unwrap();
+                p.matmul(&v.contiguous().unwrap()).unwrap()
+            };
+            ctx.transpose(1, 2).unwrap().reshape((b, s, h * d)).unwrap()
+        };
+        let (fused, reference) = (run(true), run(false));
         assert!(max_abs_diff(&fused, &reference) < 1e-5);
         let gf = grads_of(&fused, &g);
         let gr = grads_of(&reference, &g);
-        for v in [&a, &b0] {
-            let (x, y) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+        for p in [&qp, &kp, &vp] {
+            let (x, y) = (gf.get(p).unwrap(), gr.get(p).unwrap());
             assert!(max_abs_diff(x, y) < 1e-5, "{}", max_abs_diff(x, y));
         }
-        assert!(batched_matmul(a.as_tensor(), a.as_tensor()).is_err());
+        // the gradients were stored as the operands are laid out
+        let a = rand(&[b, h, s, d], 16, 1.0);
+        assert_eq!(HeadLayout::of(&q), HeadLayout::Rows);
+        assert_eq!(HeadLayout::of(&k.t().unwrap()), HeadLayout::Cols);
+        assert_eq!(HeadLayout::of(&a), HeadLayout::Plain);
+        assert!(batched_matmul(&q, &q, 1.0, HeadLayout::Plain).is_err());
+        assert!(batched_matmul(
+            &qp.as_tensor().unsqueeze(0).unwrap(),
+            &kp.as_tensor().unsqueeze(0).unwrap(),
+            1.0,
+            HeadLayout::Plain
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn batched_matmul_stores_every_layout() {
+        let a = rand(&[2, 3, 5, 4], 17, 1.0);
+        let bm = rand(&[2, 3, 4, 6], 18, 1.0);
+        let want = (a.matmul(&bm).unwrap() * 0.25).unwrap();
+        for out in [HeadLayout::Plain, HeadLayout::Rows, HeadLayout::Cols] {
+            let y = batched_matmul(&a, &bm, 0.25, out).unwrap();
+            assert_eq!(y.dims(), &[2, 3, 5, 6]);
+            assert!(max_abs_diff(&y, &want) < 1e-5, "{out:?}");
+        }
+        // zero depth: zeros
+        let y = batched_matmul(
+            &rand(&[1, 2, 3, 0], 1, 1.0),
+            &rand(&[1, 2, 0, 4], 1, 1.0),
+            1.0,
+            HeadLayout::Rows,
+        )
+        .unwrap();
+        assert_eq!(y.dims(), &[1, 2, 3, 4]);
+        assert_eq!(
+            y.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
     }
 
     #[test]
@@ -882,7 +1038,7 @@ mod tests {
             Tensor::from_vec(r, t.dims(), &Device::Cpu).unwrap()
         };
         let (fused, ga, gb) = with_matmul_precision(MatmulPrecision::Bf16, || {
-            let y = batched_matmul(a.as_tensor(), &bt).unwrap();
+            let y = batched_matmul(a.as_tensor(), &bt, 1.0, HeadLayout::Plain).unwrap();
             let gs = grads_of(&y, &g);
             (y, gs.get(&a).unwrap().clone(), gs.get(&b0).unwrap().clone())
         });
@@ -903,5 +1059,10 @@ mod tests {
         );
         // and it is not the f32 product
         assert!(max_abs_diff(&fused, &a.as_tensor().matmul(&bt).unwrap()) > 1e-4);
+        // the heads-merged store rounds the same way
+        let rows = with_matmul_precision(MatmulPrecision::Bf16, || {
+            batched_matmul(a.as_tensor(), &bt, 1.0, HeadLayout::Rows).unwrap()
+        });
+        assert!(max_abs_diff(&rows, &fused) < 1e-6);
     }
 }

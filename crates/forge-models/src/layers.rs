@@ -203,28 +203,32 @@ pub(crate) fn attend(
         None => x.dims3()?,
     };
     let hd = dim / n_heads;
+    let scale = 1.0 / (hd as f64).sqrt();
+    // the heads as views of the projections: [b, s, h, d] seen as [b, h, s, d]
     let split = |t: Tensor| -> candle_core::Result<Tensor> {
         let t = match unpad {
             Some(u) => u.spread_for_attention(&t)?,
             None => t,
         };
-        t.reshape((b, s, n_heads, hd))?
-            .transpose(1, 2)?
-            .contiguous()
+        t.reshape((b, s, n_heads, hd))?.transpose(1, 2)
     };
-    let q = (split(q_lin.forward_t(x, train)?)? * (1.0 / (hd as f64).sqrt()))?;
+    let q = split(q_lin.forward_t(x, train)?)?;
     let k = split(k_lin.forward_t(x, train)?)?;
     let v = split(v_lin.forward_t(x, train)?)?;
     let ctx = if crate::kernels::eligible(&q) && crate::kernels::eligible(mask) {
-        let scores = crate::kernels::batched_matmul(&q, &k.t()?)?;
+        use crate::kernels::{batched_matmul, HeadLayout};
+        // the strided products read the head views in place and write the context with its
+        // heads merged: no copies either way, backward included
+        let scores = batched_matmul(&q, &k.t()?, scale, HeadLayout::Plain)?;
         let probs = crate::kernels::masked_softmax(&scores, mask)?;
         let probs = dropout(&probs, attn_dropout, train)?;
-        crate::kernels::batched_matmul(&probs, &v)?
+        batched_matmul(&probs, &v, 1.0, HeadLayout::Rows)?
     } else {
-        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+        let q = (q.contiguous()? * scale)?;
+        let scores = q.matmul(&k.contiguous()?.t()?)?.broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let probs = dropout(&probs, attn_dropout, train)?;
-        probs.matmul(&v)?
+        probs.matmul(&v.contiguous()?)?
     };
     let ctx = ctx.transpose(1, 2)?.reshape((b, s, dim))?;
     match unpad {

@@ -387,8 +387,13 @@ impl<'a> MatRef<'a> {
         self.cols
     }
 
+    /// The data, row stride and column stride (for the f32 GEMM of [`crate::sgemm`]).
+    pub(crate) fn raw(&self) -> (&'a [f32], usize, usize) {
+        (self.data, self.row_stride, self.col_stride)
+    }
+
     #[inline(always)]
-    fn at(&self, i: usize, j: usize) -> f32 {
+    pub(crate) fn at(&self, i: usize, j: usize) -> f32 {
         debug_assert!(i < self.rows && j < self.cols);
         // SAFETY: `new` checked that the largest index, (rows-1)*rs + (cols-1)*cs, is within
         // `data`, and callers pass i < rows, j < cols, so the index is at most that.

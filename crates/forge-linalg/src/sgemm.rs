@@ -1,0 +1,367 @@
+//! f32 matrix products split over rayon's threads by blocks of rows, for the dense layers of
+//! forge-lora and forge-models.
+//!
+//! The `gemm` crate (which candle's CPU matmul calls) parallelises inside one product but
+//! packs its left-hand operand on the calling thread first: in a MiniLM forward that serial
+//! packing, plus the serial start-from-bias copy of the fused linear layer, kept one of the two
+//! cores idle for ~20 ms a forward. Here each thread takes its own block of rows of `C`,
+//! starts it (zeros, the bias, or its current values) and runs a single-threaded `gemm` on it,
+//! so packing and start-up run in parallel too. The blocks write disjoint rows, so the result
+//! does not depend on the thread count (each row's sums run in the same order).
+//!
+//! The algorithm is the blocked GEMM of Goto & van de Geijn (2008), "Anatomy of
+//! High-Performance Matrix Multiplication", as implemented by the `gemm` crate; this module
+//! only decides how the rows are shared out.
+
+use crate::bf16::{mat_from_layout, MatRef};
+use crate::{LinalgError, Result};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// What `C` holds before the product is added to it.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// `C = A B` (C's previous contents are ignored).
+    Zero,
+    /// `C += A B`.
+    Keep,
+    /// `C = A B + 1 r` (each row starts as `r`: a linear layer's bias), `r.len() == n`.
+    Rows(&'a [f32]),
+}
+
+/// Below this many multiply-adds a product runs on one thread (splitting costs more).
+const PARALLEL_MIN_FLOPS: usize = 1 << 18;
+
+/// The row blocks for `m` rows on `threads` threads: one block per thread, at least 8 rows.
+fn block_rows(m: usize, n: usize, k: usize, threads: usize) -> usize {
+    if threads <= 1 || m.saturating_mul(n).saturating_mul(k) < PARALLEL_MIN_FLOPS {
+        return m.max(1);
+    }
+    m.div_ceil(threads).max(8)
+}
+
+/// `C (+)= A B` with `A` `m x k`, `B` `k x n` (any strides: transposes are views) and `C` row
+/// major `m x n` in `c`, on up to `threads` of rayon's threads (see the module docs).
+///
+/// # Errors
+/// [`LinalgError::InvalidArgument`] when the inner dimensions differ, `c` does not hold
+/// `m * n` values, or a [`Start::Rows`] row is not `n` long.
+pub fn gemm_f32(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    start: Start<'_>,
+    threads: usize,
+) -> Result<()> {
+    let (m, n) = check(a, b, start)?;
+    if c.len() != m * n {
+        return Err(LinalgError::InvalidArgument {
+            name: "gemm output",
+            reason: format!("{m} x {n} needs {} values, got {}", m * n, c.len()),
+        });
+    }
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and an initialised f32 is a valid
+    // `MaybeUninit<f32>`; the blocks only write f32 values into it.
+    let c = unsafe { &mut *(c as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    run_blocks(a, b, c, start, threads);
+    Ok(())
+}
+
+/// `A B` (plus each row starting at `start`'s row, if [`Start::Rows`]) into a new row-major
+/// `m x n` vector, without first zeroing it (each block writes its own rows).
+///
+/// # Errors
+/// As [`gemm_f32`]; [`Start::Keep`] is refused (there is nothing to keep).
+pub fn gemm_f32_new(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    start: Start<'_>,
+    threads: usize,
+) -> Result<Vec<f32>> {
+    if matches!(start, Start::Keep) {
+        return Err(LinalgError::InvalidArgument {
+            name: "gemm start",
+            reason: "a new output has no values to keep".into(),
+        });
+    }
+    let (m, n) = check(a, b, start)?;
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    run_blocks(a, b, &mut out.spare_capacity_mut()[..m * n], start, threads);
+    // SAFETY: run_blocks wrote every one of the m * n values (each row block starts its rows
+    // from zeros or the bias row, or the GEMM writes them without reading).
+    unsafe { out.set_len(m * n) };
+    Ok(out)
+}
+
+struct Matmul;
+
+impl CustomOp2 for Matmul {
+    fn name(&self) -> &'static str {
+        "forge-f32-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let a = mat_from_layout(s1, l1, "f32 matmul lhs")?;
+        let b = mat_from_layout(s2, l2, "f32 matmul rhs")?;
+        let threads = candle_core::utils::get_num_threads();
+        let c = gemm_f32_new(a, b, Start::Zero, threads)
+            .map_err(|e| candle_core::Error::Msg(format!("f32 matmul: {e}")))?;
+        Ok((CpuStorage::F32(c), Shape::from((a.rows(), b.cols()))))
+    }
+}
+
+/// `a · b` for 2-D tensors `[m, k] x [k, n]` (any strides, e.g. transposed views): through
+/// [`gemm_f32_new`] for f32 on the CPU, candle's `matmul` otherwise. Not differentiable: for
+/// the backward passes of ops that define their own.
+///
+/// # Errors
+/// Ranks other than 2, mismatched inner dimensions, candle errors.
+pub fn matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() == 2;
+    if f32_cpu(a) && f32_cpu(b) {
+        a.apply_op2_no_bwd(b, &Matmul)
+    } else {
+        a.matmul(b)
+    }
+}
+
+fn check(a: MatRef<'_>, b: MatRef<'_>, start: Start<'_>) -> Result<(usize, usize)> {
+    if a.cols() != b.rows() {
+        return Err(LinalgError::InvalidArgument {
+            name: "gemm operands",
+            reason: format!(
+                "{} x {} times {} x {}: inner dimensions differ",
+                a.rows(),
+                a.cols(),
+                b.rows(),
+                b.cols()
+            ),
+        });
+    }
+    if let Start::Rows(r) = start {
+        if r.len() != b.cols() {
+            return Err(LinalgError::InvalidArgument {
+                name: "gemm start row",
+                reason: format!("{} values for {} columns", r.len(), b.cols()),
+            });
+        }
+    }
+    Ok((a.rows(), b.cols()))
+}
+
+fn run_blocks(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [MaybeUninit<f32>],
+    start: Start<'_>,
+    threads: usize,
+) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let rows = block_rows(m, n, k, threads);
+    let block = |i0: usize, dst: &mut [MaybeUninit<f32>]| {
+        let mb = dst.len() / n;
+        let read_dst = match start {
+            Start::Keep => true,
+            Start::Rows(r) => {
+                for row in dst.chunks_exact_mut(n) {
+                    for (d, &v) in row.iter_mut().zip(r) {
+                        d.write(v);
+                    }
+                }
+                true
+            }
+            Start::Zero => {
+                if k == 0 {
+                    dst.fill(MaybeUninit::new(0.0));
+                }
+                false
+            }
+        };
+        if k == 0 {
+            return;
+        }
+        let (ad, ars, acs) = a.raw();
+        let (bd, brs, bcs) = b.raw();
+        // SAFETY: `MatRef` checked that (m-1) rs + (k-1) cs (and likewise for B) lies within
+        // its data, so rows i0..i0+mb of A and all of B are in bounds; `dst` holds mb * n
+        // values, row stride n. With read_dst false the GEMM writes every value of dst without
+        // reading it (the uninitialised case); otherwise dst was initialised above or by the
+        // caller.
+        unsafe {
+            gemm::gemm(
+                mb,
+                n,
+                k,
+                dst.as_mut_ptr() as *mut f32,
+                1,
+                n as isize,
+                read_dst,
+                ad.as_ptr().add(i0 * ars),
+                acs as isize,
+                ars as isize,
+                bd.as_ptr(),
+                bcs as isize,
+                brs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
+    };
+    if rows >= m {
+        block(0, c);
+    } else {
+        c.par_chunks_mut(rows * n)
+            .enumerate()
+            .for_each(|(i, dst)| block(i * rows, dst));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f64> {
+        let (m, k, n) = (a.rows(), a.cols(), b.cols());
+        let mut c = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|l| a.at(i, l) as f64 * b.at(l, j) as f64).sum();
+            }
+        }
+        c
+    }
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    fn close(got: &[f32], want: &[f64], k: usize) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-5 * (k as f64 + 1.0),
+                "{g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn matches_the_naive_product_on_every_start_and_split() {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (7, 5, 3),
+            (64, 33, 17),
+            (129, 70, 65),
+            (300, 64, 40),
+        ] {
+            let ad = data(m * k, 1);
+            let bd = data(k * n, 2);
+            let a = MatRef::row_major(&ad, m, k).unwrap();
+            // B stored transposed (n x k) and read as a view, as a linear layer's weight
+            let bt: Vec<f32> = (0..n * k).map(|i| bd[(i % k) * n + i / k]).collect();
+            let b = MatRef::row_major(&bt, n, k).unwrap().t();
+            let want = naive(a, b);
+            let bias = data(n, 3);
+            for threads in [1, 2, 3] {
+                let got = gemm_f32_new(a, b, Start::Zero, threads).unwrap();
+                close(&got, &want, k);
+                let got = gemm_f32_new(a, b, Start::Rows(&bias), threads).unwrap();
+                let with_bias: Vec<f64> = want
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| w + bias[i % n] as f64)
+                    .collect();
+                close(&got, &with_bias, k);
+                let mut kept = vec![1.5f32; m * n];
+                gemm_f32(a, b, &mut kept, Start::Keep, threads).unwrap();
+                let plus: Vec<f64> = want.iter().map(|w| w + 1.5).collect();
+                close(&kept, &plus, k);
+                let mut zero = vec![f32::NAN; m * n];
+                gemm_f32(a, b, &mut zero, Start::Zero, threads).unwrap();
+                close(&zero, &want, k);
+            }
+        }
+    }
+
+    #[test]
+    fn same_bits_on_any_thread_count() {
+        let (m, k, n) = (256, 96, 80);
+        let ad = data(m * k, 4);
+        let bd = data(k * n, 5);
+        let a = MatRef::row_major(&ad, m, k).unwrap();
+        let b = MatRef::row_major(&bd, k, n).unwrap();
+        let one = gemm_f32_new(a, b, Start::Zero, 1).unwrap();
+        for threads in [2, 3, 4] {
+            assert_eq!(one, gemm_f32_new(a, b, Start::Zero, threads).unwrap());
+        }
+    }
+
+    #[test]
+    fn empty_and_zero_depth_products() {
+        let ad: Vec<f32> = vec![];
+        let a = MatRef::row_major(&ad, 4, 0).unwrap();
+        let b = MatRef::row_major(&ad, 0, 3).unwrap();
+        assert_eq!(gemm_f32_new(a, b, Start::Zero, 2).unwrap(), vec![0.0; 12]);
+        let r = [1.0, 2.0, 3.0];
+        let got = gemm_f32_new(a, b, Start::Rows(&r), 2).unwrap();
+        assert_eq!(&got[..3], &r);
+        let a0 = MatRef::row_major(&ad, 0, 5).unwrap();
+        let b0 = MatRef::row_major(&ad, 5, 0).unwrap();
+        assert!(gemm_f32_new(a0, b0, Start::Zero, 2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn tensor_matmul_matches_candle_on_views() {
+        use candle_core::Device;
+        let dev = Device::Cpu;
+        let a = Tensor::from_vec(data(40 * 24, 7), (40, 24), &dev).unwrap();
+        let b = Tensor::from_vec(data(30 * 24, 8), (30, 24), &dev).unwrap();
+        let bt = b.t().unwrap();
+        let got = matmul(&a, &bt).unwrap();
+        let want = a.matmul(&bt).unwrap();
+        let d: f32 = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-4, "{d}");
+        // transposed left operand too, and f64 through candle
+        let got = matmul(&a.t().unwrap(), &a).unwrap();
+        assert_eq!(got.dims(), &[24, 24]);
+        let a64 = a.to_dtype(DType::F64).unwrap();
+        assert_eq!(matmul(&a64.t().unwrap(), &a64).unwrap().dtype(), DType::F64);
+        assert!(matmul(&a, &a).is_err());
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let d = data(12, 6);
+        let a = MatRef::row_major(&d, 3, 4).unwrap();
+        let b = MatRef::row_major(&d, 3, 4).unwrap();
+        assert!(gemm_f32_new(a, b, Start::Zero, 2).is_err());
+        let b = MatRef::row_major(&d, 4, 3).unwrap();
+        assert!(gemm_f32_new(a, b, Start::Rows(&[1.0]), 2).is_err());
+        assert!(gemm_f32_new(a, b, Start::Keep, 2).is_err());
+        let mut short = vec![0f32; 8];
+        assert!(gemm_f32(a, b, &mut short, Start::Zero, 2).is_err());
+    }
+}
