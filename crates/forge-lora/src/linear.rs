@@ -470,7 +470,13 @@ impl LoraLinear {
             )));
         }
         let n = x.elem_count() / in_f.max(1);
-        let x2 = x.reshape((n, in_f))?;
+        // a reshape is a graph node (one more gradient accumulation in the backward pass) even
+        // when it changes nothing, so 2-D inputs are taken as they are
+        let x2 = if dims.len() == 2 {
+            x.clone()
+        } else {
+            x.reshape((n, in_f))?
+        };
         let w = self.weight.tensor();
         let fused = match &self.bias {
             Some(b) => crate::frozen::fused_linear(&x2, &w, &b.tensor())?,
@@ -516,6 +522,9 @@ impl LoraLinear {
                 let wi = (w.narrow(1, i, 1)? * *s)?;
                 y = (y + z.broadcast_mul(&wi)?)?;
             }
+        }
+        if dims.len() == 2 {
+            return Ok(y);
         }
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1 checked above") = out_f;

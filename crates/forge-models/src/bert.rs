@@ -277,13 +277,16 @@ impl BertModel {
         // the position-wise layers run on the real tokens only (see `Unpadded`)
         let unpad = Unpadded::from_mask(&mask)?;
         let mask = additive_mask(&mask)?;
-        if let Some(u) = &unpad {
-            x = u.pack(&x)?;
-        }
+        // one row per (real) token from here on: the dense layers see 2-D inputs as they are
+        let dim = x.dim(2)?;
+        x = match &unpad {
+            Some(u) => u.pack(&x)?,
+            None => x.reshape((b * s, dim))?,
+        };
         let padded = |x: &Tensor| -> candle_core::Result<Tensor> {
             match &unpad {
                 Some(u) => u.unpack(x),
-                None => Ok(x.clone()),
+                None => x.reshape((b, s, dim)),
             }
         };
         let mut states = Vec::with_capacity(if keep_all { self.layers.len() + 1 } else { 1 });
@@ -296,6 +299,7 @@ impl BertModel {
                 &l.key,
                 &l.value,
                 &x,
+                (b, s),
                 unpad.as_ref(),
                 &mask,
                 c.num_attention_heads,

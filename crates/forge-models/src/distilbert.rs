@@ -219,7 +219,7 @@ impl DistilBertModel {
             c.vocab_size,
             c.max_position_embeddings,
         )?;
-        let (_, s) = ids.dims2()?;
+        let (b, s) = ids.dims2()?;
         let train = self.training;
         let act = Activation::parse("activation", &c.activation)?;
         let pos = Tensor::arange(0u32, s as u32, ids.device())?.unsqueeze(0)?;
@@ -231,13 +231,16 @@ impl DistilBertModel {
         // the position-wise layers run on the real tokens only (see `Unpadded`)
         let unpad = Unpadded::from_mask(&mask)?;
         let mask = additive_mask(&mask)?;
-        if let Some(u) = &unpad {
-            x = u.pack(&x)?;
-        }
+        // one row per (real) token from here on: the dense layers see 2-D inputs as they are
+        let dim = x.dim(2)?;
+        x = match &unpad {
+            Some(u) => u.pack(&x)?,
+            None => x.reshape((b * s, dim))?,
+        };
         let padded = |x: &Tensor| -> candle_core::Result<Tensor> {
             match &unpad {
                 Some(u) => u.unpack(x),
-                None => Ok(x.clone()),
+                None => x.reshape((b, s, dim)),
             }
         };
         let mut states = Vec::with_capacity(if keep_all { self.layers.len() + 1 } else { 1 });
@@ -250,6 +253,7 @@ impl DistilBertModel {
                 &l.k_lin,
                 &l.v_lin,
                 &x,
+                (b, s),
                 unpad.as_ref(),
                 &mask,
                 c.n_heads,

@@ -538,56 +538,94 @@ pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor) -> candle_core::Res
         .apply_op2(&mask.contiguous()?, MaskedSoftmax)
 }
 
-/// How a batched product `[b, h, M, N]` is stored: plainly, or with the heads interleaved
-/// along the sequence axis (as the `[b, s, h, d]` projections that attention's heads are views
-/// of). Storing a result, or a gradient, the way its consumer lays it out makes the head split
-/// and merge around it free views instead of copies.
+/// How an operand or result of [`heads_matmul`] holds its `[b, h, R, C]` matrices: as a 4-D
+/// tensor, or packed the way attention's projections hold their heads (`[b * S, h * D]`, one
+/// row per token, the heads side by side), and possibly transposed. Reading the heads straight
+/// out of the projections, and storing results and gradients the way their consumers hold
+/// them, leaves no split, merge or transpose nodes in the graph: no copies forward, and none
+/// of the zero-fill-and-add gradient accumulations that candle's backward pass runs for every
+/// node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HeadLayout {
-    /// `[b, h, M, N]` row-major.
-    Plain,
-    /// Stored `[b, M, h, N]`: the rows are the sequence (queries, values, the context).
-    Rows,
-    /// Stored `[b, N, h, M]`: the columns are the sequence (the transposed keys).
-    Cols,
+pub(crate) struct Form {
+    /// `[b * S, h * D]` (else `[b, h, R, C]`).
+    packed: bool,
+    /// The matrices are the transposes of what the tensor holds.
+    t: bool,
 }
 
-impl HeadLayout {
-    /// The layout that `t` (`[b, h, M, N]`, any strides) is a view of.
-    fn of(t: &Tensor) -> Self {
-        match t.stride() {
-            [_, h, r, c] if h < r && c <= h => Self::Rows,
-            [_, h, r, c] if h < c && r <= h => Self::Cols,
-            _ => Self::Plain,
-        }
+impl Form {
+    /// A 4-D `[b, h, R, C]` tensor (any strides).
+    pub(crate) const PLAIN: Form = Form {
+        packed: false,
+        t: false,
+    };
+    /// A `[b * R, h * C]` tensor: row `i * R + r`, columns `j * C..(j + 1) * C` hold row `r` of
+    /// head `j` of batch element `i`.
+    pub(crate) const PACKED: Form = Form {
+        packed: true,
+        t: false,
+    };
+
+    /// The same storage read transposed.
+    pub(crate) fn t(self) -> Form {
+        Form { t: !self.t, ..self }
     }
 
-    /// Storage shape and (batch, head, row, column) strides of `[b, h, m, n]` in this layout.
-    fn storage(self, b: usize, h: usize, m: usize, n: usize) -> (Shape, [usize; 4]) {
-        match self {
-            Self::Plain => (Shape::from((b, h, m, n)), [h * m * n, m * n, n, 1]),
-            Self::Rows => (Shape::from((b, m, h, n)), [m * h * n, n, h * n, 1]),
-            Self::Cols => (Shape::from((b, n, h, m)), [n * h * m, m, 1, h * m]),
-        }
+    /// The logical `[b, h, R, C]` dimensions and strides of an operand held in this form.
+    fn operand(
+        self,
+        l: &Layout,
+        nb: usize,
+        nh: usize,
+    ) -> candle_core::Result<([usize; 4], [usize; 4])> {
+        let st = l.stride();
+        let (dims, strides) = if self.packed {
+            let (rows, cols) = l.shape().dims2()?;
+            if nb == 0 || nh == 0 || rows % nb != 0 || cols % nh != 0 {
+                candle_core::bail!("heads matmul: [{rows}, {cols}] is not {nb} x {nh} packed heads")
+            }
+            let (r, c) = (rows / nb, cols / nh);
+            ([nb, nh, r, c], [r * st[0], c * st[1], st[0], st[1]])
+        } else {
+            let (b, h, r, c) = l.shape().dims4()?;
+            if (b, h) != (nb, nh) {
+                candle_core::bail!("heads matmul: {:?} is not [{nb}, {nh}, _, _]", l.shape())
+            }
+            ([b, h, r, c], [st[0], st[1], st[2], st[3]])
+        };
+        Ok(if self.t {
+            (
+                [dims[0], dims[1], dims[3], dims[2]],
+                [strides[0], strides[1], strides[3], strides[2]],
+            )
+        } else {
+            (dims, strides)
+        })
     }
 
-    /// The `[b, h, M, N]` view of a tensor stored in this layout.
-    fn present(self, t: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::Plain => Ok(t.clone()),
-            Self::Rows => t.transpose(1, 2),
-            Self::Cols => t.permute((0, 2, 3, 1)),
+    /// Storage shape and logical (batch, head, row, column) strides of a `[b, h, m, n]` result
+    /// held in this form.
+    fn output(self, b: usize, h: usize, m: usize, n: usize) -> (Shape, [usize; 4]) {
+        match (self.packed, self.t) {
+            (false, false) => (Shape::from((b, h, m, n)), [h * m * n, m * n, n, 1]),
+            (false, true) => (Shape::from((b, h, n, m)), [h * m * n, m * n, 1, m]),
+            (true, false) => (Shape::from((b * m, h * n)), [m * h * n, n, h * n, 1]),
+            (true, true) => (Shape::from((b * n, h * m)), [n * h * m, m, 1, h * m]),
         }
     }
 }
 
-/// The batched product `scale * a b` over `[b, h]`; `bf16`: bf16 operands with f32
-/// accumulation (the mode in force when the forward op was built, kept for its backward pass);
-/// `out`: how the result is stored.
-struct BatchedMatmul {
+/// `scale * A B` over `b` batch elements and `h` heads, each operand and the result in its
+/// [`Form`]; `bf16`: bf16 operands with f32 accumulation (the mode in force when the forward op
+/// was built, kept for its backward pass).
+struct HeadsMatmul {
     bf16: bool,
     scale: f32,
-    out: HeadLayout,
+    nb: usize,
+    nh: usize,
+    fa: Form,
+    fb: Form,
+    out: Form,
 }
 
 /// The `rows x cols` matrix at `start` of `v` with strides `rs`, `cs`, bounds-checked.
@@ -608,12 +646,11 @@ struct SharedOut(*mut f32);
 // SAFETY: the tasks sharing it write disjoint elements of one live allocation (see cpu_fwd).
 unsafe impl Sync for SharedOut {}
 
-impl CustomOp2 for BatchedMatmul {
+impl CustomOp2 for HeadsMatmul {
     fn name(&self) -> &'static str {
-        "forge-batched-matmul"
+        "forge-heads-matmul"
     }
 
-    /// a `[b, h, m, k]` x b `[b, h, k, p]` -> `[b, h, m, p]` stored as `self.out`; any strides.
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -622,16 +659,16 @@ impl CustomOp2 for BatchedMatmul {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
-            candle_core::bail!("batched matmul: f32 operands expected")
+            candle_core::bail!("heads matmul: f32 operands expected")
         };
-        let (nb, nh, m, k) = l1.shape().dims4()?;
-        let (nb2, nh2, k2, p) = l2.shape().dims4()?;
-        if (nb, nh, k) != (nb2, nh2, k2) {
-            candle_core::bail!("batched matmul: {:?} x {:?}", l1.shape(), l2.shape())
+        let (da, sa) = self.fa.operand(l1, self.nb, self.nh)?;
+        let (db, sb) = self.fb.operand(l2, self.nb, self.nh)?;
+        let (nb, nh, m, k, p) = (da[0], da[1], da[2], da[3], db[3]);
+        if db[2] != k {
+            candle_core::bail!("heads matmul: {da:?} x {db:?}")
         }
-        let (sa, sb) = (l1.stride(), l2.stride());
         let (a0, b0) = (l1.start_offset(), l2.start_offset());
-        let (shape, os) = self.out.storage(nb, nh, m, p);
+        let (shape, os) = self.out.output(nb, nh, m, p);
         let total = nb * nh * m * p;
         if k == 0 || total == 0 {
             return Ok((CpuStorage::F32(vec![0f32; total]), shape));
@@ -646,8 +683,9 @@ impl CustomOp2 for BatchedMatmul {
             .into_par_iter()
             .try_for_each(|t| -> forge_linalg::Result<()> {
                 let (bi, hi) = (t / nh, t % nh);
-                let av = view(a, a0 + bi * sa[0] + hi * sa[1], m, k, sa[2], sa[3])?;
-                let bv = view(b, b0 + bi * sb[0] + hi * sb[1], k, p, sb[2], sb[3])?;
+                let (ai, bj) = (a0 + bi * sa[0] + hi * sa[1], b0 + bi * sb[0] + hi * sb[1]);
+                let av = view(a, ai, m, k, sa[2], sa[3])?;
+                let bv = view(b, bj, k, p, sb[2], sb[3])?;
                 let base = bi * os[0] + hi * os[1];
                 if self.bf16 {
                     let mut tmp = vec![0f32; m * p];
@@ -680,10 +718,10 @@ impl CustomOp2 for BatchedMatmul {
                             os[3] as isize,
                             os[2] as isize,
                             false,
-                            a.as_ptr().add(a0 + bi * sa[0] + hi * sa[1]),
+                            a.as_ptr().add(ai),
                             sa[3] as isize,
                             sa[2] as isize,
-                            b.as_ptr().add(b0 + bi * sb[0] + hi * sb[1]),
+                            b.as_ptr().add(bj),
                             sb[3] as isize,
                             sb[2] as isize,
                             0.0,
@@ -697,7 +735,7 @@ impl CustomOp2 for BatchedMatmul {
                 }
                 Ok(())
             })
-            .map_err(|e| candle_core::Error::Msg(format!("batched matmul: {e}")))?;
+            .map_err(|e| candle_core::Error::Msg(format!("heads matmul: {e}")))?;
         // SAFETY: the tasks above wrote all `total` values (the layout is a bijection).
         unsafe { out.set_len(total) };
         Ok((CpuStorage::F32(out), shape))
@@ -710,69 +748,55 @@ impl CustomOp2 for BatchedMatmul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = self.out.present(grad)?;
-        // each gradient stored as its operand is laid out, so that the views leading to the
-        // operand pass it back without copies
+        // dA = scale G B^T and dB = scale A^T G, each stored in its operand's form (so it has
+        // the operand's shape and reaches it without any conversion)
+        let op = |fa, fb, out| HeadsMatmul {
+            fa,
+            fb,
+            out,
+            ..*self
+        };
         let ga = a
             .track_op()
-            .then(|| {
-                bmm4(
-                    &g,
-                    &b.transpose(2, 3)?,
-                    self.scale,
-                    self.bf16,
-                    HeadLayout::of(a),
-                )
-            })
+            .then(|| grad.apply_op2(b, op(self.out, self.fb.t(), self.fa)))
             .transpose()?;
         let gb = b
             .track_op()
-            .then(|| {
-                bmm4(
-                    &a.transpose(2, 3)?,
-                    &g,
-                    self.scale,
-                    self.bf16,
-                    HeadLayout::of(b),
-                )
-            })
+            .then(|| a.apply_op2(grad, op(self.fa.t(), self.out, self.fb)))
             .transpose()?;
         Ok((ga, gb))
     }
 }
 
-/// `scale * a b` over `[b, h]`, stored as `out`, returned as the `[b, h, M, N]` view.
-fn bmm4(
-    a: &Tensor,
-    b: &Tensor,
-    scale: f32,
-    bf16: bool,
-    out: HeadLayout,
-) -> candle_core::Result<Tensor> {
-    out.present(&a.apply_op2(b, BatchedMatmul { bf16, scale, out })?)
-}
-
-/// Batched matrix product `scale * a [b, h, m, k] x b [b, h, k, p]` (any strides: attention's
-/// heads are views of the `[b, s, h, d]` projections, keys transposed) with the (batch, head)
-/// products computed in parallel (one single-threaded GEMM each) and its backward pass built
-/// from the same op. The result is stored as `out` says ([`HeadLayout::Rows`] for attention's
-/// context, whose heads are merged next) and returned as the `[b, h, m, p]` view; the
-/// gradients are stored as their operands are laid out, so the head split and merge cost no
-/// copies either way. For attention's many small products; `a` and `b` must be [`eligible`].
-/// In the bf16 mode ([`forge_linalg::bf16::matmul_precision`]) the products, forward and
-/// backward, take bf16 operands with f32 accumulation.
-pub(crate) fn batched_matmul(
-    a: &Tensor,
-    b: &Tensor,
+/// Batched matrix product `scale * A B` over `batch` elements and `heads` heads, each operand
+/// and the result held in its [`Form`] (attention reads its heads straight out of the
+/// `[b * s, h * d]` projections: scores `heads_matmul((q, PACKED), (k, PACKED.t()), PLAIN)`,
+/// context `heads_matmul((probs, PLAIN), (v, PACKED), PACKED)`). The (batch, head) products run
+/// in parallel, one single-threaded GEMM each, with a backward pass built from the same op
+/// that stores each gradient in its operand's form. For attention's many small products; the
+/// operands must be [`eligible`]. In the bf16 mode ([`forge_linalg::bf16::matmul_precision`])
+/// the products, forward and backward, take bf16 operands with f32 accumulation.
+pub(crate) fn heads_matmul(
+    (a, fa): (&Tensor, Form),
+    (b, fb): (&Tensor, Form),
+    out: Form,
     scale: f64,
-    out: HeadLayout,
+    batch: usize,
+    heads: usize,
 ) -> candle_core::Result<Tensor> {
-    let (da, db) = (a.dims(), b.dims());
-    if da.len() != 4 || db.len() != 4 || da[..2] != db[..2] || da[3] != db[2] {
-        candle_core::bail!("batched matmul: {da:?} x {db:?}")
-    }
     let bf16 = forge_linalg::bf16::matmul_precision() == forge_linalg::bf16::MatmulPrecision::Bf16;
-    bmm4(a, b, scale as f32, bf16, out)
+    a.apply_op2(
+        b,
+        HeadsMatmul {
+            bf16,
+            scale: scale as f32,
+            nb: batch,
+            nh: heads,
+            fa,
+            fb,
+            out,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -929,83 +953,122 @@ mod tests {
     }
 
     #[test]
-    fn batched_matmul_value_and_gradients_match_candle() {
-        // attention's operands: heads as views of [b, s, h, d] projections, keys transposed
+    fn heads_matmul_value_and_gradients_match_candle() {
+        // attention: heads read straight out of [b * s, h * d] projections, context packed
         let (b, s, h, d) = (2, 5, 3, 4);
         let qp = Var::from_tensor(&rand(&[b * s, h * d], 9, 1.0)).unwrap();
         let kp = Var::from_tensor(&rand(&[b * s, h * d], 10, 1.0)).unwrap();
         let vp = Var::from_tensor(&rand(&[b * s, h * d], 15, 1.0)).unwrap();
-        let heads = |t: &Var| {
-            t.as_tensor()
-                .reshape((b, s, h, d))
-                .unwrap()
-                .transpose(1, 2)
-                .unwrap()
-        };
-        let (q, k, v) = (heads(&qp), heads(&kp), heads(&vp));
-        let g = rand(&[b, s, h * d], 11, 1.0);
+        let g = rand(&[b * s, h * d], 11, 1.0);
         let scale = 0.5;
         let run = |fused: bool| {
-            let ctx = if fused {
-                let sc = batched_matmul(&q, &k.t().unwrap(), scale, HeadLayout::Plain).unwrap();
-                assert!(sc.is_contiguous());
+            if fused {
+                let (q, k, v) = (qp.as_tensor(), kp.as_tensor(), vp.as_tensor());
+                let sc = heads_matmul(
+                    (q, Form::PACKED),
+                    (k, Form::PACKED.t()),
+                    Form::PLAIN,
+                    scale,
+                    b,
+                    h,
+                )
+                .unwrap();
+                assert_eq!(sc.dims(), &[b, h, s, s]);
                 let p = (sc.sin().unwrap() * 2.0).unwrap(); // any differentiable map
-                let ctx = batched_matmul(&p, &v, 1.0, HeadLayout::Rows).unwrap();
-                assert_eq!(ctx.dims(), &[b, h, s, d]);
-                // stored with the heads merged: the merge is a free view
-                assert!(ctx.transpose(1, 2).unwrap().is_contiguous());
-                ctx
+                heads_matmul(
+                    (&p, Form::PLAIN),
+                    (v, Form::PACKED),
+                    Form::PACKED,
+                    1.0,
+                    b,
+                    h,
+                )
+                .unwrap()
             } else {
-                let q = q.contiguous().unwrap();
-                let sc =
-                    (q.matmul(&k.contiguous().unwrap().t().unwrap()).unwrap() * scale).unwrap();
+                let heads = |t: &Var| {
+                    t.as_tensor()
+                        .reshape((b, s, h, d))
+                        .unwrap()
+                        .transpose(1, 2)
+                        .unwrap()
+                        .contiguous()
+                        .unwrap()
+                };
+                let (q, k, v) = (heads(&qp), heads(&kp), heads(&vp));
+                let sc = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap();
                 let p = (sc.sin().unwrap() * 2.0).unwrap();
-                p.matmul(&v.contiguous().unwrap()).unwrap()
-            };
-            ctx.transpose(1, 2).unwrap().reshape((b, s, h * d)).unwrap()
+                let ctx = p.matmul(&v).unwrap();
+                ctx.transpose(1, 2)
+                    .unwrap()
+                    .reshape((b * s, h * d))
+                    .unwrap()
+            }
         };
         let (fused, reference) = (run(true), run(false));
+        assert_eq!(fused.dims(), &[b * s, h * d]);
         assert!(max_abs_diff(&fused, &reference) < 1e-5);
         let gf = grads_of(&fused, &g);
         let gr = grads_of(&reference, &g);
         for p in [&qp, &kp, &vp] {
             let (x, y) = (gf.get(p).unwrap(), gr.get(p).unwrap());
+            assert_eq!(x.dims(), p.dims());
             assert!(max_abs_diff(x, y) < 1e-5, "{}", max_abs_diff(x, y));
         }
-        // the gradients were stored as the operands are laid out
-        let a = rand(&[b, h, s, d], 16, 1.0);
-        assert_eq!(HeadLayout::of(&q), HeadLayout::Rows);
-        assert_eq!(HeadLayout::of(&k.t().unwrap()), HeadLayout::Cols);
-        assert_eq!(HeadLayout::of(&a), HeadLayout::Plain);
-        assert!(batched_matmul(&q, &q, 1.0, HeadLayout::Plain).is_err());
-        assert!(batched_matmul(
-            &qp.as_tensor().unsqueeze(0).unwrap(),
-            &kp.as_tensor().unsqueeze(0).unwrap(),
-            1.0,
-            HeadLayout::Plain
-        )
-        .is_err());
+    }
+
+    /// A result held in `form`, as the logical `[b, h, m, n]` tensor.
+    fn logical(y: &Tensor, form: Form, (b, h, m, n): (usize, usize, usize, usize)) -> Tensor {
+        match (form.packed, form.t) {
+            (false, false) => y.clone(),
+            (false, true) => y.transpose(2, 3).unwrap(),
+            (true, false) => y.reshape((b, m, h, n)).unwrap().transpose(1, 2).unwrap(),
+            (true, true) => y
+                .reshape((b, n, h, m))
+                .unwrap()
+                .permute((0, 2, 3, 1))
+                .unwrap(),
+        }
     }
 
     #[test]
-    fn batched_matmul_stores_every_layout() {
-        let a = rand(&[2, 3, 5, 4], 17, 1.0);
-        let bm = rand(&[2, 3, 4, 6], 18, 1.0);
-        let want = (a.matmul(&bm).unwrap() * 0.25).unwrap();
-        for out in [HeadLayout::Plain, HeadLayout::Rows, HeadLayout::Cols] {
-            let y = batched_matmul(&a, &bm, 0.25, out).unwrap();
-            assert_eq!(y.dims(), &[2, 3, 5, 6]);
+    fn heads_matmul_stores_every_form_and_reads_transposes() {
+        let (b, h, m, k, n) = (2, 3, 5, 4, 6);
+        let a = Var::from_tensor(&rand(&[b, h, k, m], 17, 1.0)).unwrap(); // held transposed
+        let bm = Var::from_tensor(&rand(&[b, h, k, n], 18, 1.0)).unwrap();
+        let at = a.as_tensor().transpose(2, 3).unwrap();
+        let want = (at.matmul(bm.as_tensor()).unwrap() * 0.25).unwrap();
+        let g = rand(&[b, h, m, n], 19, 1.0);
+        let gr = grads_of(&want, &g);
+        let forms = [Form::PLAIN, Form::PLAIN.t(), Form::PACKED, Form::PACKED.t()];
+        for out in forms {
+            let y = heads_matmul(
+                (a.as_tensor(), Form::PLAIN.t()),
+                (bm.as_tensor(), Form::PLAIN),
+                out,
+                0.25,
+                b,
+                h,
+            )
+            .unwrap();
+            let y = logical(&y, out, (b, h, m, n));
             assert!(max_abs_diff(&y, &want) < 1e-5, "{out:?}");
+            let gf = grads_of(&y, &g);
+            for v in [&a, &bm] {
+                let (x, r) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+                assert!(max_abs_diff(x, r) < 1e-5, "{out:?}: {}", max_abs_diff(x, r));
+            }
         }
         // zero depth: zeros
-        let y = batched_matmul(
-            &rand(&[1, 2, 3, 0], 1, 1.0),
-            &rand(&[1, 2, 0, 4], 1, 1.0),
+        let y = heads_matmul(
+            (&rand(&[1, 2, 3, 0], 1, 1.0), Form::PLAIN),
+            (&rand(&[1, 2, 0, 4], 1, 1.0), Form::PLAIN),
+            Form::PACKED,
             1.0,
-            HeadLayout::Rows,
+            1,
+            2,
         )
         .unwrap();
-        assert_eq!(y.dims(), &[1, 2, 3, 4]);
+        assert_eq!(y.dims(), &[3, 8]);
         assert_eq!(
             y.abs()
                 .unwrap()
@@ -1018,6 +1081,37 @@ mod tests {
     }
 
     #[test]
+    fn heads_matmul_shape_errors() {
+        let q = rand(&[10, 12], 1, 1.0);
+        let p = Form::PACKED;
+        // 10 rows are not 3 batch elements; 12 columns are not 5 heads
+        assert!(heads_matmul((&q, p), (&q, p.t()), Form::PLAIN, 1.0, 3, 3).is_err());
+        assert!(heads_matmul((&q, p), (&q, p.t()), Form::PLAIN, 1.0, 2, 5).is_err());
+        // inner dimensions differ ([2, 3, 5, 4] x [2, 3, 5, 4])
+        assert!(heads_matmul((&q, p), (&q, p), Form::PLAIN, 1.0, 2, 3).is_err());
+        // 4-D operand with other batch / head counts
+        let x = rand(&[2, 3, 5, 4], 1, 1.0);
+        assert!(heads_matmul(
+            (&x, Form::PLAIN),
+            (&x, Form::PLAIN.t()),
+            Form::PLAIN,
+            1.0,
+            3,
+            2
+        )
+        .is_err());
+        assert!(heads_matmul(
+            (&x, Form::PLAIN),
+            (&x, Form::PLAIN.t()),
+            Form::PLAIN,
+            1.0,
+            2,
+            3
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn wrong_shapes_are_errors() {
         let s = rand(&[2, 3, 5, 7], 1, 1.0);
         assert!(masked_softmax(&s, &rand(&[2, 1, 1, 6], 1, 1.0)).is_err());
@@ -1026,7 +1120,7 @@ mod tests {
     }
 
     #[test]
-    fn batched_matmul_in_bf16_mode_rounds_the_operands() {
+    fn heads_matmul_in_bf16_mode_rounds_the_operands() {
         use forge_linalg::bf16::{round_to_bf16, with_matmul_precision, MatmulPrecision};
         let a = Var::from_tensor(&rand(&[2, 3, 5, 40], 12, 1.0)).unwrap();
         let b0 = Var::from_tensor(&rand(&[2, 3, 6, 40], 13, 1.0)).unwrap();
@@ -1037,8 +1131,19 @@ mod tests {
             let r: Vec<f32> = v.into_iter().map(round_to_bf16).collect();
             Tensor::from_vec(r, t.dims(), &Device::Cpu).unwrap()
         };
+        let product = |out: Form| {
+            heads_matmul(
+                (a.as_tensor(), Form::PLAIN),
+                (b0.as_tensor(), Form::PLAIN.t()),
+                out,
+                1.0,
+                2,
+                3,
+            )
+            .unwrap()
+        };
         let (fused, ga, gb) = with_matmul_precision(MatmulPrecision::Bf16, || {
-            let y = batched_matmul(a.as_tensor(), &bt, 1.0, HeadLayout::Plain).unwrap();
+            let y = product(Form::PLAIN);
             let gs = grads_of(&y, &g);
             (y, gs.get(&a).unwrap().clone(), gs.get(&b0).unwrap().clone())
         });
@@ -1059,10 +1164,9 @@ mod tests {
         );
         // and it is not the f32 product
         assert!(max_abs_diff(&fused, &a.as_tensor().matmul(&bt).unwrap()) > 1e-4);
-        // the heads-merged store rounds the same way
-        let rows = with_matmul_precision(MatmulPrecision::Bf16, || {
-            batched_matmul(a.as_tensor(), &bt, 1.0, HeadLayout::Rows).unwrap()
-        });
-        assert!(max_abs_diff(&rows, &fused) < 1e-6);
+        // a packed store rounds the same way
+        let packed = with_matmul_precision(MatmulPrecision::Bf16, || product(Form::PACKED));
+        let packed = logical(&packed, Form::PACKED, (2, 3, 5, 6));
+        assert!(max_abs_diff(&packed, &fused) < 1e-6);
     }
 }

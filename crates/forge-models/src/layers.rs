@@ -167,22 +167,26 @@ pub fn self_attention(
     attn_dropout: f64,
     train: bool,
 ) -> candle_core::Result<Tensor> {
-    attend(
+    let (b, s, dim) = x.dims3()?;
+    let ctx = attend(
         q_lin,
         k_lin,
         v_lin,
-        x,
+        &x.reshape((b * s, dim))?,
+        (b, s),
         None,
         mask,
         n_heads,
         attn_dropout,
         train,
-    )
+    )?;
+    ctx.reshape((b, s, dim))
 }
 
-/// [`self_attention`], or with `unpad` over the packed real tokens of a padded batch: x
-/// `[T, dim]` (the tokens `unpad` keeps) -> `[T, dim]`. The projections run on the `T` tokens
-/// only; the heads see the batch laid out as `[b, s]` again, padding masked as before.
+/// [`self_attention`] on the tokens as rows: x `[b * s, dim]` -> `[b * s, dim]`, or with
+/// `unpad` over the packed real tokens of a padded batch: x `[T, dim]` (the tokens `unpad`
+/// keeps) -> `[T, dim]`. The projections run on the rows given; the heads see the batch laid
+/// out as `[b, s]` again, padding masked as before.
 ///
 /// # Errors
 /// Candle errors only.
@@ -192,45 +196,63 @@ pub(crate) fn attend(
     k_lin: &LoraLinear,
     v_lin: &LoraLinear,
     x: &Tensor,
+    (b, s): (usize, usize),
     unpad: Option<&Unpadded>,
     mask: &Tensor,
     n_heads: usize,
     attn_dropout: f64,
     train: bool,
 ) -> candle_core::Result<Tensor> {
-    let (b, s, dim) = match unpad {
-        Some(u) => (u.b, u.s, x.dim(1)?),
-        None => x.dims3()?,
-    };
+    let dim = x.dim(1)?;
     let hd = dim / n_heads;
     let scale = 1.0 / (hd as f64).sqrt();
-    // the heads as views of the projections: [b, s, h, d] seen as [b, h, s, d]
-    let split = |t: Tensor| -> candle_core::Result<Tensor> {
-        let t = match unpad {
-            Some(u) => u.spread_for_attention(&t)?,
-            None => t,
-        };
-        t.reshape((b, s, n_heads, hd))?.transpose(1, 2)
+    // each projection as [b * s, dim], one row per position
+    let project = |lin: &LoraLinear| -> candle_core::Result<Tensor> {
+        let t = lin.forward_t(x, train)?;
+        match unpad {
+            Some(u) => u.spread_for_attention(&t),
+            None => Ok(t),
+        }
     };
-    let q = split(q_lin.forward_t(x, train)?)?;
-    let k = split(k_lin.forward_t(x, train)?)?;
-    let v = split(v_lin.forward_t(x, train)?)?;
+    let (q, k, v) = (project(q_lin)?, project(k_lin)?, project(v_lin)?);
     let ctx = if crate::kernels::eligible(&q) && crate::kernels::eligible(mask) {
-        use crate::kernels::{batched_matmul, HeadLayout};
-        // the strided products read the head views in place and write the context with its
-        // heads merged: no copies either way, backward included
-        let scores = batched_matmul(&q, &k.t()?, scale, HeadLayout::Plain)?;
+        use crate::kernels::{heads_matmul, Form};
+        // the heads are read straight out of the projections and the context is written with
+        // its heads merged: no split, merge or transpose, forward or backward
+        let scores = heads_matmul(
+            (&q, Form::PACKED),
+            (&k, Form::PACKED.t()),
+            Form::PLAIN,
+            scale,
+            b,
+            n_heads,
+        )?;
         let probs = crate::kernels::masked_softmax(&scores, mask)?;
         let probs = dropout(&probs, attn_dropout, train)?;
-        batched_matmul(&probs, &v, 1.0, HeadLayout::Rows)?
+        heads_matmul(
+            (&probs, Form::PLAIN),
+            (&v, Form::PACKED),
+            Form::PACKED,
+            1.0,
+            b,
+            n_heads,
+        )?
     } else {
-        let q = (q.contiguous()? * scale)?;
-        let scores = q.matmul(&k.contiguous()?.t()?)?.broadcast_add(mask)?;
+        let heads = |t: &Tensor| {
+            t.reshape((b, s, n_heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let scores = (heads(&q)? * scale)?
+            .matmul(&heads(&k)?.t()?)?
+            .broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let probs = dropout(&probs, attn_dropout, train)?;
-        probs.matmul(&v.contiguous()?)?
+        probs
+            .matmul(&heads(&v)?)?
+            .transpose(1, 2)?
+            .reshape((b * s, dim))?
     };
-    let ctx = ctx.transpose(1, 2)?.reshape((b, s, dim))?;
     match unpad {
         Some(u) => u.pack(&ctx),
         None => Ok(ctx),
@@ -293,8 +315,11 @@ impl Unpadded {
         }))
     }
 
-    /// `[b, s, h]` -> the real tokens `[T, h]`.
+    /// `[b, s, h]` or `[b * s, h]` -> the real tokens `[T, h]`.
     pub(crate) fn pack(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if x.rank() == 2 {
+            return x.index_select(&self.keep, 0);
+        }
         let h = x.dim(D::Minus1)?;
         x.reshape((self.b * self.s, h))?.index_select(&self.keep, 0)
     }
