@@ -16,6 +16,7 @@
 //!   products over to them.
 //! - [`sgemm`]: f32 matrix products split over rayon's threads by row blocks (the dense
 //!   layers' forward and backward products).
+//! - [`par`]: output buffers filled in parallel (no serial zero-fill first).
 //! - [`rng`]: seeded, portable randomness; [`device`]: CUDA > Metal > CPU selection.
 //!
 //! ```
@@ -37,6 +38,7 @@ pub mod device;
 mod error;
 pub mod io;
 pub mod ops;
+pub mod par;
 pub mod rng;
 pub mod sgemm;
 

@@ -6,7 +6,7 @@
 //! CPU in f32 the product with the mask is one fused pass each way.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
-use rand::Rng;
+use rand::RngCore;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -41,8 +41,7 @@ pub fn seeded_dropout(x: &Tensor, p: f64) -> candle_core::Result<Tensor> {
     let n = x.elem_count();
     // u32 draws in bulk from the seeded stream; an entry is kept when u >= p * 2^32
     // (probability 1 - p up to 2^-32)
-    let mut u = vec![0u32; n];
-    DROPOUT_RNG.with(|r| r.borrow_mut().fill(&mut u[..]));
+    let u = draw(n);
     let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64);
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
         // one fused pass each way, the same mask
@@ -57,6 +56,32 @@ pub fn seeded_dropout(x: &Tensor, p: f64) -> candle_core::Result<Tensor> {
 /// Entries per rayon task.
 const CHUNK: usize = 16 * 1024;
 
+/// The next `n` u32 draws of this thread's stream, generated in parallel: each chunk seeks to
+/// its own place in the ChaCha stream (a counter-based generator: word `i` does not depend on
+/// the words before it), so the values are those of one sequential fill, on any thread count.
+fn draw(n: usize) -> Vec<u32> {
+    DROPOUT_RNG.with(|r| {
+        let mut rng = r.borrow_mut();
+        let start = rng.get_word_pos();
+        let base = rng.clone();
+        let mut u: Vec<u32> = Vec::with_capacity(n);
+        u.spare_capacity_mut()
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                let mut local = base.clone();
+                local.set_word_pos(start + (i * CHUNK) as u128);
+                for v in chunk {
+                    v.write(local.next_u32());
+                }
+            });
+        // SAFETY: the chunks above cover all n values and wrote each one.
+        unsafe { u.set_len(n) };
+        rng.set_word_pos(start + n as u128);
+        u
+    })
+}
+
 struct MaskedScale {
     /// Uniform draws, one per element: kept where `draw >= threshold`.
     draws: std::sync::Arc<Vec<u32>>,
@@ -69,16 +94,19 @@ impl MaskedScale {
         if x.len() != self.draws.len() {
             candle_core::bail!("dropout: {} values, mask of {}", x.len(), self.draws.len())
         }
-        let mut y = vec![0f32; x.len()];
+        let mut y: Vec<f32> = Vec::with_capacity(x.len());
         let (s, th) = (self.scale, self.threshold);
-        y.par_chunks_mut(CHUNK)
+        y.spare_capacity_mut()
+            .par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .zip(self.draws.par_chunks(CHUNK))
             .for_each(|((y, x), k)| {
                 for ((yi, &xi), &ki) in y.iter_mut().zip(x).zip(k) {
-                    *yi = if ki >= th { xi * s } else { 0.0 };
+                    yi.write(if ki >= th { xi * s } else { 0.0 });
                 }
             });
+        // SAFETY: the chunks above cover all x.len() values and wrote each one.
+        unsafe { y.set_len(x.len()) };
         Ok(y)
     }
 }
@@ -146,6 +174,19 @@ mod tests {
             .iter()
             .all(|v| *v == 0.0 || (*v - 1.0 / 0.75).abs() < 1e-6));
         assert!(seeded_dropout(&x, 1.0).is_err());
+    }
+
+    #[test]
+    fn parallel_draws_are_the_sequential_stream() {
+        // the stream the masks were drawn from before the draws went parallel: one bulk fill
+        set_dropout_seed(3);
+        let a = draw(3 * CHUNK + 17);
+        let b = draw(5);
+        let mut r = forge_linalg::seeded_rng(3);
+        let mut want = vec![0u32; 3 * CHUNK + 22];
+        rand::Rng::fill(&mut r, &mut want[..]);
+        assert_eq!(a[..], want[..3 * CHUNK + 17]);
+        assert_eq!(b[..], want[3 * CHUNK + 17..]);
     }
 
     #[test]

@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod delta;
 pub mod dropout;
 mod error;
 mod frozen;

@@ -503,10 +503,8 @@ impl LoraLinear {
             } else {
                 x2.clone()
             };
-            let z = xd
-                .matmul(&ad.a.tensor().t()?)?
-                .matmul(&ad.b.tensor().t()?)?;
-            y = (y + (z * ad.scaling)?)?;
+            let z = crate::delta::lora_delta(&xd, &ad.a.tensor(), &ad.b.tensor(), ad.scaling)?;
+            y = (y + z)?;
         }
         if let Some(mix) = &self.mixture {
             let w = (mix.gate)(&x2)?;

@@ -12,6 +12,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use forge_linalg::ops::contiguous_f32 as f32_slice;
+use forge_linalg::par::par_new;
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task: enough work per task to amortise the scheduling.
@@ -183,11 +184,8 @@ multiversion! {
 }
 
 fn par_map1(x: &[f32], f: fn(&[f32], &mut [f32])) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(MIN_ELEMS_PER_TASK)
-        .zip(x.par_chunks(MIN_ELEMS_PER_TASK))
-        .for_each(|(y, x)| f(x, y));
-    y
+    let c = MIN_ELEMS_PER_TASK;
+    par_new(x.len(), c, |i, y| f(&x[i * c..i * c + y.len()], y))
 }
 
 struct GeluErf;
@@ -238,11 +236,11 @@ impl CustomOp2 for GeluErfBwd {
         if x.len() != g.len() {
             candle_core::bail!("gelu bwd: {} inputs, {} gradients", x.len(), g.len())
         }
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(MIN_ELEMS_PER_TASK)
-            .zip(x.par_chunks(MIN_ELEMS_PER_TASK))
-            .zip(g.par_chunks(MIN_ELEMS_PER_TASK))
-            .for_each(|((d, x), g)| gelu_bwd_chunk(x, g, d));
+        let c = MIN_ELEMS_PER_TASK;
+        let dx = par_new(x.len(), c, |i, d| {
+            let r = i * c..i * c + d.len();
+            gelu_bwd_chunk(&x[r.clone()], &g[r], d)
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -328,10 +326,9 @@ impl CustomOp3 for LayerNormOp {
             )
         }
         let chunk = rows_per_task(d) * d;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(y, x)| ln_fwd_rows(x, w, b, self.eps, y));
+        let y = par_new(x.len(), chunk, |i, y| {
+            ln_fwd_rows(&x[i * chunk..i * chunk + y.len()], w, b, self.eps, y)
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -473,15 +470,11 @@ impl CustomOp2 for MaskedSoftmax {
                 l2.shape()
             )
         }
-        let mut y = vec![0f32; s.len()];
         // one task per (batch, head): its rows share the batch's mask row
-        y.par_chunks_mut(q * k)
-            .zip(s.par_chunks(q * k))
-            .enumerate()
-            .for_each(|(i, (y, s))| {
-                let bi = i / h;
-                softmax_rows(s, &m[bi * k..(bi + 1) * k], y)
-            });
+        let y = par_new(s.len(), q * k, |i, y| {
+            let bi = i / h;
+            softmax_rows(&s[i * q * k..(i + 1) * q * k], &m[bi * k..(bi + 1) * k], y)
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -520,11 +513,10 @@ impl CustomOp2 for SoftmaxBwd {
             candle_core::bail!("softmax bwd: {} outputs, {} gradients", y.len(), g.len())
         }
         let chunk = rows_per_task(d) * d;
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(chunk)
-            .zip(y.par_chunks(chunk))
-            .zip(g.par_chunks(chunk))
-            .for_each(|((dx, y), g)| softmax_bwd_rows(y, g, d, dx));
+        let dx = par_new(y.len(), chunk, |i, dx| {
+            let r = i * chunk..i * chunk + dx.len();
+            softmax_bwd_rows(&y[r.clone()], &g[r], d, dx)
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
