@@ -4,6 +4,7 @@
 use crate::fisher::FisherEstimator;
 use crate::{EwcError, Result};
 use candle_core::{DType, Tensor};
+use rayon::prelude::*;
 use std::collections::HashSet;
 
 /// A diagonal Fisher: one non-negative, finite tensor per named parameter, with the estimator
@@ -109,12 +110,13 @@ fn values_f64(t: &Tensor) -> Result<Vec<f64>> {
 
 /// The first value of `t` (flat row-major index, value) for which `bad` holds. A contiguous
 /// f32 CPU tensor is scanned where it lies, in blocks checked branch-free (vectorised) before
-/// one is searched; other tensors are read out as f64 first.
-fn first_where(t: &Tensor, bad: impl Fn(f64) -> bool) -> Result<Option<(usize, f64)>> {
+/// one is searched, the blocks spread over rayon's threads (the first bad block in order
+/// decides); other tensors are read out as f64 first.
+fn first_where(t: &Tensor, bad: impl Fn(f64) -> bool + Sync) -> Result<Option<(usize, f64)>> {
     const BLOCK: usize = 4096;
     if t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() {
         return Ok(crate::ewc::with_f32(t, "ewc value check", |v| {
-            v.chunks(BLOCK).enumerate().find_map(|(b, block)| {
+            v.par_chunks(BLOCK).enumerate().find_map_first(|(b, block)| {
                 if !block.iter().fold(false, |any, &x| any | bad(f64::from(x))) {
                     return None;
                 }
