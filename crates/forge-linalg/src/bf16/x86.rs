@@ -346,18 +346,23 @@ pub(super) fn run(
     let kp = round_up(k, KB);
     let (mp, np) = (round_up(m, MB), round_up(n, NB));
     let par = threads > 1;
-    // bf16 pairs as u32 (4-byte aligned for the pair stores), zero padding
-    let mut ap = vec![0u32; mp * kp / 2];
-    let mut bp = vec![0u32; np * kp / 2];
-    if par {
-        rayon::join(
-            || pack_a(a, kp, &mut ap, true),
-            || pack_b(b, kp, &mut bp, true),
-        );
+    // bf16 pairs as u32 (4-byte aligned for the pair stores), zero padding; each buffer is
+    // zeroed by the thread that packs it (not both on the calling thread first)
+    let packed_a = |par: bool| {
+        let mut ap = vec![0u32; mp * kp / 2];
+        pack_a(a, kp, &mut ap, par);
+        ap
+    };
+    let packed_b = |par: bool| {
+        let mut bp = vec![0u32; np * kp / 2];
+        pack_b(b, kp, &mut bp, par);
+        bp
+    };
+    let (ap, bp) = if par {
+        rayon::join(|| packed_a(true), || packed_b(true))
     } else {
-        pack_a(a, kp, &mut ap, false);
-        pack_b(b, kp, &mut bp, false);
-    }
+        (packed_a(false), packed_b(false))
+    };
     // rows of C per task: about four tasks per thread, whole A blocks
     let rows_per_task = if par {
         round_up(m.div_ceil(4 * threads), MB)
