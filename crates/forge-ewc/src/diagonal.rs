@@ -116,13 +116,15 @@ fn first_where(t: &Tensor, bad: impl Fn(f64) -> bool + Sync) -> Result<Option<(u
     const BLOCK: usize = 4096;
     if t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() {
         return Ok(crate::ewc::with_f32(t, "ewc value check", |v| {
-            v.par_chunks(BLOCK).enumerate().find_map_first(|(b, block)| {
-                if !block.iter().fold(false, |any, &x| any | bad(f64::from(x))) {
-                    return None;
-                }
-                let i = block.iter().position(|&x| bad(f64::from(x)))?;
-                Some((b * BLOCK + i, f64::from(block[i])))
-            })
+            v.par_chunks(BLOCK)
+                .enumerate()
+                .find_map_first(|(b, block)| {
+                    if !block.iter().fold(false, |any, &x| any | bad(f64::from(x))) {
+                        return None;
+                    }
+                    let i = block.iter().position(|&x| bad(f64::from(x)))?;
+                    Some((b * BLOCK + i, f64::from(block[i])))
+                })
         })?);
     }
     Ok(values_f64(t)?
