@@ -5,7 +5,7 @@ use crate::builder::{Named, ParamBuilder, VisitModules};
 use crate::config::{Activation, BertConfig};
 use crate::layers::last_state;
 use crate::layers::{
-    activate, additive_mask, attend, check_inputs, dropout, Embedding, LayerNorm, Unpadded,
+    activate, additive_mask, attend, check_inputs, dropout, Embedding, LayerNorm, TokenRows,
 };
 use crate::{ModelError, Result, SequenceClassifier, TextEncoder, Weights};
 use candle_core::{DType, Device, Tensor};
@@ -274,33 +274,21 @@ impl BertModel {
             c.hidden_dropout_prob,
             train,
         )?;
-        // the position-wise layers run on the real tokens only (see `Unpadded`)
-        let unpad = Unpadded::from_mask(&mask)?;
+        // one row per real token from here on (see `TokenRows`)
+        let tokens = TokenRows::from_mask(&mask)?;
         let mask = additive_mask(&mask)?;
-        // one row per (real) token from here on: the dense layers see 2-D inputs as they are
-        let dim = x.dim(2)?;
-        x = match &unpad {
-            Some(u) => u.pack(&x)?,
-            None => x.reshape((b * s, dim))?,
-        };
-        let padded = |x: &Tensor| -> candle_core::Result<Tensor> {
-            match &unpad {
-                Some(u) => u.unpack(x),
-                None => x.reshape((b, s, dim)),
-            }
-        };
+        x = tokens.rows(&x)?;
         let mut states = Vec::with_capacity(if keep_all { self.layers.len() + 1 } else { 1 });
         for l in &self.layers {
             if keep_all {
-                states.push(padded(&x)?);
+                states.push(tokens.batch(&x)?);
             }
             let ctx = attend(
                 &l.query,
                 &l.key,
                 &l.value,
                 &x,
-                (b, s),
-                unpad.as_ref(),
+                &tokens,
                 &mask,
                 c.num_attention_heads,
                 c.attention_probs_dropout_prob,
@@ -320,7 +308,7 @@ impl BertModel {
             )?;
             x = l.output_norm.forward(&(h + a)?)?;
         }
-        states.push(padded(&x)?);
+        states.push(tokens.batch(&x)?);
         Ok(states)
     }
 

@@ -4,7 +4,7 @@ use crate::builder::{Named, ParamBuilder, VisitModules};
 use crate::config::{Activation, DistilBertConfig};
 use crate::layers::last_state;
 use crate::layers::{
-    activate, additive_mask, attend, check_inputs, dropout, Embedding, LayerNorm, Unpadded,
+    activate, additive_mask, attend, check_inputs, dropout, Embedding, LayerNorm, TokenRows,
 };
 use crate::{Result, SequenceClassifier, TextEncoder, Weights};
 use candle_core::{Device, Tensor};
@@ -219,7 +219,7 @@ impl DistilBertModel {
             c.vocab_size,
             c.max_position_embeddings,
         )?;
-        let (b, s) = ids.dims2()?;
+        let (_, s) = ids.dims2()?;
         let train = self.training;
         let act = Activation::parse("activation", &c.activation)?;
         let pos = Tensor::arange(0u32, s as u32, ids.device())?.unsqueeze(0)?;
@@ -228,33 +228,21 @@ impl DistilBertModel {
             .forward(&ids)?
             .broadcast_add(&self.position_embeddings.forward(&pos)?)?;
         let mut x = dropout(&self.embeddings_norm.forward(&x)?, c.dropout, train)?;
-        // the position-wise layers run on the real tokens only (see `Unpadded`)
-        let unpad = Unpadded::from_mask(&mask)?;
+        // one row per real token from here on (see `TokenRows`)
+        let tokens = TokenRows::from_mask(&mask)?;
         let mask = additive_mask(&mask)?;
-        // one row per (real) token from here on: the dense layers see 2-D inputs as they are
-        let dim = x.dim(2)?;
-        x = match &unpad {
-            Some(u) => u.pack(&x)?,
-            None => x.reshape((b * s, dim))?,
-        };
-        let padded = |x: &Tensor| -> candle_core::Result<Tensor> {
-            match &unpad {
-                Some(u) => u.unpack(x),
-                None => x.reshape((b, s, dim)),
-            }
-        };
+        x = tokens.rows(&x)?;
         let mut states = Vec::with_capacity(if keep_all { self.layers.len() + 1 } else { 1 });
         for l in &self.layers {
             if keep_all {
-                states.push(padded(&x)?);
+                states.push(tokens.batch(&x)?);
             }
             let ctx = attend(
                 &l.q_lin,
                 &l.k_lin,
                 &l.v_lin,
                 &x,
-                (b, s),
-                unpad.as_ref(),
+                &tokens,
                 &mask,
                 c.n_heads,
                 c.attention_dropout,
@@ -266,7 +254,7 @@ impl DistilBertModel {
             let h = dropout(&l.lin2.forward_t(&h, train)?, c.dropout, train)?;
             x = l.output_layer_norm.forward(&(h + sa)?)?;
         }
-        states.push(padded(&x)?);
+        states.push(tokens.batch(&x)?);
         Ok(states)
     }
 

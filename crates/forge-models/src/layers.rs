@@ -167,26 +167,25 @@ pub fn self_attention(
     attn_dropout: f64,
     train: bool,
 ) -> candle_core::Result<Tensor> {
-    let (b, s, dim) = x.dims3()?;
+    let (b, s, _) = x.dims3()?;
+    let tokens = TokenRows::dense(b, s);
     let ctx = attend(
         q_lin,
         k_lin,
         v_lin,
-        &x.reshape((b * s, dim))?,
-        (b, s),
-        None,
+        &tokens.rows(x)?,
+        &tokens,
         mask,
         n_heads,
         attn_dropout,
         train,
     )?;
-    ctx.reshape((b, s, dim))
+    tokens.batch(&ctx)
 }
 
-/// [`self_attention`] on the tokens as rows: x `[b * s, dim]` -> `[b * s, dim]`, or with
-/// `unpad` over the packed real tokens of a padded batch: x `[T, dim]` (the tokens `unpad`
-/// keeps) -> `[T, dim]`. The projections run on the rows given; the heads see the batch laid
-/// out as `[b, s]` again, padding masked as before.
+/// [`self_attention`] on the rows of `tokens` ([`TokenRows`]): x `[n, dim]` -> `[n, dim]`. The
+/// projections run on those rows only; the heads see the batch laid out as `[b, s]` again,
+/// padding masked as before.
 ///
 /// # Errors
 /// Candle errors only.
@@ -196,24 +195,18 @@ pub(crate) fn attend(
     k_lin: &LoraLinear,
     v_lin: &LoraLinear,
     x: &Tensor,
-    (b, s): (usize, usize),
-    unpad: Option<&Unpadded>,
+    tokens: &TokenRows,
     mask: &Tensor,
     n_heads: usize,
     attn_dropout: f64,
     train: bool,
 ) -> candle_core::Result<Tensor> {
+    let (b, s) = (tokens.b, tokens.s);
     let dim = x.dim(1)?;
     let hd = dim / n_heads;
     let scale = 1.0 / (hd as f64).sqrt();
     // each projection as [b * s, dim], one row per position
-    let project = |lin: &LoraLinear| -> candle_core::Result<Tensor> {
-        let t = lin.forward_t(x, train)?;
-        match unpad {
-            Some(u) => u.spread_for_attention(&t),
-            None => Ok(t),
-        }
-    };
+    let project = |lin: &LoraLinear| tokens.spread_for_attention(&lin.forward_t(x, train)?);
     let (q, k, v) = (project(q_lin)?, project(k_lin)?, project(v_lin)?);
     let ctx = if crate::kernels::eligible(&q) && crate::kernels::eligible(mask) {
         use crate::kernels::{heads_matmul, Form};
@@ -253,9 +246,66 @@ pub(crate) fn attend(
             .transpose(1, 2)?
             .reshape((b * s, dim))?
     };
-    match unpad {
-        Some(u) => u.pack(&ctx),
-        None => Ok(ctx),
+    tokens.gather(&ctx)
+}
+
+/// The rows the position-wise layers (projections, feed-forward, layer norms, residuals,
+/// dropout) run on: one per real token of a padded batch ([`Unpadded`]), or one per position
+/// when there is no padding. The encoders hold their hidden states as these rows from the
+/// embeddings to the output, so every dense layer takes a 2-D input as it is (a reshape is one
+/// more graph node, and one more gradient accumulation in candle's backward pass).
+#[derive(Debug, Clone)]
+pub(crate) struct TokenRows {
+    b: usize,
+    s: usize,
+    unpad: Option<Unpadded>,
+}
+
+impl TokenRows {
+    /// For a `[b, s]` 0/1 attention mask: the real tokens only where there is padding.
+    pub(crate) fn from_mask(mask: &Tensor) -> candle_core::Result<Self> {
+        let (b, s) = mask.dims2()?;
+        Ok(Self {
+            b,
+            s,
+            unpad: Unpadded::from_mask(mask)?,
+        })
+    }
+
+    /// Every one of the `b * s` positions.
+    pub(crate) fn dense(b: usize, s: usize) -> Self {
+        Self { b, s, unpad: None }
+    }
+
+    /// `[b, s, h]` -> the rows `[n, h]`.
+    pub(crate) fn rows(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let flat = x.reshape((self.b * self.s, x.dim(D::Minus1)?))?;
+        self.gather(&flat)
+    }
+
+    /// The rows `[n, h]` -> `[b, s, h]`, zeros at padded positions.
+    pub(crate) fn batch(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.unpad {
+            Some(u) => u.unpack(x, (self.b, self.s)),
+            None => x.reshape((self.b, self.s, x.dim(D::Minus1)?)),
+        }
+    }
+
+    /// `[b * s, h]` (every position) -> the rows `[n, h]`.
+    fn gather(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.unpad {
+            Some(u) => u.pack(x),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// The rows `[n, h]` -> `[b * s, h]`, arbitrary (finite) values at padded positions: for the
+    /// attention heads, which mask them as keys and whose outputs there [`Self::gather`] drops.
+    fn spread_for_attention(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.unpad {
+            Some(u) => u.spread_for_attention(x),
+            None => Ok(x.clone()),
+        }
     }
 }
 
@@ -267,7 +317,7 @@ pub(crate) fn attend(
 /// the padded positions' outputs are zeros instead of values nothing should read. SST-2's
 /// training batches of 16 are about 60% padding.
 #[derive(Debug, Clone)]
-pub(crate) struct Unpadded {
+struct Unpadded {
     /// Flat indices (`i * s + j`) of the real tokens, `[T]` u32.
     keep: Tensor,
     /// For each flat position, its row among the `T` packed tokens (padding: row 0; its value
@@ -276,15 +326,13 @@ pub(crate) struct Unpadded {
     /// For each flat position, its row among the `T` packed tokens, padding: row `T` (a zero
     /// row appended), `[b * s]` u32.
     spread_zeroed: Tensor,
-    b: usize,
-    s: usize,
     t: usize,
 }
 
 impl Unpadded {
     /// From a `[b, s]` 0/1 mask. `None` when there is no padding, or when a sequence's first
     /// token is masked (the padded path keeps the reference implementation's outputs there).
-    pub(crate) fn from_mask(mask: &Tensor) -> candle_core::Result<Option<Self>> {
+    fn from_mask(mask: &Tensor) -> candle_core::Result<Option<Self>> {
         let (b, s) = mask.dims2()?;
         let m = mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         if m.iter().any(|row| row[0] == 0.0) {
@@ -309,19 +357,13 @@ impl Unpadded {
             keep: Tensor::from_vec(keep, t, dev)?,
             spread: Tensor::from_vec(spread, b * s, dev)?,
             spread_zeroed: Tensor::from_vec(spread_zeroed, b * s, dev)?,
-            b,
-            s,
             t,
         }))
     }
 
-    /// `[b, s, h]` or `[b * s, h]` -> the real tokens `[T, h]`.
-    pub(crate) fn pack(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if x.rank() == 2 {
-            return x.index_select(&self.keep, 0);
-        }
-        let h = x.dim(D::Minus1)?;
-        x.reshape((self.b * self.s, h))?.index_select(&self.keep, 0)
+    /// `[b * s, h]` -> the real tokens `[T, h]`.
+    fn pack(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.index_select(&self.keep, 0)
     }
 
     /// `[T, h]` -> `[b * s, h]` with arbitrary (finite) values at the padded positions: for the
@@ -331,13 +373,13 @@ impl Unpadded {
     }
 
     /// `[T, h]` -> `[b, s, h]` with zeros at the padded positions.
-    pub(crate) fn unpack(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn unpack(&self, x: &Tensor, (b, s): (usize, usize)) -> candle_core::Result<Tensor> {
         let h = x.dim(D::Minus1)?;
         debug_assert_eq!(x.dim(0)?, self.t);
         let zero = Tensor::zeros((1, h), x.dtype(), x.device())?;
         Tensor::cat(&[x, &zero], 0)?
             .index_select(&self.spread_zeroed, 0)?
-            .reshape((self.b, self.s, h))
+            .reshape((b, s, h))
     }
 }
 
