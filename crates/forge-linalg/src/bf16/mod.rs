@@ -519,10 +519,7 @@ impl Bf16Gemm {
             return Ok(());
         }
         match self.path {
-            Bf16Path::F32 => {
-                f32_path(a, b, c, self.accumulate, self.threads);
-                Ok(())
-            }
+            Bf16Path::F32 => f32_path(a, b, c, self.accumulate, self.threads),
             #[cfg(target_arch = "x86_64")]
             Bf16Path::Amx | Bf16Path::Avx512Bf16 => {
                 x86::run(self.path, a, b, c, self.accumulate, self.threads);
@@ -543,9 +540,15 @@ pub fn gemm_bf16(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) 
     Bf16Gemm::new().accumulate(accumulate).run(a, b, c)
 }
 
-/// The portable path: round both operands to bf16 (kept as f32, contiguous), then the `gemm`
-/// crate's f32 kernel.
-fn f32_path(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool, threads: usize) {
+/// The portable path: round both operands to bf16 (kept as f32, contiguous), then the f32
+/// GEMM of [`crate::sgemm`].
+fn f32_path(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let ar: Vec<f32> = (0..m)
         .flat_map(|i| (0..k).map(move |j| round_to_bf16(a.at(i, j))))
@@ -553,36 +556,13 @@ fn f32_path(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool, threa
     let br: Vec<f32> = (0..k)
         .flat_map(|i| (0..n).map(move |j| round_to_bf16(b.at(i, j))))
         .collect();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
+    let start = if accumulate {
+        crate::sgemm::Start::Keep
     } else {
-        gemm::Parallelism::None
+        crate::sgemm::Start::Zero
     };
-    // SAFETY: ar is m x k and br is k x n row-major, c holds m * n values (checked by `run`),
-    // all with the strides passed.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            ar.as_ptr(),
-            1,
-            k as isize,
-            br.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    let (ar, br) = (MatRef::row_major(&ar, m, k)?, MatRef::row_major(&br, k, n)?);
+    crate::sgemm::gemm_f32(ar, br, c, start, threads)
 }
 
 fn round_up(x: usize, to: usize) -> usize {
