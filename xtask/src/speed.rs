@@ -68,6 +68,11 @@ pub struct BenchArgs {
     /// Run the criterion benchmarks instead; the arguments after `--` go to `cargo bench`.
     #[arg(long)]
     criterion: bool,
+    /// A `libmkl_rt` (e.g. from `pip install mkl`) for Forge's f32 products: the workers run
+    /// with `FORGE_MKL` set to it (forge-linalg's optional MKL backend). Without it they use
+    /// the pure-Rust gemm crate (or whatever `FORGE_MKL` this process already has).
+    #[arg(long)]
+    mkl: Option<PathBuf>,
     /// Internal: run one Forge workload in this process and print its JSON line.
     #[arg(long, hide = true)]
     worker: bool,
@@ -125,7 +130,11 @@ fn run_forge(
     a: &BenchArgs,
 ) -> Result<SpeedRun> {
     let exe = std::env::current_exe().context("locate the xtask binary")?;
-    let o = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if let Some(p) = &a.mkl {
+        cmd.env(forge_linalg::mkl::ENV, p);
+    }
+    let o = cmd
         .args(["bench", "--worker", "--model", model.name()])
         .args(["--workload", workload.name(), "--precision", precision])
         .args([
@@ -251,6 +260,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             report.config.warmup,
             report.rounds
         );
+        let mut gemms: Vec<&str> = report
+            .runs
+            .iter()
+            .filter_map(|r| r.f32_gemm.as_deref())
+            .collect();
+        gemms.sort_unstable();
+        gemms.dedup();
+        if !gemms.is_empty() {
+            println!("Forge's f32 products: {}\n", gemms.join("; "));
+        }
         print!("{}", speed_table(&report.rows));
     }
     if let Some(g) = &a.gate {
@@ -287,6 +306,10 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
             .map(|w| Workload::from_name(w))
             .collect::<forge_bench::Result<_>>()?
     };
+    if let Some(p) = &a.mkl {
+        // fail here, naming the file, rather than in every worker
+        forge_linalg::mkl::load(p).with_context(|| format!("--mkl {}", p.display()))?;
+    }
     if let Some(p) = &a.python {
         let script = reference_script();
         if !script.is_file() {

@@ -227,6 +227,10 @@ pub struct SpeedRun {
     /// Forge in the bf16 mode: the instruction path of its products (`amx`, `avx512`, `f32`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bf16_path: Option<String>,
+    /// Forge: the backend of its f32 products ("gemm crate", or "MKL (<version>)" when
+    /// `FORGE_MKL` loaded one; [`forge_linalg::mkl`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f32_gemm: Option<String>,
 }
 
 impl SpeedRun {
@@ -475,6 +479,7 @@ fn run_workload_f32(
         params,
         trainable,
         bf16_path: None,
+        f32_gemm: Some(forge_linalg::mkl::describe(forge_linalg::mkl::status())),
     })
 }
 
@@ -691,6 +696,7 @@ mod tests {
             params: 10,
             trainable: 10,
             bf16_path: None,
+            f32_gemm: None,
         }
     }
 

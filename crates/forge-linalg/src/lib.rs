@@ -15,7 +15,8 @@
 //!   bf16-rounded operands, chosen at run time) and the switch that turns Forge's dense
 //!   products over to them.
 //! - [`sgemm`]: f32 matrix products split over rayon's threads by row blocks (the dense
-//!   layers' forward and backward products).
+//!   layers' forward and backward products); [`mkl`]: the optional oneMKL backend they use
+//!   when `FORGE_MKL` names a `libmkl_rt` (loaded at run time, nothing linked).
 //! - [`par`]: output buffers filled in parallel (no serial zero-fill first).
 //! - [`rng`]: seeded, portable randomness; [`device`]: CUDA > Metal > CPU selection.
 //!
@@ -37,6 +38,7 @@ pub mod dense;
 pub mod device;
 mod error;
 pub mod io;
+pub mod mkl;
 pub mod ops;
 pub mod par;
 pub mod rng;

@@ -192,6 +192,35 @@ fn run_blocks(
         }
         let (ad, ars, acs) = a.raw();
         let (bd, brs, bcs) = b.raw();
+        #[cfg(target_os = "linux")]
+        if let Some(mkl) = crate::mkl::active() {
+            if let (Some((ta, lda)), Some((tb, ldb))) =
+                (blas_layout(mb, k, ars, acs), blas_layout(k, n, brs, bcs))
+            {
+                if [mb, n, k, lda, ldb].iter().all(|&d| d <= i32::MAX as usize) {
+                    // SAFETY: as for the gemm crate below; blas_layout checked that the
+                    // strides are a BLAS layout of the same elements (unit stride one way,
+                    // leading dimension at least the other extent). With beta 0 BLAS writes
+                    // every value of dst without reading it.
+                    unsafe {
+                        mkl.gemm(
+                            mb,
+                            n,
+                            k,
+                            ad.as_ptr().add(i0 * ars),
+                            lda,
+                            ta,
+                            bd.as_ptr(),
+                            ldb,
+                            tb,
+                            if read_dst { 1.0 } else { 0.0 },
+                            dst.as_mut_ptr() as *mut f32,
+                        )
+                    };
+                    return;
+                }
+            }
+        }
         // SAFETY: `MatRef` checked that (m-1) rs + (k-1) cs (and likewise for B) lies within
         // its data, so rows i0..i0+mb of A and all of B are in bounds; `dst` holds mb * n
         // values, row stride n. With read_dst false the GEMM writes every value of dst without
@@ -228,6 +257,27 @@ fn run_blocks(
             .enumerate()
             .for_each(|(i, dst)| block(i * rows, dst));
     }
+}
+
+/// How BLAS reads a `rows x cols` view with strides `(rs, cs)`: `(false, ld)` when rows are
+/// contiguous (`cs == 1`, leading dimension `ld = rs`), `(true, ld)` when columns are (stored
+/// transposed, `ld = cs`); `None` when neither (the `gemm` crate takes those). Degenerate
+/// extents of 1 take whichever stride makes a valid leading dimension.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn blas_layout(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<(bool, usize)> {
+    if cols == 1 || cs == 1 {
+        let ld = if rows == 1 { cols } else { rs };
+        if ld >= cols.max(1) {
+            return Some((false, ld));
+        }
+    }
+    if rows == 1 || rs == 1 {
+        let ld = if cols == 1 { rows } else { cs };
+        if ld >= rows.max(1) {
+            return Some((true, ld));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -350,6 +400,20 @@ mod tests {
         let a64 = a.to_dtype(DType::F64).unwrap();
         assert_eq!(matmul(&a64.t().unwrap(), &a64).unwrap().dtype(), DType::F64);
         assert!(matmul(&a, &a).is_err());
+    }
+
+    #[test]
+    fn blas_layouts_of_views() {
+        // row major, with padding, transposed, degenerate and unrepresentable views
+        assert_eq!(blas_layout(4, 3, 3, 1), Some((false, 3)));
+        assert_eq!(blas_layout(4, 3, 5, 1), Some((false, 5)));
+        assert_eq!(blas_layout(4, 3, 1, 4), Some((true, 4)));
+        assert_eq!(blas_layout(1, 3, 0, 7), Some((true, 7)));
+        assert_eq!(blas_layout(4, 1, 2, 9), Some((false, 2)));
+        assert_eq!(blas_layout(1, 1, 0, 0), Some((false, 1)));
+        assert_eq!(blas_layout(4, 3, 2, 1), None); // rows overlap
+        assert_eq!(blas_layout(4, 3, 6, 2), None); // no unit stride
+        assert_eq!(blas_layout(4, 3, 0, 1), None); // broadcast rows
     }
 
     #[test]

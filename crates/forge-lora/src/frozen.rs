@@ -245,14 +245,26 @@ mod tests {
         let w = Tensor::new(&[[0.1f32, 0.2, 0.3], [0.4, -0.5, 0.6]], &dev).unwrap();
         let a = frozen_matmul_t(x.as_tensor(), &w).unwrap();
         let b = x.as_tensor().matmul(&w.t().unwrap()).unwrap();
-        assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+        // the same product up to the summation order of the GEMM backend (forge_linalg::mkl)
+        let near = |p: &Tensor, q: &Tensor| {
+            let d: f32 = (p - q)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d <= 1e-6, "{d}");
+        };
+        near(&a, &b);
         let ga = a.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let gb = b.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let (ga, gb) = (
             ga.get(x.as_tensor()).unwrap(),
             gb.get(x.as_tensor()).unwrap(),
         );
-        assert_eq!(ga.to_vec2::<f32>().unwrap(), gb.to_vec2::<f32>().unwrap());
+        near(ga, gb);
     }
 
     #[test]
@@ -397,6 +409,11 @@ mod tests {
             frozen_matmul_t(&x, &w.as_tensor().detach()).unwrap()
         });
         let plain = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
-        assert_eq!(v2(&y), v2(&plain));
+        // equal up to the GEMM backend's summation order (1e-6), far below bf16's rounding
+        for (r, p) in v2(&y).iter().zip(v2(&plain)) {
+            for (a, b) in r.iter().zip(p) {
+                assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+            }
+        }
     }
 }
