@@ -68,6 +68,29 @@ pub fn gemm_f32(
     Ok(())
 }
 
+/// [`gemm_f32`] into possibly uninitialised memory: `c` must be initialised for
+/// [`Start::Keep`]; with [`Start::Zero`] or [`Start::Rows`] every value is written.
+///
+/// # Errors
+/// As [`gemm_f32`].
+pub(crate) fn gemm_f32_uninit(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [MaybeUninit<f32>],
+    start: Start<'_>,
+    threads: usize,
+) -> Result<()> {
+    let (m, n) = check(a, b, start)?;
+    if c.len() != m * n {
+        return Err(LinalgError::InvalidArgument {
+            name: "gemm output",
+            reason: format!("{m} x {n} needs {} values, got {}", m * n, c.len()),
+        });
+    }
+    run_blocks(a, b, c, start, threads);
+    Ok(())
+}
+
 /// `A B` (plus each row starting at `start`'s row, if [`Start::Rows`]) into a new row-major
 /// `m x n` vector, without first zeroing it (each block writes its own rows).
 ///

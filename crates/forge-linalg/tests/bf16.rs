@@ -182,3 +182,48 @@ fn non_finite_values_propagate() {
         assert!(c[6..].iter().all(|v| *v == 20.0), "{path:?} {c:?}");
     }
 }
+
+#[test]
+fn new_outputs_start_from_the_bias_and_equal_accumulating_into_bias_rows() {
+    for path in Bf16Path::available() {
+        // padded (33 x 31 x 65), unpadded (64 x 64 x 64) and a split over tasks
+        for &(m, n, k, threads) in &[(33, 31, 65, 1), (64, 64, 64, 2), (200, 96, 40, 2)] {
+            let ad: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            let bd: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.25 - 3.0).collect();
+            let a = MatRef::row_major(&ad, m, k).unwrap();
+            // B read through a transposed view, as a linear layer's weight
+            let b = MatRef::row_major(&bd, n, k).unwrap().t();
+            let g = Bf16Gemm::new().path(path).threads(threads);
+            let mut want: Vec<f32> = (0..m * n).map(|i| bias[i % n]).collect();
+            g.accumulate(true).run(a, b, &mut want).unwrap();
+            assert_eq!(
+                g.run_new(a, b, Some(&bias)).unwrap(),
+                want,
+                "{path:?} {m}x{n}x{k}"
+            );
+            let mut plain = vec![f32::NAN; m * n];
+            g.run(a, b, &mut plain).unwrap();
+            assert_eq!(
+                g.run_new(a, b, None).unwrap(),
+                plain,
+                "{path:?} {m}x{n}x{k}"
+            );
+            assert!(g.run_new(a, b, Some(&bias[1..])).is_err());
+        }
+        // k = 0: the bias rows (or zeros) only
+        let empty: [f32; 0] = [];
+        let a = MatRef::row_major(&empty, 2, 0).unwrap();
+        let b = MatRef::row_major(&empty, 0, 3).unwrap();
+        let g = Bf16Gemm::new().path(path);
+        assert_eq!(
+            g.run_new(a, b, Some(&[1.0, 2.0, 3.0])).unwrap(),
+            vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0]
+        );
+        assert_eq!(g.run_new(a, b, None).unwrap(), vec![0.0; 6]);
+    }
+}

@@ -135,15 +135,8 @@ impl CustomOp3 for FusedLinear {
             .and_then(|xm| {
                 wm.and_then(|wm| {
                     if self.bf16 {
-                        // each row starts as the bias, filled in parallel blocks of rows
-                        let rows = n.div_ceil(candle_core::utils::get_num_threads()).max(1);
-                        let mut y = forge_linalg::par::par_new(n * out, rows * out, |_, c| {
-                            c.chunks_exact_mut(out).for_each(|r| r.copy_from_slice(b))
-                        });
-                        bf16::Bf16Gemm::new()
-                            .accumulate(true)
-                            .run(xm, wm.t(), &mut y)
-                            .map(|()| y)
+                        // each block of C is stored once, plus the bias
+                        bf16::Bf16Gemm::new().run_new(xm, wm.t(), Some(b))
                     } else {
                         // row blocks over the threads, each starting from the bias
                         let threads = candle_core::utils::get_num_threads();

@@ -680,10 +680,9 @@ impl CustomOp2 for HeadsMatmul {
                 let bv = view(b, bj, k, p, sb[2], sb[3])?;
                 let base = bi * os[0] + hi * os[1];
                 if self.bf16 {
-                    let mut tmp = vec![0f32; m * p];
-                    forge_linalg::bf16::Bf16Gemm::new()
+                    let tmp = forge_linalg::bf16::Bf16Gemm::new()
                         .threads(1)
-                        .run(av, bv, &mut tmp)?;
+                        .run_new(av, bv, None)?;
                     for (i, row) in tmp.chunks_exact(p).enumerate() {
                         for (j, v) in row.iter().enumerate() {
                             // SAFETY: (bi, hi, i, j) -> base + i os[2] + j os[3] maps the

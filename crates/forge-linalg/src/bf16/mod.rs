@@ -38,8 +38,10 @@
 //! 512-bit register). The AMX micro-kernel keeps a 32 x 32 block of C in four accumulator tiles
 //! (2 A tiles x 2 B tiles), the AVX512-BF16 one a 8 x 32 block in 16 registers.
 
+use crate::sgemm::Start;
 use crate::{LinalgError, Result};
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -486,6 +488,55 @@ impl Bf16Gemm {
     /// [`LinalgError::InvalidArgument`] when the inner dimensions differ, `c` does not hold
     /// exactly `m * n` values, or the path is not available on this machine.
     pub fn run(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) -> Result<()> {
+        let start = if self.accumulate {
+            Start::Keep
+        } else {
+            Start::Zero
+        };
+        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the product only writes f32
+        // values into it.
+        let c = unsafe { &mut *(c as *mut [f32] as *mut [MaybeUninit<f32>]) };
+        self.run_into(a, b, c, start)
+    }
+
+    /// `bf16(A) · bf16(B)` into a new row-major `m x n` vector, each row starting from `bias`
+    /// when given (`bias.len() == n`: a linear layer's `x W^T + b`), written once without a
+    /// zero-fill first. The accumulate setting does not apply.
+    ///
+    /// # Errors
+    /// As [`Bf16Gemm::run`], and when `bias` is not `n` long.
+    pub fn run_new(&self, a: MatRef<'_>, b: MatRef<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        let n = b.cols;
+        if let Some(r) = bias {
+            if r.len() != n {
+                return Err(LinalgError::InvalidArgument {
+                    name: "bias",
+                    reason: format!("{} values for {n} columns", r.len()),
+                });
+            }
+        }
+        let need = a.rows.checked_mul(n).ok_or(LinalgError::InvalidArgument {
+            name: "c",
+            reason: format!("{} x {n} overflows", a.rows),
+        })?;
+        let mut out: Vec<f32> = Vec::with_capacity(need);
+        let start = bias.map_or(Start::Zero, Start::Rows);
+        self.run_into(a, b, &mut out.spare_capacity_mut()[..need], start)?;
+        // SAFETY: run_into succeeded, so it wrote every one of the m * n values (each path
+        // writes every element of C when starting from zeros or the bias rows).
+        unsafe { out.set_len(need) };
+        Ok(out)
+    }
+
+    /// The product into `c`, which must be initialised when `start` is [`Start::Keep`]; every
+    /// value is written otherwise.
+    fn run_into(
+        &self,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        c: &mut [MaybeUninit<f32>],
+        start: Start<'_>,
+    ) -> Result<()> {
         let (m, k, n) = (a.rows, a.cols, b.cols);
         if b.rows != k {
             return Err(LinalgError::InvalidArgument {
@@ -513,16 +564,22 @@ impl Bf16Gemm {
             return Ok(());
         }
         if k == 0 {
-            if !self.accumulate {
-                c.fill(0.0);
+            match start {
+                Start::Keep => {}
+                Start::Zero => c.fill(MaybeUninit::new(0.0)),
+                Start::Rows(r) => c.chunks_exact_mut(n).for_each(|row| {
+                    row.iter_mut().zip(r).for_each(|(d, &v)| {
+                        d.write(v);
+                    })
+                }),
             }
             return Ok(());
         }
         match self.path {
-            Bf16Path::F32 => f32_path(a, b, c, self.accumulate, self.threads),
+            Bf16Path::F32 => f32_path(a, b, c, start, self.threads),
             #[cfg(target_arch = "x86_64")]
             Bf16Path::Amx | Bf16Path::Avx512Bf16 => {
-                x86::run(self.path, a, b, c, self.accumulate, self.threads);
+                x86::run(self.path, a, b, c, start, self.threads);
                 Ok(())
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -545,8 +602,8 @@ pub fn gemm_bf16(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) 
 fn f32_path(
     a: MatRef<'_>,
     b: MatRef<'_>,
-    c: &mut [f32],
-    accumulate: bool,
+    c: &mut [MaybeUninit<f32>],
+    start: Start<'_>,
     threads: usize,
 ) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
@@ -556,13 +613,8 @@ fn f32_path(
     let br: Vec<f32> = (0..k)
         .flat_map(|i| (0..n).map(move |j| round_to_bf16(b.at(i, j))))
         .collect();
-    let start = if accumulate {
-        crate::sgemm::Start::Keep
-    } else {
-        crate::sgemm::Start::Zero
-    };
     let (ar, br) = (MatRef::row_major(&ar, m, k)?, MatRef::row_major(&br, k, n)?);
-    crate::sgemm::gemm_f32(ar, br, c, start, threads)
+    crate::sgemm::gemm_f32_uninit(ar, br, c, start, threads)
 }
 
 fn round_up(x: usize, to: usize) -> usize {

@@ -39,9 +39,8 @@ impl CustomOp2 for Bf16Matmul {
         let a = mat_from_layout(s1, l1, "bf16 matmul lhs")?;
         let b = mat_from_layout(s2, l2, "bf16 matmul rhs")?;
         let (m, n) = (a.rows(), b.cols());
-        let mut c = vec![0f32; m * n];
-        Bf16Gemm::new()
-            .run(a, b, &mut c)
+        let c = Bf16Gemm::new()
+            .run_new(a, b, None)
             .map_err(|e| candle_core::Error::Msg(format!("bf16 matmul: {e}")))?;
         Ok((CpuStorage::F32(c), Shape::from((m, n))))
     }

@@ -45,7 +45,8 @@ impl Src<'_> {
 }
 
 /// Packs one block into u32 bf16 pairs: pair `p` of line `l` goes to
-/// `out[l * line_stride + p * pair_stride]`. `out` is zeroed beforehand (the padding stays 0).
+/// `out[l * line_stride + p * pair_stride]`. Positions beyond the lines or pairs (the padding)
+/// are not written: [`pad_zeros`] clears them first.
 fn pack_pairs(src: Src<'_>, out: &mut [u32], line_stride: usize, pair_stride: usize) {
     let pairs = src.k.div_ceil(2);
     let idx = |l: usize, p: usize| l * line_stride + p * pair_stride;
@@ -168,6 +169,53 @@ unsafe fn store_strided(out: *mut u32, v: __m512i, stride: usize) {
     }
 }
 
+/// Buffers of packed operands, kept between products: a fresh `vec![0u32; n]` per product
+/// cost a memset of every packed operand (~10 % of a bf16 forward at MiniLM size), although
+/// packing writes every value except the padding, which [`pad_zeros`] clears where there is
+/// some.
+static BUFFERS: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
+
+/// Buffers kept at most (two per product in flight).
+const KEPT_BUFFERS: usize = 8;
+
+/// A buffer of `len` values (old contents, any values) from the pool, or a new one.
+fn take_buffer(len: usize) -> Vec<u32> {
+    let reused = BUFFERS.lock().ok().and_then(|mut pool| {
+        // the smallest kept buffer that is large enough, else the largest (grown below)
+        let i = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.len() >= len)
+            .min_by_key(|(_, b)| b.len())
+            .map(|(i, _)| i)
+            .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()))?;
+        Some(pool.swap_remove(i))
+    });
+    let mut v = reused.unwrap_or_default();
+    if v.len() < len {
+        v.resize(len, 0);
+    }
+    v.truncate(len);
+    v
+}
+
+/// Returns a buffer to the pool (dropped when the pool is full).
+fn give_back(v: Vec<u32>) {
+    if let Ok(mut pool) = BUFFERS.lock() {
+        if pool.len() < KEPT_BUFFERS {
+            pool.push(v);
+        }
+    }
+}
+
+/// Zeroes a block of `lines_cap x pairs_cap` packed pairs when it has padding (fewer real
+/// lines or pairs than its capacity); a block without padding is left to be overwritten.
+fn pad_zeros(dst: &mut [u32], lines: usize, lines_cap: usize, k: usize, kp: usize) {
+    if lines < lines_cap || k.div_ceil(2) < kp / 2 {
+        dst.fill(0);
+    }
+}
+
 /// Packs A (m x k) into row blocks of MB rows, row-major with `kp / 2` pairs per row.
 fn pack_a(a: MatRef<'_>, kp: usize, out: &mut [u32], par: bool) {
     let block = |(ib, dst): (usize, &mut [u32])| {
@@ -180,6 +228,7 @@ fn pack_a(a: MatRef<'_>, kp: usize, out: &mut [u32], par: bool) {
             lines: MB.min(a.rows - i0),
             k: a.cols,
         };
+        pad_zeros(dst, src.lines, MB, src.k, kp);
         pack_pairs(src, dst, kp / 2, 1);
     };
     if par {
@@ -201,6 +250,7 @@ fn pack_b(b: MatRef<'_>, kp: usize, out: &mut [u32], par: bool) {
             lines: NB.min(b.cols - j0),
             k: b.rows,
         };
+        pad_zeros(dst, src.lines, NB, src.k, kp);
         pack_pairs(src, dst, 1, NB);
     };
     if par {
@@ -311,25 +361,39 @@ unsafe fn dp_block(a: *const u16, kp: usize, b: *const u16, out: *mut f32) {
     }
 }
 
-/// Writes (or adds) the valid part of a 32 x 32 block into C.
+/// Writes the valid part of a 32 x 32 block into C: as it is ([`Start::Zero`]), added to C
+/// ([`Start::Keep`], C initialised) or plus the start row ([`Start::Rows`]).
 #[allow(clippy::too_many_arguments)]
 fn store_block(
     blk: &[f32; MB * NB],
-    c: &mut [f32],
+    c: &mut [MaybeUninit<f32>],
     n: usize,
     r0: usize,
     rows: usize,
     j0: usize,
     cols: usize,
-    accumulate: bool,
+    start: Start<'_>,
 ) {
     for r in 0..rows {
         let dst = &mut c[(r0 + r) * n + j0..(r0 + r) * n + j0 + cols];
         let src = &blk[r * NB..r * NB + cols];
-        if accumulate {
-            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-        } else {
-            dst.copy_from_slice(src);
+        match start {
+            Start::Keep => dst.iter_mut().zip(src).for_each(|(d, s)| {
+                // SAFETY: with Start::Keep the caller passed an initialised C.
+                let v = unsafe { d.assume_init() };
+                d.write(v + s);
+            }),
+            Start::Zero => dst.iter_mut().zip(src).for_each(|(d, &s)| {
+                d.write(s);
+            }),
+            Start::Rows(bias) => {
+                dst.iter_mut()
+                    .zip(src)
+                    .zip(&bias[j0..j0 + cols])
+                    .for_each(|((d, &s), &b)| {
+                        d.write(b + s);
+                    })
+            }
         }
     }
 }
@@ -338,23 +402,23 @@ pub(super) fn run(
     path: Bf16Path,
     a: MatRef<'_>,
     b: MatRef<'_>,
-    c: &mut [f32],
-    accumulate: bool,
+    c: &mut [MaybeUninit<f32>],
+    start: Start<'_>,
     threads: usize,
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let kp = round_up(k, KB);
     let (mp, np) = (round_up(m, MB), round_up(n, NB));
     let par = threads > 1;
-    // bf16 pairs as u32 (4-byte aligned for the pair stores), zero padding; each buffer is
-    // zeroed by the thread that packs it (not both on the calling thread first)
+    // bf16 pairs as u32 (4-byte aligned for the pair stores) in kept buffers; padding zeroed
+    // by the thread that packs the block
     let packed_a = |par: bool| {
-        let mut ap = vec![0u32; mp * kp / 2];
+        let mut ap = take_buffer(mp * kp / 2);
         pack_a(a, kp, &mut ap, par);
         ap
     };
     let packed_b = |par: bool| {
-        let mut bp = vec![0u32; np * kp / 2];
+        let mut bp = take_buffer(np * kp / 2);
         pack_b(b, kp, &mut bp, par);
         bp
     };
@@ -369,8 +433,9 @@ pub(super) fn run(
     } else {
         mp
     };
-    let (ap, bp) = (&ap[..], &bp[..]);
-    let task = |(t, c_rows): (usize, &mut [f32])| {
+    let (ap_buf, bp_buf) = (ap, bp);
+    let (ap, bp) = (&ap_buf[..], &bp_buf[..]);
+    let task = |(t, c_rows): (usize, &mut [MaybeUninit<f32>])| {
         let r_start = t * rows_per_task;
         let rows_here = c_rows.len() / n;
         let mut blk = [0f32; MB * NB];
@@ -417,7 +482,7 @@ pub(super) fn run(
                         MB.min(rows_here - rb),
                         jb,
                         NB.min(n - jb),
-                        accumulate,
+                        start,
                     );
                 }
             }
@@ -434,4 +499,6 @@ pub(super) fn run(
     } else {
         task((0, c));
     }
+    give_back(ap_buf);
+    give_back(bp_buf);
 }
