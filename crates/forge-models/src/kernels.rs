@@ -251,6 +251,120 @@ pub(crate) fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(GeluErf)
 }
 
+/// Row lookup `w[ids]` whose backward scatters the gradient rows into a dense table gradient
+/// (the padding row, if any, gets none).
+struct EmbeddingOp {
+    padding_idx: Option<u32>,
+}
+
+fn u32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [u32]> {
+    let CpuStorage::U32(v) = s else {
+        candle_core::bail!("{what}: u32 ids expected")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{what}: ids must be contiguous"),
+    }
+}
+
+impl CustomOp2 for EmbeddingOp {
+    fn name(&self) -> &'static str {
+        "forge-embedding"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let w = f32_slice(s1, l1, "embedding table")?;
+        let ids = u32_slice(s2, l2, "embedding")?;
+        let (num, dim) = l1.shape().dims2()?;
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= num) {
+            candle_core::bail!("embedding: id {bad} is outside the table's {num} rows")
+        }
+        let rows = rows_per_task(dim);
+        let out = par_new(ids.len() * dim, rows * dim, |t, y| {
+            for (r, yr) in y.chunks_exact_mut(dim).enumerate() {
+                let id = ids[t * rows + r] as usize;
+                yr.copy_from_slice(&w[id * dim..(id + 1) * dim]);
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((ids.len(), dim))))
+    }
+
+    fn bwd(
+        &self,
+        w: &Tensor,
+        ids: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let bwd = EmbeddingBwd {
+            num: w.dim(0)?,
+            padding_idx: self.padding_idx,
+        };
+        let gw = ids.apply_op2_no_bwd(&grad.contiguous()?, &bwd)?;
+        Ok((Some(gw), None))
+    }
+}
+
+struct EmbeddingBwd {
+    num: usize,
+    padding_idx: Option<u32>,
+}
+
+impl CustomOp2 for EmbeddingBwd {
+    fn name(&self) -> &'static str {
+        "forge-embedding-bwd"
+    }
+
+    /// `(ids, grad)` -> the table's gradient `[num, dim]`: zeros filled in parallel, then
+    /// each id's gradient row added to its row (ids repeat, so the adds run in order on one
+    /// thread; they are `n x dim` values, the zero-fill is the table).
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let ids = u32_slice(s1, l1, "embedding bwd")?;
+        let g = f32_slice(s2, l2, "embedding bwd")?;
+        let (n, dim) = l2.shape().dims2()?;
+        if n != ids.len() {
+            candle_core::bail!("embedding bwd: {} ids, {n} gradient rows", ids.len())
+        }
+        let mut gw = par_new(self.num * dim, 1 << 16, |_, _| {});
+        for (&id, gr) in ids.iter().zip(g.chunks_exact(dim)) {
+            if Some(id) == self.padding_idx || id as usize >= self.num {
+                continue;
+            }
+            let dst = &mut gw[id as usize * dim..(id as usize + 1) * dim];
+            dst.iter_mut().zip(gr).for_each(|(d, g)| *d += g);
+        }
+        Ok((CpuStorage::F32(gw), Shape::from((self.num, dim))))
+    }
+}
+
+/// `w[ids]` for a table `w` `[num, dim]` and flat u32 `ids` `[n]` -> `[n, dim]`, as one op
+/// whose backward builds the table's gradient directly (candle's `index_select` backward
+/// zero-fills the table on one thread, then `index_add` copies it before adding). As PyTorch's
+/// `nn.Embedding(padding_idx)`, the padding row receives no gradient. `w` must be [`eligible`].
+///
+/// # Errors
+/// An id outside the table, non-u32 ids, candle errors.
+pub(crate) fn embedding(
+    w: &Tensor,
+    ids: &Tensor,
+    padding_idx: Option<u32>,
+) -> candle_core::Result<Tensor> {
+    w.contiguous()?
+        .apply_op2(&ids.contiguous()?, EmbeddingOp { padding_idx })
+}
+
 multiversion! {
     fn ln_fwd_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]) {
         let d = w.len();
@@ -818,6 +932,34 @@ mod tests {
             .unwrap()
             .to_scalar()
             .unwrap()
+    }
+
+    #[test]
+    fn embedding_value_and_gradient_match_index_select() {
+        let dev = Device::Cpu;
+        let w = Var::from_tensor(&rand(&[11, 40], 21, 1.0)).unwrap();
+        let ids = Tensor::new(&[3u32, 0, 7, 3, 10, 0, 3], &dev).unwrap();
+        let g = rand(&[7, 40], 22, 1.0);
+        for pad in [None, Some(0u32), Some(3)] {
+            let y = embedding(w.as_tensor(), &ids, pad).unwrap();
+            let want = w.as_tensor().index_select(&ids, 0).unwrap();
+            assert_eq!(max_abs_diff(&y, &want), 0.0);
+            let got = grads_of(&y, &g).get(w.as_tensor()).unwrap().clone();
+            // candle's index_select gradient, with the padding row's gradient removed
+            let mut want = grads_of(&want, &g)
+                .get(w.as_tensor())
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            if let Some(p) = pad {
+                want[p as usize].iter_mut().for_each(|v| *v = 0.0);
+            }
+            let want = Tensor::new(want, &dev).unwrap();
+            assert!(max_abs_diff(&got, &want) < 1e-6, "{pad:?}");
+        }
+        // an id outside the table is an error, not a panic
+        let bad = Tensor::new(&[11u32], &dev).unwrap();
+        assert!(embedding(w.as_tensor(), &bad, None).is_err());
     }
 
     #[test]
