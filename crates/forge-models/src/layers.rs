@@ -75,12 +75,6 @@ impl Embedding {
         let flat = ids.flatten_all()?;
         let w = self.weight.tensor();
         let dim = w.dim(1)?;
-        if crate::kernels::eligible(&w) && flat.dtype() == candle_core::DType::U32 {
-            // one op each way: a gather, and a backward that builds the table's gradient
-            // without the padding row's (the masking below in one pass)
-            let pad = self.padding_idx.filter(|_| self.weight.is_trainable());
-            return crate::kernels::embedding(&w, &flat, pad)?.reshape((b, s, dim));
-        }
         let mut e = w.index_select(&flat, 0)?;
         if let (Some(pad), true) = (self.padding_idx, self.weight.is_trainable()) {
             // forward value unchanged; padding rows come from a detached table (no gradient)
