@@ -178,7 +178,9 @@ static BUFFERS: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new
 /// Buffers kept at most (two per product in flight).
 const KEPT_BUFFERS: usize = 8;
 
-/// A buffer of `len` values (old contents, any values) from the pool, or a new one.
+/// A buffer of at least `len` values (old contents, any values) from the pool, or a new one;
+/// callers use its first `len` values. Buffers are never shortened, so a kept buffer is
+/// zero-filled only when it grows past its largest use.
 fn take_buffer(len: usize) -> Vec<u32> {
     let reused = BUFFERS.lock().ok().and_then(|mut pool| {
         // the smallest kept buffer that is large enough, else the largest (grown below)
@@ -195,7 +197,6 @@ fn take_buffer(len: usize) -> Vec<u32> {
     if v.len() < len {
         v.resize(len, 0);
     }
-    v.truncate(len);
     v
 }
 
@@ -412,14 +413,15 @@ pub(super) fn run(
     let par = threads > 1;
     // bf16 pairs as u32 (4-byte aligned for the pair stores) in kept buffers; padding zeroed
     // by the thread that packs the block
+    let (a_len, b_len) = (mp * kp / 2, np * kp / 2);
     let packed_a = |par: bool| {
-        let mut ap = take_buffer(mp * kp / 2);
-        pack_a(a, kp, &mut ap, par);
+        let mut ap = take_buffer(a_len);
+        pack_a(a, kp, &mut ap[..a_len], par);
         ap
     };
     let packed_b = |par: bool| {
-        let mut bp = take_buffer(np * kp / 2);
-        pack_b(b, kp, &mut bp, par);
+        let mut bp = take_buffer(b_len);
+        pack_b(b, kp, &mut bp[..b_len], par);
         bp
     };
     let (ap, bp) = if par {
@@ -434,7 +436,7 @@ pub(super) fn run(
         mp
     };
     let (ap_buf, bp_buf) = (ap, bp);
-    let (ap, bp) = (&ap_buf[..], &bp_buf[..]);
+    let (ap, bp) = (&ap_buf[..a_len], &bp_buf[..b_len]);
     let task = |(t, c_rows): (usize, &mut [MaybeUninit<f32>])| {
         let r_start = t * rows_per_task;
         let rows_here = c_rows.len() / n;
