@@ -261,6 +261,31 @@ impl Standardizer {
     }
 }
 
+/// The largest `|a - b|` over all elements of two tensors of the same shape, as f32 (for
+/// comparing a result against a reference: tests, parity checks).
+///
+/// # Errors
+/// [`LinalgError::InvalidArgument`] when the shapes differ or the tensors are empty; candle
+/// errors (e.g. different dtypes or devices).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    if a.dims() != b.dims() || a.elem_count() == 0 {
+        return Err(LinalgError::InvalidArgument {
+            name: "max_abs_diff",
+            reason: format!(
+                "shapes {:?} and {:?}: need equal, non-empty",
+                a.dims(),
+                b.dims()
+            ),
+        });
+    }
+    Ok((a - b)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_dtype(DType::F32)?
+        .to_scalar::<f32>()?)
+}
+
 /// Gram matrix `X X^T`.
 ///
 /// # Shapes
@@ -385,6 +410,20 @@ pub fn contiguous_f32<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_abs_diff_is_the_largest_gap_and_checks_shapes() {
+        let dev = candle_core::Device::Cpu;
+        let a = Tensor::new(&[[1.0f32, -2.0], [3.0, 4.0]], &dev).unwrap();
+        let b = Tensor::new(&[[1.5f32, -2.0], [0.0, 4.25]], &dev).unwrap();
+        assert_eq!(max_abs_diff(&a, &b).unwrap(), 3.0);
+        let a64 = Tensor::new(&[1.0f64, 2.0], &dev).unwrap();
+        let b64 = Tensor::new(&[1.0f64, 2.5], &dev).unwrap();
+        assert_eq!(max_abs_diff(&a64, &b64).unwrap(), 0.5);
+        assert!(max_abs_diff(&a, &a.t().unwrap().reshape(4).unwrap()).is_err());
+        let e = Tensor::zeros(0, DType::F32, &dev).unwrap();
+        assert!(max_abs_diff(&e, &e).is_err());
+    }
     use candle_core::Device;
 
     #[test]

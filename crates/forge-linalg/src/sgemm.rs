@@ -54,18 +54,10 @@ pub fn gemm_f32(
     start: Start<'_>,
     threads: usize,
 ) -> Result<()> {
-    let (m, n) = check(a, b, start)?;
-    if c.len() != m * n {
-        return Err(LinalgError::InvalidArgument {
-            name: "gemm output",
-            reason: format!("{m} x {n} needs {} values, got {}", m * n, c.len()),
-        });
-    }
     // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and an initialised f32 is a valid
     // `MaybeUninit<f32>`; the blocks only write f32 values into it.
     let c = unsafe { &mut *(c as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    run_blocks(a, b, c, start, threads);
-    Ok(())
+    gemm_f32_uninit(a, b, c, start, threads)
 }
 
 /// [`gemm_f32`] into possibly uninitialised memory: `c` must be initialised for
@@ -408,14 +400,7 @@ mod tests {
         let bt = b.t().unwrap();
         let got = matmul(&a, &bt).unwrap();
         let want = a.matmul(&bt).unwrap();
-        let d: f32 = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = crate::ops::max_abs_diff(&got, &want).unwrap();
         assert!(d < 1e-4, "{d}");
         // transposed left operand too, and f64 through candle
         let got = matmul(&a.t().unwrap(), &a).unwrap();

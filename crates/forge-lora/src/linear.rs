@@ -608,14 +608,7 @@ mod tests {
             .unwrap()
             .broadcast_add(&l.bias().unwrap().tensor())
             .unwrap();
-        let diff: f32 = (y.clone() - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = forge_linalg::ops::max_abs_diff(&y, &want).unwrap();
         assert!(diff < 1e-5, "{diff}");
         // Gradients reach the gate; the weights of the mixture are constants.
         let grads = y.sum_all().unwrap().backward().unwrap();

@@ -29,17 +29,8 @@ fn load(dir: &Path) -> AnyClassifier {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    // equal shapes checked there
+    forge_linalg::ops::max_abs_diff(a, b).unwrap()
 }
 
 fn logits(m: &AnyClassifier, e: &HashMap<String, Tensor>) -> Tensor {

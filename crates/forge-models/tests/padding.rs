@@ -69,16 +69,7 @@ fn models() -> Vec<(&'static str, AnyClassifier, [&'static str; 2])> {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    forge_linalg::ops::max_abs_diff(a, b).unwrap()
 }
 
 #[test]
