@@ -298,7 +298,6 @@ impl candle_core::InplaceOp2 for AddSquared {
     }
 }
 
-/// Accumulates weighted squared gradients per parameter.
 /// Zeros of `t`'s shape: f32 CPU ones filled in parallel chunks (a model's worth of
 /// accumulators is 91 MB at MiniLM size, one core's memset otherwise), others by candle.
 fn zeros_like_par(t: &Tensor) -> candle_core::Result<Tensor> {
@@ -310,6 +309,7 @@ fn zeros_like_par(t: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
+/// Accumulates weighted squared gradients per parameter.
 struct SquaredGradients<'a> {
     params: &'a [(String, Var)],
     acc: Vec<Tensor>,

@@ -507,14 +507,6 @@ impl Bf16Gemm {
     /// As [`Bf16Gemm::run`], and when `bias` is not `n` long.
     pub fn run_new(&self, a: MatRef<'_>, b: MatRef<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
         let n = b.cols;
-        if let Some(r) = bias {
-            if r.len() != n {
-                return Err(LinalgError::InvalidArgument {
-                    name: "bias",
-                    reason: format!("{} values for {n} columns", r.len()),
-                });
-            }
-        }
         let need = a.rows.checked_mul(n).ok_or(LinalgError::InvalidArgument {
             name: "c",
             reason: format!("{} x {n} overflows", a.rows),
@@ -553,6 +545,14 @@ impl Bf16Gemm {
                 name: "c",
                 reason: format!("expected {m} x {n} = {need} values, got {}", c.len()),
             });
+        }
+        if let Start::Rows(r) = start {
+            if r.len() != n {
+                return Err(LinalgError::InvalidArgument {
+                    name: "bias",
+                    reason: format!("{} values for {n} columns", r.len()),
+                });
+            }
         }
         if !self.path.is_available() {
             return Err(LinalgError::InvalidArgument {

@@ -424,7 +424,7 @@ pub(super) fn run(
         pack_b(b, kp, &mut bp[..b_len], par);
         bp
     };
-    let (ap, bp) = if par {
+    let (ap_buf, bp_buf) = if par {
         rayon::join(|| packed_a(true), || packed_b(true))
     } else {
         (packed_a(false), packed_b(false))
@@ -435,7 +435,6 @@ pub(super) fn run(
     } else {
         mp
     };
-    let (ap_buf, bp_buf) = (ap, bp);
     let (ap, bp) = (&ap_buf[..a_len], &bp_buf[..b_len]);
     let task = |(t, c_rows): (usize, &mut [MaybeUninit<f32>])| {
         let r_start = t * rows_per_task;
