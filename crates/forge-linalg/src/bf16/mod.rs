@@ -31,7 +31,10 @@
 //! magnitude, irrelevant to training, are where they can differ from [`Bf16Path::F32`].
 //!
 //! # Layout
-//! A is packed into bf16 row blocks of 32 rows (row-major, K padded to 32 with zeros), B into
+//! Both packed operands live in 64-byte aligned buffers (a tile row is one cache line; the AMX
+//! kernel ran 2.5x slower on rows straddling two). A is packed into bf16 row blocks of 32 rows
+//! (K padded to 32 with zeros), each a sequence of tile pairs `[k / 32][32 rows][32 bf16]` so
+//! that one k step of the kernel reads 2 KiB of consecutive A, B into
 //! panels of 32 columns in the "VNNI" pair layout `[k / 2][32 columns][2]`, which is both the
 //! tile layout `tdpbf16ps` reads (one tile row = 16 k-pairs of 16 columns; two tiles per panel
 //! at a 128-byte stride) and the vector layout `vdpbf16ps` reads (one k-pair of 16 columns per

@@ -44,12 +44,19 @@ impl Src<'_> {
     }
 }
 
-/// Packs one block into u32 bf16 pairs: pair `p` of line `l` goes to
-/// `out[l * line_stride + p * pair_stride]`. Positions beyond the lines or pairs (the padding)
-/// are not written: [`pad_zeros`] clears them first.
-fn pack_pairs(src: Src<'_>, out: &mut [u32], line_stride: usize, pair_stride: usize) {
+/// Packs one block into u32 bf16 pairs: pair `p` of line `l` goes to `out[idx(l, p)]`, where
+/// `idx` steps by `line_step` from line `l` to `l + 1` and by `pair_step` from pair `p` to
+/// `p + 1` inside each aligned group of 16 lines and 16 pairs (the unit of the vector paths).
+/// Positions beyond the lines or pairs (the padding) are not written: [`pad_zeros`] clears
+/// them first.
+fn pack_pairs(
+    src: Src<'_>,
+    out: &mut [u32],
+    idx: impl Fn(usize, usize) -> usize,
+    line_step: usize,
+    pair_step: usize,
+) {
     let pairs = src.k.div_ceil(2);
-    let idx = |l: usize, p: usize| l * line_stride + p * pair_stride;
     let scalar = |out: &mut [u32], lines: std::ops::Range<usize>, ps: std::ops::Range<usize>| {
         for l in lines {
             for p in ps.clone() {
@@ -57,15 +64,38 @@ fn pack_pairs(src: Src<'_>, out: &mut [u32], line_stride: usize, pair_stride: us
             }
         }
     };
-    // the vector stores address 16 lanes as i32 multiples of the stride
-    let strides_fit = 15 * line_stride.max(pair_stride) <= i32::MAX as usize;
-    if strides_fit && avx512bf16_available() && std::arch::is_x86_feature_detected!("avx512bw") {
+    // the vector stores address 16 lanes as i32 multiples of the step
+    let steps_fit = 15 * line_step.max(pair_step) <= i32::MAX as usize;
+    if steps_fit && avx512bf16_available() && std::arch::is_x86_feature_detected!("avx512bw") {
         let last = idx(src.lines.saturating_sub(1), pairs.saturating_sub(1));
         assert!(src.lines == 0 || pairs == 0 || last < out.len());
         if src.k_stride == 1 {
             // 32 consecutive k (16 pairs) of a line per vector
             let full = src.k / 32 * 16;
-            for l in 0..src.lines {
+            let full_lines = if line_step == 1 {
+                src.lines / 16 * 16
+            } else {
+                0
+            };
+            for l0 in (0..full_lines).step_by(16) {
+                for p0 in (0..full).step_by(16) {
+                    // SAFETY: AVX512-BF16 is available; the 16 x 32 values read are elements
+                    // (l0 .. l0 + 16, 2 p0 .. 2 p0 + 32) of the matrix (k stride 1), and the
+                    // 16 x 16 pairs written are at idx(l0 + i, p0 + j) = idx(l0, p0 + j) + i
+                    // (line step 1 inside the group) <= last < out.len().
+                    unsafe {
+                        pairs_transposed(
+                            src.data
+                                .as_ptr()
+                                .add(src.base + l0 * src.line_stride + 2 * p0),
+                            src.line_stride,
+                            out.as_mut_ptr().add(idx(l0, p0)),
+                            pair_step,
+                        )
+                    }
+                }
+            }
+            for l in full_lines..src.lines {
                 for p0 in (0..full).step_by(16) {
                     // SAFETY: AVX512-BF16 is available; the 32 values read are elements
                     // (l, 2 p0 .. 2 p0 + 32) of the matrix (2 p0 + 32 <= k, k stride 1) and
@@ -76,7 +106,7 @@ fn pack_pairs(src: Src<'_>, out: &mut [u32], line_stride: usize, pair_stride: us
                                 .as_ptr()
                                 .add(src.base + l * src.line_stride + 2 * p0),
                             out.as_mut_ptr().add(idx(l, p0)),
-                            pair_stride,
+                            pair_step,
                         )
                     }
                 }
@@ -98,7 +128,7 @@ fn pack_pairs(src: Src<'_>, out: &mut [u32], line_stride: usize, pair_stride: us
                             src.data.as_ptr().add(at),
                             src.data.as_ptr().add(at + src.k_stride),
                             out.as_mut_ptr().add(idx(l0, p)),
-                            line_stride,
+                            line_step,
                         )
                     }
                 }
@@ -109,6 +139,72 @@ fn pack_pairs(src: Src<'_>, out: &mut [u32], line_stride: usize, pair_stride: us
         }
     }
     scalar(out, 0..src.lines, 0..pairs);
+}
+
+/// 16 lines x 16 pairs: pair `j` of line `i` (the values at `src + i * ld + 2j` and the next)
+/// goes to `out[j * stride + i]`, for i, j < 16. Each line is converted as in
+/// [`pairs_along_k`], then the 16 x 16 block of u32 is transposed in registers, so that each
+/// pair's 16 lines are one contiguous store instead of a 16-lane scatter.
+///
+/// # Safety
+/// AVX512-BF16 and AVX512F are available, `src + i * ld` has 32 readable values for i < 16,
+/// and `out + j * stride .. + 16` is writable for j < 16.
+#[target_feature(enable = "avx512bf16,avx512f")]
+unsafe fn pairs_transposed(src: *const f32, ld: usize, out: *mut u32, stride: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (i, ri) in r.iter_mut().enumerate() {
+            let lo = _mm512_loadu_ps(src.add(i * ld));
+            let hi = _mm512_loadu_ps(src.add(i * ld + 16));
+            *ri = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+        }
+        let t = transpose16(r);
+        for (j, tj) in t.iter().enumerate() {
+            _mm512_storeu_si512(out.add(j * stride).cast(), *tj);
+        }
+    }
+}
+
+/// Transposes a 16 x 16 block of u32 held as 16 rows.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+    // 1. interleave 32-bit lanes of row pairs, 2. 64-bit lanes of pairs of pairs, 3. and 4.
+    // 128-bit lanes across groups of four and of eight rows
+    let mut a = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    let mut b = [_mm512_setzero_si512(); 16];
+    for i in 0..4 {
+        b[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+        b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+    }
+    // b[4g + q] holds, in each 128-bit lane L, column 4L + q of rows 4g .. 4g + 4: what is
+    // left is the 4 x 4 transpose of 128-bit lanes, t[4L + q] lane g = b[4g + q] lane L
+    let mut c = [_mm512_setzero_si512(); 16];
+    for g in 0..2 {
+        for q in 0..4 {
+            let (x, y) = (b[8 * g + q], b[8 * g + 4 + q]);
+            // lanes (x0, x2, y0, y2) and (x1, x3, y1, y3)
+            c[8 * g + q] = _mm512_shuffle_i32x4::<0b10_00_10_00>(x, y);
+            c[8 * g + 4 + q] = _mm512_shuffle_i32x4::<0b11_01_11_01>(x, y);
+        }
+    }
+    let mut t = [_mm512_setzero_si512(); 16];
+    for q in 0..4 {
+        for h in 0..2 {
+            let (x, y) = (c[4 * h + q], c[8 + 4 * h + q]);
+            // x: lanes (rows 0-3, rows 4-7) of columns 4 L + q for L = h, h + 2; y: the
+            // same for rows 8-15; the even lanes are column q + 4h, the odd q + 4h + 8
+            t[q + 4 * h] = _mm512_shuffle_i32x4::<0b10_00_10_00>(x, y);
+            t[q + 4 * h + 8] = _mm512_shuffle_i32x4::<0b11_01_11_01>(x, y);
+        }
+    }
+    t
 }
 
 /// `out[p * stride] = (bf16(src[2p]), bf16(src[2p + 1]))` for p < 16 (RNE, `vcvtne2ps2bf16`).
@@ -169,19 +265,48 @@ unsafe fn store_strided(out: *mut u32, v: __m512i, stride: usize) {
     }
 }
 
+/// One cache line of packed pairs: the unit of the packed buffers, so that every tile row
+/// (64 bytes) is one aligned cache line. Misaligned by 4 bytes, each tile row straddles two
+/// lines and the AMX kernel ran at 40 % of its aligned speed (250 vs 610-750 FLOP/cycle on
+/// operands in L1, measured here).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u32; 16]);
+
+/// A 64-byte aligned buffer of packed u32 pairs.
+struct PackBuf(Vec<Line>);
+
+impl PackBuf {
+    /// Capacity in u32.
+    fn len(&self) -> usize {
+        self.0.len() * 16
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        // SAFETY: `Line` is 16 u32 without padding (repr(C), 64 bytes), so the lines are
+        // `len()` consecutive initialised u32.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast(), self.len()) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u32] {
+        // SAFETY: as in `as_slice`, borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast(), self.len()) }
+    }
+}
+
 /// Buffers of packed operands, kept between products: a fresh `vec![0u32; n]` per product
 /// cost a memset of every packed operand (~10 % of a bf16 forward at MiniLM size), although
 /// packing writes every value except the padding, which [`pad_zeros`] clears where there is
 /// some.
-static BUFFERS: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
+static BUFFERS: std::sync::Mutex<Vec<PackBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// Buffers kept at most (two per product in flight).
 const KEPT_BUFFERS: usize = 8;
 
-/// A buffer of at least `len` values (old contents, any values) from the pool, or a new one;
+/// A buffer of at least `len` u32 (old contents, any values) from the pool, or a new one;
 /// callers use its first `len` values. Buffers are never shortened, so a kept buffer is
 /// zero-filled only when it grows past its largest use.
-fn take_buffer(len: usize) -> Vec<u32> {
+fn take_buffer(len: usize) -> PackBuf {
     let reused = BUFFERS.lock().ok().and_then(|mut pool| {
         // the smallest kept buffer that is large enough, else the largest (grown below)
         let i = pool
@@ -193,15 +318,15 @@ fn take_buffer(len: usize) -> Vec<u32> {
             .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()))?;
         Some(pool.swap_remove(i))
     });
-    let mut v = reused.unwrap_or_default();
+    let mut v = reused.unwrap_or(PackBuf(Vec::new()));
     if v.len() < len {
-        v.resize(len, 0);
+        v.0.resize(len.div_ceil(16), Line([0; 16]));
     }
     v
 }
 
 /// Returns a buffer to the pool (dropped when the pool is full).
-fn give_back(v: Vec<u32>) {
+fn give_back(v: PackBuf) {
     if let Ok(mut pool) = BUFFERS.lock() {
         if pool.len() < KEPT_BUFFERS {
             pool.push(v);
@@ -217,7 +342,15 @@ fn pad_zeros(dst: &mut [u32], lines: usize, lines_cap: usize, k: usize, kp: usiz
     }
 }
 
-/// Packs A (m x k) into row blocks of MB rows, row-major with `kp / 2` pairs per row.
+/// Where pair `p` of row `r` lies in a packed A block: the block is a sequence of AMX tiles
+/// in k order, `[kp / 32][MB rows][16 pairs]`, so that the two A tiles of one k step are 2 KiB
+/// of consecutive memory (as the two B tiles are) rather than 32 rows `kp` apart.
+#[inline(always)]
+fn a_index(r: usize, p: usize) -> usize {
+    (p / 16 * MB + r) * 16 + p % 16
+}
+
+/// Packs A (m x k) into row blocks of MB rows, each laid out by [`a_index`].
 fn pack_a(a: MatRef<'_>, kp: usize, out: &mut [u32], par: bool) {
     let block = |(ib, dst): (usize, &mut [u32])| {
         let i0 = ib * MB;
@@ -230,7 +363,7 @@ fn pack_a(a: MatRef<'_>, kp: usize, out: &mut [u32], par: bool) {
             k: a.cols,
         };
         pad_zeros(dst, src.lines, MB, src.k, kp);
-        pack_pairs(src, dst, kp / 2, 1);
+        pack_pairs(src, dst, a_index, 16, 1);
     };
     if par {
         out.par_chunks_mut(MB * kp / 2).enumerate().for_each(block);
@@ -252,7 +385,7 @@ fn pack_b(b: MatRef<'_>, kp: usize, out: &mut [u32], par: bool) {
             k: b.rows,
         };
         pad_zeros(dst, src.lines, NB, src.k, kp);
-        pack_pairs(src, dst, 1, NB);
+        pack_pairs(src, dst, |l, p| p * NB + l, 1, NB);
     };
     if par {
         out.par_chunks_mut(NB * kp / 2).enumerate().for_each(panel);
@@ -276,22 +409,22 @@ fn tile_config() -> TileConfig {
     TileConfig(cfg)
 }
 
-/// The 32 x 32 block of C from a 32-row block of A (`a`, row stride `kp`) and a 32-column
-/// panel of B (`b`), into `out` (row-major, 32 x 32).
+/// The 32 x 32 block of C from a packed 32-row block of A (`a`, laid out by [`a_index`]) and
+/// a 32-column panel of B (`b`), into `out` (row-major, 32 x 32).
 ///
 /// # Safety
 /// The AMX tile state was requested ([`amx_available`] is true), the thread's tiles are
-/// configured with [`tile_config`], `a` points to 32 rows of `kp` bf16, `b` to `kp * 32`
-/// bf16, and `kp` is a positive multiple of 32.
+/// configured with [`tile_config`], `a` points to a packed block of 32 x `kp` bf16, `b` to
+/// `kp * 32` bf16, and `kp` is a positive multiple of 32.
 #[inline(always)]
 unsafe fn amx_block(a: *const u16, kp: usize, b: *const u16, out: &mut [f32; MB * NB]) {
-    let lda = kp * 2; // bytes per A row
+    let lda: usize = 64; // bytes per A tile row ([`a_index`])
     let a_lo = a;
-    // SAFETY (pointer arithmetic): rows 16..32 of the 32-row block.
-    let a_hi = unsafe { a.add(16 * kp) };
+    // SAFETY (pointer arithmetic): rows 16..32 of the first k step's 32 x 32 tile pair.
+    let a_hi = unsafe { a.add(16 * KB) };
     let steps = kp / KB;
     // SAFETY: per the caller's contract; each step reads 16 rows of 64 bytes of A at
-    // stride lda from a_lo/a_hi + 64 * step, and 16 rows of 64 bytes of B at stride 128
+    // stride 64 from a_lo/a_hi + 2048 * step, and 16 rows of 64 bytes of B at stride 128
     // from b (+ 64) + 2048 * step, all within the packed blocks; stores write 4 x 16 rows
     // of 64 bytes at stride 128 into `out` (32 x 32 f32 = 4 KiB).
     unsafe {
@@ -309,8 +442,8 @@ unsafe fn amx_block(a: *const u16, kp: usize, b: *const u16, out: &mut [f32; MB 
             "tdpbf16ps tmm1, tmm4, tmm7",
             "tdpbf16ps tmm2, tmm5, tmm6",
             "tdpbf16ps tmm3, tmm5, tmm7",
-            "add {alo}, 64",
-            "add {ahi}, 64",
+            "add {alo}, 2048",
+            "add {ahi}, 2048",
             "add {b}, 2048",
             "dec {n}",
             "jnz 2b",
@@ -331,22 +464,24 @@ unsafe fn amx_block(a: *const u16, kp: usize, b: *const u16, out: &mut [f32; MB 
     }
 }
 
-/// The 8 x 32 block of C from 8 rows of A (`a`, row stride `kp`) and a B panel.
+/// The 8 x 32 block of C from rows `r0 .. r0 + 8` of a packed A block (`a`, laid out by
+/// [`a_index`]) and a B panel.
 ///
 /// # Safety
-/// AVX512-BF16 and AVX512F are available; `a` points to 8 rows of `kp` bf16, `b` to
-/// `kp * 32` bf16, `kp` is even, `out` has room for 8 rows of 32.
+/// AVX512-BF16 and AVX512F are available; `a` points to a packed block of 32 x `kp` bf16,
+/// `r0 + 8 <= 32`, `b` points to `kp * 32` bf16, `kp` is even, `out` has room for 8 rows of
+/// 32.
 #[target_feature(enable = "avx512bf16,avx512f")]
-unsafe fn dp_block(a: *const u16, kp: usize, b: *const u16, out: *mut f32) {
+unsafe fn dp_block(a: *const u32, r0: usize, kp: usize, b: *const u16, out: *mut f32) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR_DP];
     for p in 0..kp / 2 {
-        // SAFETY: p < kp / 2, so the loads stay in the B panel and the A rows.
+        // SAFETY: p < kp / 2 and r0 + r < 32, so the loads stay in the B panel and the A block.
         unsafe {
             let bp = b.add(p * 2 * NB);
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.cast()));
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(NB).cast()));
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let pair = (a.add(r * kp + 2 * p) as *const i32).read_unaligned();
+                let pair = a.add(a_index(r0 + r, p)).read() as i32;
                 let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
                 acc_r[0] = _mm512_dpbf16_ps(acc_r[0], av, b0);
                 acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, b1);
@@ -361,6 +496,10 @@ unsafe fn dp_block(a: *const u16, kp: usize, b: *const u16, out: *mut f32) {
         }
     }
 }
+
+/// A 32 x 32 block of C, aligned for the tile stores.
+#[repr(C, align(64))]
+struct Block([f32; MB * NB]);
 
 /// Writes the valid part of a 32 x 32 block into C: as it is ([`Start::Zero`]), added to C
 /// ([`Start::Keep`], C initialised) or plus the start row ([`Start::Rows`]).
@@ -416,12 +555,12 @@ pub(super) fn run(
     let (a_len, b_len) = (mp * kp / 2, np * kp / 2);
     let packed_a = |par: bool| {
         let mut ap = take_buffer(a_len);
-        pack_a(a, kp, &mut ap[..a_len], par);
+        pack_a(a, kp, &mut ap.as_mut_slice()[..a_len], par);
         ap
     };
     let packed_b = |par: bool| {
         let mut bp = take_buffer(b_len);
-        pack_b(b, kp, &mut bp[..b_len], par);
+        pack_b(b, kp, &mut bp.as_mut_slice()[..b_len], par);
         bp
     };
     let (ap_buf, bp_buf) = if par {
@@ -429,17 +568,49 @@ pub(super) fn run(
     } else {
         (packed_a(false), packed_b(false))
     };
+    compute(
+        path,
+        &ap_buf.as_slice()[..a_len],
+        &bp_buf.as_slice()[..b_len],
+        m,
+        n,
+        kp,
+        c,
+        start,
+        threads,
+    );
+    give_back(ap_buf);
+    give_back(bp_buf);
+}
+
+/// C from packed operands: `ap` holds `round_up(m, MB)` rows of `kp` bf16 in row blocks,
+/// `bp` the `round_up(n, NB) / NB` panels of B.
+#[allow(clippy::too_many_arguments)]
+fn compute(
+    path: Bf16Path,
+    ap: &[u32],
+    bp: &[u32],
+    m: usize,
+    n: usize,
+    kp: usize,
+    c: &mut [MaybeUninit<f32>],
+    start: Start<'_>,
+    threads: usize,
+) {
+    let mp = round_up(m, MB);
+    let par = threads > 1;
     // rows of C per task: about four tasks per thread, whole A blocks
     let rows_per_task = if par {
         round_up(m.div_ceil(4 * threads), MB)
     } else {
         mp
     };
-    let (ap, bp) = (&ap_buf[..a_len], &bp_buf[..b_len]);
     let task = |(t, c_rows): (usize, &mut [MaybeUninit<f32>])| {
         let r_start = t * rows_per_task;
         let rows_here = c_rows.len() / n;
-        let mut blk = [0f32; MB * NB];
+        // 64-byte aligned, as the tile stores want (see [`Line`])
+        let mut blk = Block([0f32; MB * NB]);
+        let blk = &mut blk.0;
         let amx = path == Bf16Path::Amx;
         if amx {
             let cfg = tile_config();
@@ -456,18 +627,17 @@ pub(super) fn run(
                 for jb in (j0..j_end).step_by(NB) {
                     let b_pan = &bp[jb * kp / 2..(jb + NB) * kp / 2];
                     if amx {
-                        // SAFETY: tiles configured above; a_blk is 32 rows of kp bf16,
-                        // b_pan is kp * 32 bf16, kp a positive multiple of 32.
-                        unsafe {
-                            amx_block(a_blk.as_ptr().cast(), kp, b_pan.as_ptr().cast(), &mut blk)
-                        };
+                        // SAFETY: tiles configured above; a_blk is a packed block of 32 x kp
+                        // bf16, b_pan is kp * 32 bf16, kp a positive multiple of 32.
+                        unsafe { amx_block(a_blk.as_ptr().cast(), kp, b_pan.as_ptr().cast(), blk) };
                     } else {
                         for r in (0..MB).step_by(MR_DP) {
                             // SAFETY: the path is available (checked by `run`), the
                             // pointers cover 8 rows of A and the panel, blk has 32 rows.
                             unsafe {
                                 dp_block(
-                                    a_blk.as_ptr().cast::<u16>().add(r * kp),
+                                    a_blk.as_ptr(),
+                                    r,
                                     kp,
                                     b_pan.as_ptr().cast(),
                                     blk.as_mut_ptr().add(r * NB),
@@ -476,7 +646,7 @@ pub(super) fn run(
                         }
                     }
                     store_block(
-                        &blk,
+                        blk,
                         c_rows,
                         n,
                         rb,
@@ -500,6 +670,4 @@ pub(super) fn run(
     } else {
         task((0, c));
     }
-    give_back(ap_buf);
-    give_back(bp_buf);
 }
