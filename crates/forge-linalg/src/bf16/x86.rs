@@ -118,8 +118,27 @@ fn pack_pairs(
             // 16 consecutive lines of one pair per vector
             let full_lines = src.lines / 16 * 16;
             let full_pairs = src.k / 2;
+            // with pair step 1, groups of 16 pairs go through a register transpose
+            let grouped = if pair_step == 1 {
+                full_pairs / 16 * 16
+            } else {
+                0
+            };
             for l0 in (0..full_lines).step_by(16) {
-                for p in 0..full_pairs {
+                for p0 in (0..grouped).step_by(16) {
+                    // SAFETY: elements (l0 .. l0 + 16, 2 p0 .. 2 p0 + 32) are in the matrix
+                    // (line stride 1, 2 p0 + 32 <= k); the pairs written are at
+                    // idx(l0 + i, p0 + j) = idx(l0, p0) + i * line_step + j (pair step 1).
+                    unsafe {
+                        lines_transposed(
+                            src.data.as_ptr().add(src.base + l0 + 2 * p0 * src.k_stride),
+                            src.k_stride,
+                            out.as_mut_ptr().add(idx(l0, p0)),
+                            line_step,
+                        )
+                    }
+                }
+                for p in grouped..full_pairs {
                     // SAFETY: as above: elements (l0 .. l0 + 16, 2p) and (.., 2p + 1) are in
                     // the matrix (line stride 1), the pairs written at idx(l0 .. l0 + 16, p).
                     unsafe {
@@ -231,6 +250,16 @@ unsafe fn pairs_along_k(src: *const f32, out: *mut u32, stride: usize) {
 #[target_feature(enable = "avx512bf16,avx512f,avx512bw")]
 unsafe fn pairs_across_lines(k0: *const f32, k1: *const f32, out: *mut u32, stride: usize) {
     // SAFETY: per the contract.
+    unsafe { store_strided(out, across_lines(k0, k1), stride) }
+}
+
+/// Lane `l` = the bf16 pair `(k0[l], k1[l])` for l < 16.
+///
+/// # Safety
+/// AVX512-BF16, AVX512F and AVX512BW are available; 16 readable values at `k0` and at `k1`.
+#[target_feature(enable = "avx512bf16,avx512f,avx512bw")]
+unsafe fn across_lines(k0: *const f32, k1: *const f32) -> __m512i {
+    // SAFETY: per the contract.
     unsafe {
         let a = _mm512_loadu_ps(k0);
         let b = _mm512_loadu_ps(k1);
@@ -240,7 +269,29 @@ unsafe fn pairs_across_lines(k0: *const f32, k1: *const f32, out: *mut u32, stri
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
             4, 19, 3, 18, 2, 17, 1, 16, 0,
         );
-        store_strided(out, _mm512_permutexvar_epi16(idx, v), stride);
+        _mm512_permutexvar_epi16(idx, v)
+    }
+}
+
+/// 16 lines x 16 pairs of a matrix whose lines are consecutive (`src[l + kk * k_stride]` is
+/// element (l, kk)): pair `j` of line `i` goes to `out[i * stride + j]`. Each pair of k is
+/// converted across the 16 lines as in [`pairs_across_lines`], then the 16 x 16 block is
+/// transposed in registers so that each line's 16 pairs are one contiguous store.
+///
+/// # Safety
+/// AVX512-BF16, AVX512F and AVX512BW are available; `src + kk * k_stride` has 16 readable
+/// values for kk < 32, and `out + i * stride .. + 16` is writable for i < 16.
+#[target_feature(enable = "avx512bf16,avx512f,avx512bw")]
+unsafe fn lines_transposed(src: *const f32, k_stride: usize, out: *mut u32, stride: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (j, rj) in r.iter_mut().enumerate() {
+            *rj = across_lines(src.add(2 * j * k_stride), src.add((2 * j + 1) * k_stride));
+        }
+        for (i, ti) in transpose16(r).iter().enumerate() {
+            _mm512_storeu_si512(out.add(i * stride).cast(), *ti);
+        }
     }
 }
 
