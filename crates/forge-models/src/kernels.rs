@@ -25,17 +25,17 @@ pub(crate) fn eligible(t: &Tensor) -> bool {
 
 /// Runs `body` on vectorised code for the best instruction set this CPU has.
 macro_rules! multiversion {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
-        fn $name($($arg: $ty),*) {
+        fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn imp($($arg: $ty),*) $body
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) { imp($($arg),*) }
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) { imp($($arg),*) }
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
                 if std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("fma")
@@ -54,6 +54,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
 
 /// `e^x` in f32 (Cody-Waite range reduction, degree-6 Taylor polynomial on
 /// `[-ln2/2, ln2/2]`, relative error < 4e-7); 0 below -87.3, clamped above 88.3. Branch-free so
@@ -680,6 +681,33 @@ impl CustomOp2 for HeadsMatmul {
                 let bv = view(b, bj, k, p, sb[2], sb[3])?;
                 let base = bi * os[0] + hi * os[1];
                 if self.bf16 {
+                    if os[2] == 1 && os[3] != 1 {
+                        // a transposed destination (column j of the result is contiguous):
+                        // the product is computed transposed, (A B)^T = B^T A^T, so that its
+                        // rows are the destination's contiguous runs
+                        let tmp = forge_linalg::bf16::Bf16Gemm::new().threads(1).run_new(
+                            bv.t(),
+                            av.t(),
+                            None,
+                        )?;
+                        for (j, col) in tmp.chunks_exact(m).enumerate() {
+                            // SAFETY: the m elements base + i + j os[3] (i < m) are this
+                            // task's (as below), in bounds, and no other reference to them
+                            // exists; viewed as MaybeUninit (not yet written), only written.
+                            let d = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    dst.0
+                                        .add(base + j * os[3])
+                                        .cast::<std::mem::MaybeUninit<f32>>(),
+                                    m,
+                                )
+                            };
+                            d.iter_mut().zip(col).for_each(|(d, v)| {
+                                d.write(v * self.scale);
+                            });
+                        }
+                        return Ok(());
+                    }
                     let tmp = forge_linalg::bf16::Bf16Gemm::new()
                         .threads(1)
                         .run_new(av, bv, None)?;

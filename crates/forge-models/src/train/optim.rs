@@ -4,6 +4,7 @@
 //! time: ~1 s per step on 67M parameters, see FIELD-NOTES); here the update of a parameter, its
 //! first and second moments is one pass over its `f32` storage.
 
+use crate::kernels::multiversion;
 use crate::{ModelError, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, TensorId, Var};
@@ -356,9 +357,7 @@ impl InplaceOp2 for InPlaceAdamW<'_> {
                 m.len()
             )
         }
-        if g.par_chunks(CHUNK)
-            .any(|c| c.iter().any(|x| !x.is_finite()))
-        {
+        if g.par_chunks(CHUNK).any(has_non_finite) {
             *self.non_finite.borrow_mut() = true;
             return Ok(());
         }
@@ -377,16 +376,47 @@ impl InplaceOp2 for InPlaceAdamW<'_> {
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
             .for_each(|(((p, g), m), v)| {
-                for (((pi, &gi), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
-                {
-                    *pi *= decay;
-                    *mi = b1 * *mi + ob1 * gi;
-                    *vi = b2 * *vi + ob2 * gi * gi;
-                    let denom = vi.sqrt() / bc2_sqrt + eps;
-                    *pi -= step_size * (*mi / denom);
-                }
+                adamw_chunk(
+                    p,
+                    g,
+                    m,
+                    v,
+                    [decay, b1, b2, ob1, ob2, step_size, bc2_sqrt, eps],
+                )
             });
         Ok(())
+    }
+}
+
+multiversion! {
+    /// One chunk of the in-place AdamW update; `k` = decay, b1, b2, 1 - b1, 1 - b2, step size,
+    /// sqrt(bias correction 2), eps. Compiled per instruction set (the same IEEE operations in
+    /// the same order on each, without contraction into FMAs: identical results).
+    fn adamw_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: [f32; 8]) {
+        let [decay, b1, b2, ob1, ob2, step_size, bc2_sqrt, eps] = k;
+        for (((pi, &gi), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *pi *= decay;
+            *mi = b1 * *mi + ob1 * gi;
+            *vi = b2 * *vi + ob2 * gi * gi;
+            let denom = vi.sqrt() / bc2_sqrt + eps;
+            *pi -= step_size * (*mi / denom);
+        }
+    }
+}
+
+multiversion! {
+    /// Whether `x` holds an infinity or a NaN: `x * 0` is (+-)0 for a finite value and NaN
+    /// otherwise, summed over 16 lanes so that the loop vectorises (no early exit).
+    fn has_non_finite(x: &[f32]) -> bool {
+        let mut acc = [0f32; 16];
+        let mut chunks = x.chunks_exact(16);
+        for c in &mut chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += v * 0.0;
+            }
+        }
+        let tail = chunks.remainder().iter().fold(0f32, |a, &v| a + v * 0.0);
+        acc.iter().fold(tail, |a, &v| a + v).is_nan()
     }
 }
 
@@ -462,6 +492,28 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn non_finite_values_are_found_anywhere() {
+        assert!(!has_non_finite(&[]));
+        for len in [1usize, 15, 16, 17, 40] {
+            let base: Vec<f32> = (0..len).map(|i| i as f32 * 8e36 - 1.6e38).collect();
+            assert!(!has_non_finite(&base), "{len}");
+            for at in 0..len {
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let mut x = base.clone();
+                    x[at] = bad;
+                    assert!(has_non_finite(&x), "{len} {at} {bad}");
+                }
+            }
+        }
+        assert!(!has_non_finite(&[
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            -0.0
+        ]));
+    }
 
     #[test]
     fn no_decay_names_follow_hugging_face() {
