@@ -1,7 +1,7 @@
 //! GFLOP/s of the bf16 products on each path this machine has, against the f32 `gemm` crate,
-//! on the dense shapes of DistilBERT-base at batch 16 x seq 64 (a quicker read than the
-//! criterion bench `bf16_gemm`):
-//! `RAYON_NUM_THREADS=2 cargo run --release -p forge-linalg --example bf16_gflops`.
+//! on the dense shapes of DistilBERT-base at batch 16 x seq 64 (MiniLM's with `--minilm`; a
+//! quicker read than the criterion bench `bf16_gemm`):
+//! `RAYON_NUM_THREADS=2 cargo run --release -p forge-linalg --example bf16_gflops [-- --minilm]`.
 
 use forge_linalg::bf16::{Bf16Gemm, Bf16Path, MatRef};
 use std::time::Instant;
@@ -34,7 +34,7 @@ fn main() -> forge_linalg::Result<()> {
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    for (m, n, k) in [(1024, 768, 768), (1024, 3072, 768), (1024, 768, 3072)] {
+    for (m, n, k) in shapes() {
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect();
@@ -91,4 +91,13 @@ fn main() -> forge_linalg::Result<()> {
         println!("| {m}x{n}x{k} | {} |", cells.join(" | "));
     }
     Ok(())
+}
+
+/// The shapes: DistilBERT-base's by default, MiniLM's with `--minilm`.
+fn shapes() -> Vec<(usize, usize, usize)> {
+    if std::env::args().any(|a| a == "--minilm") {
+        vec![(1024, 384, 384), (1024, 1536, 384), (1024, 384, 1536)]
+    } else {
+        vec![(1024, 768, 768), (1024, 3072, 768), (1024, 768, 3072)]
+    }
 }
