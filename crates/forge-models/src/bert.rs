@@ -320,7 +320,7 @@ impl BertModel {
     /// # Errors
     /// [`ModelError::Config`] when the model has no pooler.
     pub fn pool(&self, hidden: &Tensor) -> Result<Tensor> {
-        let pooler = self.pooler.as_ref().ok_or(ModelError::Config {
+        let pooler = self.pooler.as_ref().ok_or_else(|| ModelError::Config {
             field: "pooler",
             reason: "this checkpoint has no pooler".into(),
         })?;

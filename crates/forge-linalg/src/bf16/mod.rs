@@ -450,11 +450,13 @@ impl Default for Bf16Gemm {
 }
 
 impl Bf16Gemm {
-    /// The detected path ([`Bf16Path::detect`]), candle's thread count, C overwritten.
+    /// The detected path ([`Bf16Path::detect`]), the threads of the rayon pool it runs in
+    /// (`RAYON_NUM_THREADS`, as candle's thread count), C overwritten. Cheap: no environment
+    /// read per product (attention builds one per head).
     pub fn new() -> Self {
         Self {
             path: Bf16Path::detect(),
-            threads: candle_core::utils::get_num_threads(),
+            threads: rayon::current_num_threads(),
             accumulate: false,
         }
     }
@@ -510,10 +512,13 @@ impl Bf16Gemm {
     /// As [`Bf16Gemm::run`], and when `bias` is not `n` long.
     pub fn run_new(&self, a: MatRef<'_>, b: MatRef<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
         let n = b.cols;
-        let need = a.rows.checked_mul(n).ok_or(LinalgError::InvalidArgument {
-            name: "c",
-            reason: format!("{} x {n} overflows", a.rows),
-        })?;
+        let need = a
+            .rows
+            .checked_mul(n)
+            .ok_or_else(|| LinalgError::InvalidArgument {
+                name: "c",
+                reason: format!("{} x {n} overflows", a.rows),
+            })?;
         let mut out: Vec<f32> = Vec::with_capacity(need);
         let start = bias.map_or(Start::Zero, Start::Rows);
         self.run_into(a, b, &mut out.spare_capacity_mut()[..need], start)?;
@@ -539,10 +544,12 @@ impl Bf16Gemm {
                 reason: format!("A is {m} x {k} but B is {} x {n}", b.rows),
             });
         }
-        let need = m.checked_mul(n).ok_or(LinalgError::InvalidArgument {
-            name: "c",
-            reason: format!("{m} x {n} overflows"),
-        })?;
+        let need = m
+            .checked_mul(n)
+            .ok_or_else(|| LinalgError::InvalidArgument {
+                name: "c",
+                reason: format!("{m} x {n} overflows"),
+            })?;
         if c.len() != need {
             return Err(LinalgError::InvalidArgument {
                 name: "c",
@@ -591,7 +598,7 @@ impl Bf16Gemm {
     }
 }
 
-/// `C (+)= bf16(A) · bf16(B)` on the detected path with candle's thread count; see
+/// `C (+)= bf16(A) · bf16(B)` on the detected path with rayon's thread count; see
 /// [`Bf16Gemm::run`].
 ///
 /// # Errors

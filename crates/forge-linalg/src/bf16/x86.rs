@@ -345,44 +345,50 @@ impl PackBuf {
     }
 }
 
-/// Buffers of packed operands, kept between products: a fresh `vec![0u32; n]` per product
-/// cost a memset of every packed operand (~10 % of a bf16 forward at MiniLM size), although
-/// packing writes every value except the padding, which [`pad_zeros`] clears where there is
-/// some.
-static BUFFERS: std::sync::Mutex<Vec<PackBuf>> = std::sync::Mutex::new(Vec::new());
+thread_local! {
+    /// Buffers of packed operands, kept between products on each thread: a fresh
+    /// `vec![0u32; n]` per product cost a memset of every packed operand (~10 % of a bf16
+    /// forward at MiniLM size), although packing writes every value except the padding, which
+    /// [`pad_zeros`] clears where there is some. Per thread, so that attention's many small
+    /// products (one per batch element and head, on every rayon thread at once) do not queue
+    /// on one lock.
+    static BUFFERS: std::cell::RefCell<Vec<PackBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-/// Buffers kept at most (two per product in flight).
-const KEPT_BUFFERS: usize = 8;
+/// Buffers kept at most per thread (two per product in flight).
+const KEPT_BUFFERS: usize = 4;
 
-/// A buffer of at least `len` u32 (old contents, any values) from the pool, or a new one;
-/// callers use its first `len` values. Buffers are never shortened, so a kept buffer is
-/// zero-filled only when it grows past its largest use.
+/// A buffer of at least `len` u32 (old contents, any values) from this thread's pool, or a new
+/// one; callers use its first `len` values. A kept buffer too small for the request is replaced
+/// by a new zeroed one rather than grown (growing would copy its stale contents).
 fn take_buffer(len: usize) -> PackBuf {
-    let reused = BUFFERS.lock().ok().and_then(|mut pool| {
-        // the smallest kept buffer that is large enough, else the largest (grown below)
+    let reused = BUFFERS.with(|pool| {
+        let mut pool = pool.try_borrow_mut().ok()?;
+        // the smallest kept buffer that is large enough
         let i = pool
             .iter()
             .enumerate()
             .filter(|(_, b)| b.len() >= len)
             .min_by_key(|(_, b)| b.len())
-            .map(|(i, _)| i)
-            .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()))?;
+            .map(|(i, _)| i)?;
         Some(pool.swap_remove(i))
     });
-    let mut v = reused.unwrap_or(PackBuf(Vec::new()));
-    if v.len() < len {
-        v.0.resize(len.div_ceil(16), Line([0; 16]));
-    }
-    v
+    reused.unwrap_or_else(|| PackBuf(vec![Line([0; 16]); len.div_ceil(16)]))
 }
 
-/// Returns a buffer to the pool (dropped when the pool is full).
+/// Returns a buffer to this thread's pool; when the pool is full, the smallest buffer (this one
+/// or a kept one) is dropped, so the pool keeps the sizes that are costly to allocate.
 fn give_back(v: PackBuf) {
-    if let Ok(mut pool) = BUFFERS.lock() {
-        if pool.len() < KEPT_BUFFERS {
-            pool.push(v);
+    BUFFERS.with(|pool| {
+        let Ok(mut pool) = pool.try_borrow_mut() else {
+            return;
+        };
+        pool.push(v);
+        if pool.len() > KEPT_BUFFERS {
+            let smallest = (0..pool.len()).min_by_key(|&i| pool[i].len()).unwrap_or(0);
+            pool.swap_remove(smallest);
         }
-    }
+    });
 }
 
 /// Zeroes a block of `lines_cap x pairs_cap` packed pairs when it has padding (fewer real
@@ -676,21 +682,19 @@ pub(super) fn run(
     // bf16 pairs as u32 (4-byte aligned for the pair stores) in kept buffers; padding zeroed
     // by the thread that packs the block
     let (a_len, b_len) = (mp * kp / 2, np * kp / 2);
-    let packed_a = |par: bool| {
-        let mut ap = take_buffer(a_len);
-        pack_a(a, kp, &mut ap.as_mut_slice()[..a_len], par);
-        ap
-    };
-    let packed_b = |par: bool| {
-        let mut bp = take_buffer(b_len);
-        pack_b(b, kp, &mut bp.as_mut_slice()[..b_len], par);
-        bp
-    };
-    let (ap_buf, bp_buf) = if par {
-        rayon::join(|| packed_a(true), || packed_b(true))
+    // taken and given back on this thread (the packing below may run on other threads), so
+    // that the same thread's pool serves the next product
+    let (mut ap_buf, mut bp_buf) = (take_buffer(a_len), take_buffer(b_len));
+    let (ap, bp) = (
+        &mut ap_buf.as_mut_slice()[..a_len],
+        &mut bp_buf.as_mut_slice()[..b_len],
+    );
+    if par {
+        rayon::join(|| pack_a(a, kp, ap, true), || pack_b(b, kp, bp, true));
     } else {
-        (packed_a(false), packed_b(false))
-    };
+        pack_a(a, kp, ap, false);
+        pack_b(b, kp, bp, false);
+    }
     compute(
         path,
         &ap_buf.as_slice()[..a_len],
