@@ -662,6 +662,10 @@ impl CustomOp2 for HeadsMatmul {
         }
         let (a0, b0) = (l1.start_offset(), l2.start_offset());
         let (shape, os) = self.out.output(nb, nh, m, p);
+        if os[2] != 1 && os[3] != 1 {
+            // every Form stores its rows or its columns contiguously (the bf16 path copies runs)
+            candle_core::bail!("heads matmul: output strides {os:?} have no unit stride")
+        }
         let total = nb * nh * m * p;
         if k == 0 || total == 0 {
             return Ok((CpuStorage::F32(vec![0f32; total]), shape));
@@ -681,68 +685,34 @@ impl CustomOp2 for HeadsMatmul {
                 let bv = view(b, bj, k, p, sb[2], sb[3])?;
                 let base = bi * os[0] + hi * os[1];
                 if self.bf16 {
-                    if os[2] == 1 && os[3] != 1 {
-                        // a transposed destination (column j of the result is contiguous):
-                        // the product is computed transposed, (A B)^T = B^T A^T, so that its
-                        // rows are the destination's contiguous runs
-                        let tmp = forge_linalg::bf16::Bf16Gemm::new().threads(1).run_new(
-                            bv.t(),
-                            av.t(),
-                            None,
-                        )?;
-                        for (j, col) in tmp.chunks_exact(m).enumerate() {
-                            // SAFETY: the m elements base + i + j os[3] (i < m) are this
-                            // task's (as below), in bounds, and no other reference to them
-                            // exists; viewed as MaybeUninit (not yet written), only written.
-                            let d = unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    dst.0
-                                        .add(base + j * os[3])
-                                        .cast::<std::mem::MaybeUninit<f32>>(),
-                                    m,
-                                )
-                            };
-                            d.iter_mut().zip(col).for_each(|(d, v)| {
-                                d.write(v * self.scale);
-                            });
-                        }
-                        return Ok(());
-                    }
-                    let tmp = forge_linalg::bf16::Bf16Gemm::new()
-                        .threads(1)
-                        .run_new(av, bv, None)?;
-                    if os[3] == 1 {
-                        // rows of the destination are contiguous: scaled row copies (which
-                        // vectorise; the element loop below was ~7 % of a MiniLM bf16 forward)
-                        for (i, row) in tmp.chunks_exact(p).enumerate() {
-                            // SAFETY: the p elements base + i os[2] + j (j < p) are this task's
-                            // (as below), in bounds, and no other reference to them exists;
-                            // they are viewed as MaybeUninit (not yet written) and only written.
-                            let d = unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    dst.0
-                                        .add(base + i * os[2])
-                                        .cast::<std::mem::MaybeUninit<f32>>(),
-                                    p,
-                                )
-                            };
-                            d.iter_mut().zip(row).for_each(|(d, v)| {
-                                d.write(v * self.scale);
-                            });
-                        }
-                        return Ok(());
-                    }
-                    for (i, row) in tmp.chunks_exact(p).enumerate() {
-                        for (j, v) in row.iter().enumerate() {
-                            // SAFETY: (bi, hi, i, j) -> base + i os[2] + j os[3] maps the
-                            // [b, h, m, p] index space one-to-one onto 0..total (a permuted
-                            // row-major layout), so each task writes its own elements in bounds.
-                            unsafe {
+                    // the product oriented so that its rows are the destination's contiguous
+                    // runs (scaled run copies vectorise; an element loop was ~7 % of a MiniLM
+                    // bf16 forward): A B when the destination's rows are contiguous, else
+                    // (A B)^T = B^T A^T (its columns are, checked above)
+                    let gemm = forge_linalg::bf16::Bf16Gemm::new().threads(1);
+                    let (tmp, run, stride) = if os[3] == 1 {
+                        (gemm.run_new(av, bv, None)?, p, os[2])
+                    } else {
+                        (gemm.run_new(bv.t(), av.t(), None)?, m, os[3])
+                    };
+                    for (r, src) in tmp.chunks_exact(run).enumerate() {
+                        // SAFETY: (bi, hi, i, j) -> base + i os[2] + j os[3] maps the
+                        // [b, h, m, p] index space one-to-one onto 0..total (a permuted
+                        // row-major layout), so the `run` elements base + r stride + (0..run)
+                        // (one row, or one column, of this task's result) are this task's
+                        // alone and in bounds; they are viewed as MaybeUninit (not yet
+                        // written) and only written.
+                        let d = unsafe {
+                            std::slice::from_raw_parts_mut(
                                 dst.0
-                                    .add(base + i * os[2] + j * os[3])
-                                    .write(v * self.scale)
-                            }
-                        }
+                                    .add(base + r * stride)
+                                    .cast::<std::mem::MaybeUninit<f32>>(),
+                                run,
+                            )
+                        };
+                        d.iter_mut().zip(src).for_each(|(d, v)| {
+                            d.write(v * self.scale);
+                        });
                     }
                 } else {
                     // SAFETY: `view` bounds-checked both operands over their storages; the
