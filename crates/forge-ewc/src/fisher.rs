@@ -201,71 +201,130 @@ fn log_softmax_rows(logits: &Tensor) -> candle_core::Result<Tensor> {
     shifted.broadcast_sub(&lse)
 }
 
-/// Values per rayon task in the in-place accumulator passes.
+/// Values per rayon task in the accumulator passes.
 const CHUNK: usize = 64 * 1024;
 
-/// Whether an accumulator is updated in place by [`Scale`] / [`AddSquared`]: contiguous f32 or
-/// f64 on the CPU (elsewhere, tensor ops).
-fn in_place_eligible(acc: &Tensor) -> bool {
-    acc.device().is_cpu() && matches!(acc.dtype(), DType::F32 | DType::F64) && acc.is_contiguous()
+/// Whether a tensor takes the fused accumulator passes ([`FirstSquares`], [`AddSquares`]):
+/// contiguous f32 or f64 on the CPU (elsewhere, tensor ops).
+fn fused_eligible(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64) && t.is_contiguous()
 }
 
-/// `a *= k`, split over rayon's threads.
-fn scale_slice<T: Copy + Send + Sync + std::ops::MulAssign>(a: &mut [T], k: T) {
-    use rayon::prelude::*;
-    a.par_chunks_mut(CHUNK)
-        .for_each(|a| a.iter_mut().for_each(|v| *v *= k));
-}
-
-/// `a += w * g^2`, split over rayon's threads.
-fn add_squared_slice<T>(a: &mut [T], g: &[T], w: T)
-where
-    T: Copy + Send + Sync + std::ops::Mul<Output = T> + std::ops::AddAssign,
+/// The element types of the fused accumulator passes.
+trait Value:
+    Copy + Send + Sync + PartialOrd + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self>
 {
+    const MAX: Self;
+    const ZERO: Self;
+    fn of(x: f64) -> Self;
+}
+
+impl Value for f32 {
+    const MAX: Self = f32::MAX;
+    const ZERO: Self = 0.0;
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+}
+
+impl Value for f64 {
+    const MAX: Self = f64::MAX;
+    const ZERO: Self = 0.0;
+    fn of(x: f64) -> Self {
+        x
+    }
+}
+
+/// Whether `v` is not a valid Fisher value (NaN, infinite or negative: the predicate of
+/// [`check_fisher_values`]), written as two compares that vectorise.
+#[inline(always)]
+fn invalid<T: Value>(v: T) -> bool {
+    !(v >= T::ZERO && v <= T::MAX)
+}
+
+/// `w g^2` as a new vector, split over rayon's threads, and whether any value is [`invalid`].
+fn fresh_squares<T: Value>(g: &[T], w: T) -> (Vec<T>, bool) {
+    use rayon::prelude::*;
+    use std::mem::MaybeUninit;
+    let mut out: Vec<T> = Vec::with_capacity(g.len());
+    let bad = out.spare_capacity_mut()[..g.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .map(|(o, g)| {
+            o.iter_mut().zip(g).fold(false, |bad, (o, &g)| {
+                let v = w * (g * g);
+                *o = MaybeUninit::new(v);
+                bad | invalid(v)
+            })
+        })
+        .reduce(|| false, |x, y| x | y);
+    // SAFETY: the chunks above cover the first g.len() values and wrote each of them.
+    unsafe { out.set_len(g.len()) };
+    (out, bad)
+}
+
+/// `a += w g^2` in place, split over rayon's threads; whether any result is [`invalid`].
+fn add_squares<T: Value>(a: &mut [T], g: &[T], w: T) -> bool {
     use rayon::prelude::*;
     a.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
-        .for_each(|(a, g)| a.iter_mut().zip(g).for_each(|(a, &g)| *a += w * (g * g)));
+        .map(|(a, g)| {
+            a.iter_mut().zip(g).fold(false, |bad, (a, &g)| {
+                *a = *a + w * (g * g);
+                bad | invalid(*a)
+            })
+        })
+        .reduce(|| false, |x, y| x | y)
 }
 
-/// `acc *= scale` in place over CPU storage split over rayon's threads (the same values as
-/// `affine(scale, 0.0)`, without a parameter-sized allocation).
-struct Scale {
-    scale: f64,
+/// `w g^2` as a new tensor in one pass over CPU storage, noting whether a value is not a valid
+/// Fisher value (so that [`check_fisher_values`] runs only where one is).
+struct FirstSquares {
+    weight: f64,
+    bad: std::sync::atomic::AtomicBool,
 }
 
-impl candle_core::InplaceOp1 for Scale {
+impl candle_core::CustomOp1 for FirstSquares {
     fn name(&self) -> &'static str {
-        "forge-fisher-scale"
+        "forge-fisher-first-squares"
     }
 
     fn cpu_fwd(
         &self,
-        s: &mut candle_core::CpuStorage,
+        s: &candle_core::CpuStorage,
         l: &candle_core::Layout,
-    ) -> candle_core::Result<()> {
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use candle_core::CpuStorage;
-        let Some((a0, a1)) = l.contiguous_offsets() else {
-            candle_core::bail!("fisher scaling: a contiguous tensor expected")
+        let Some((g0, g1)) = l.contiguous_offsets() else {
+            candle_core::bail!("fisher squares: a contiguous tensor expected")
         };
-        match s {
-            CpuStorage::F32(a) => scale_slice(&mut a[a0..a1], self.scale as f32),
-            CpuStorage::F64(a) => scale_slice(&mut a[a0..a1], self.scale),
-            _ => candle_core::bail!("fisher scaling: f32 or f64 expected"),
-        }
-        Ok(())
+        let (out, bad) = match s {
+            CpuStorage::F32(g) => {
+                let (v, bad) = fresh_squares(&g[g0..g1], f32::of(self.weight));
+                (CpuStorage::F32(v), bad)
+            }
+            CpuStorage::F64(g) => {
+                let (v, bad) = fresh_squares(&g[g0..g1], self.weight);
+                (CpuStorage::F64(v), bad)
+            }
+            _ => candle_core::bail!("fisher squares: f32 or f64 expected"),
+        };
+        self.bad.fetch_or(bad, std::sync::atomic::Ordering::Relaxed);
+        Ok((out, l.shape().clone()))
     }
 }
 
-/// `acc += weight * g^2` in place, in one pass over CPU storage split over rayon's threads
-/// (the tensor-op chain allocated three parameter-sized buffers per parameter and step).
-struct AddSquared {
+/// `acc += w g^2` in place, in one pass over CPU storage split over rayon's threads (the
+/// tensor-op chain allocated three parameter-sized buffers per parameter and step), noting
+/// whether a result is not a valid Fisher value.
+struct AddSquares {
     weight: f64,
+    bad: std::sync::atomic::AtomicBool,
 }
 
-impl candle_core::InplaceOp2 for AddSquared {
+impl candle_core::InplaceOp2 for AddSquares {
     fn name(&self) -> &'static str {
-        "forge-fisher-add-squared"
+        "forge-fisher-add-squares"
     }
 
     fn cpu_fwd(
@@ -283,17 +342,18 @@ impl candle_core::InplaceOp2 for AddSquared {
         if a1 - a0 != g1 - g0 {
             candle_core::bail!("fisher accumulation: {} vs {} values", a1 - a0, g1 - g0)
         }
-        match (s1, s2) {
+        let bad = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(g)) => {
-                add_squared_slice(&mut a[a0..a1], &g[g0..g1], self.weight as f32)
+                add_squares(&mut a[a0..a1], &g[g0..g1], f32::of(self.weight))
             }
             (CpuStorage::F64(a), CpuStorage::F64(g)) => {
-                add_squared_slice(&mut a[a0..a1], &g[g0..g1], self.weight)
+                add_squares(&mut a[a0..a1], &g[g0..g1], self.weight)
             }
             _ => {
                 candle_core::bail!("fisher accumulation: f32 or f64 tensors of one dtype expected")
             }
-        }
+        };
+        self.bad.fetch_or(bad, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
@@ -309,33 +369,40 @@ fn zeros_like_par(t: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// Accumulates weighted squared gradients per parameter.
+/// Accumulates weighted squared gradients per parameter, already divided by the sample count:
+/// the first gradient of a parameter is squared into a new tensor (no zero-filled accumulator
+/// to add it to), later ones are added in place, and each pass notes whether it produced a
+/// value that is not a valid Fisher value, so that the full check runs only then.
 struct SquaredGradients<'a> {
     params: &'a [(String, Var)],
-    acc: Vec<Tensor>,
+    /// Per parameter: the sum so far (None before its first gradient).
+    acc: Vec<Option<Tensor>>,
+    /// Per parameter: whether its values may be invalid (a fused pass saw one, or they came
+    /// from tensor ops that were not watched).
+    suspect: Vec<bool>,
     allow_missing: bool,
+    /// Samples the estimate is over.
+    n: usize,
 }
 
 impl<'a> SquaredGradients<'a> {
-    fn new(params: &'a [(String, Var)], allow_missing: bool) -> Result<Self> {
+    fn new(params: &'a [(String, Var)], allow_missing: bool, n: usize) -> Result<Self> {
         if params.is_empty() {
             return Err(EwcError::NoParameters {
                 context: "estimate the Fisher of",
             });
         }
         check_unique(params.iter().map(|(n, _)| n.as_str()))?;
-        let acc = params
-            .iter()
-            .map(|(_, v)| zeros_like_par(v.as_tensor()))
-            .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
             params,
-            acc,
+            acc: vec![None; params.len()],
+            suspect: vec![false; params.len()],
             allow_missing,
+            n: n.max(1),
         })
     }
 
-    /// Backward pass of the scalar `loss`, then `acc += weight * grad^2`.
+    /// Backward pass of the scalar `loss`, then `acc += (weight / n) * grad^2`.
     ///
     /// # Errors
     /// [`EwcError::NonFiniteLoss`] (naming `sample`, the first input behind `loss`) when `loss`
@@ -345,54 +412,67 @@ impl<'a> SquaredGradients<'a> {
         if !value.is_finite() {
             return Err(EwcError::NonFiniteLoss { sample, value });
         }
+        let w = weight / self.n as f64;
         let grads = loss.backward()?;
-        for ((name, var), acc) in self.params.iter().zip(self.acc.iter_mut()) {
-            match grads.get(var.as_tensor()) {
-                Some(g) => {
-                    if in_place_eligible(acc) && g.dtype() == acc.dtype() {
-                        acc.inplace_op2(&g.detach().contiguous()?, &AddSquared { weight })?;
-                    } else {
-                        let sq = g.detach().sqr()?;
-                        let sq = if weight == 1.0 {
-                            sq
-                        } else {
-                            sq.affine(weight, 0.0)?
-                        };
-                        *acc = (&*acc + sq)?;
+        let slots = self.acc.iter_mut().zip(self.suspect.iter_mut());
+        for ((name, var), (acc, suspect)) in self.params.iter().zip(slots) {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                if self.allow_missing {
+                    continue;
+                }
+                return Err(EwcError::NoGradient { name: name.clone() });
+            };
+            let g = g.detach().contiguous()?;
+            let bad = std::sync::atomic::AtomicBool::new(false);
+            *acc = Some(match acc.take() {
+                None if fused_eligible(&g) => {
+                    let op = FirstSquares { weight: w, bad };
+                    let t = g.apply_op1_no_bwd(&op)?;
+                    *suspect |= op.bad.into_inner();
+                    t
+                }
+                Some(a) if fused_eligible(&a) && fused_eligible(&g) && a.dtype() == g.dtype() => {
+                    let op = AddSquares { weight: w, bad };
+                    a.inplace_op2(&g, &op)?;
+                    *suspect |= op.bad.into_inner();
+                    a
+                }
+                prev => {
+                    *suspect = true;
+                    let sq = g.sqr()?.affine(w, 0.0)?;
+                    match prev {
+                        Some(a) => (a + sq)?,
+                        None => sq,
                     }
                 }
-                None if self.allow_missing => {}
-                None => return Err(EwcError::NoGradient { name: name.clone() }),
-            }
+            });
         }
         Ok(())
     }
 
-    fn finish(self, n: usize, estimator: FisherEstimator) -> Result<FisherDiagonal> {
-        let scale = 1.0 / n as f64;
+    fn finish(self, estimator: FisherEstimator) -> Result<FisherDiagonal> {
         let entries = self
             .params
             .iter()
             .zip(self.acc)
-            .map(|((name, _), acc)| {
-                // the accumulators are this estimator's own: scaled where they lie
-                let acc = if in_place_eligible(&acc) {
-                    acc.inplace_op1(&Scale { scale })?;
-                    acc
-                } else {
-                    acc.affine(scale, 0.0)?
+            .zip(self.suspect)
+            .map(|(((name, var), acc), suspect)| {
+                let acc = match acc {
+                    Some(a) => a,
+                    // allowed to receive no gradient: zero information
+                    None => zeros_like_par(var.as_tensor())?,
                 };
+                if suspect {
+                    check_fisher_values(name, &acc)?;
+                }
                 Ok((name.clone(), acc))
             })
             .collect::<Result<Vec<_>>>()?;
-        for (name, t) in &entries {
-            check_fisher_values(name, t)?;
-        }
-        tracing::debug!(estimator = %estimator, n, tensors = entries.len(), "Fisher diagonal estimated");
+        tracing::debug!(estimator = %estimator, n = self.n, tensors = entries.len(), "Fisher diagonal estimated");
         Ok(FisherDiagonal {
             entries,
             estimator,
-            n_samples: n,
+            n_samples: self.n,
         })
     }
 }
@@ -498,7 +578,7 @@ where
         }
         (Targets::Unlabelled(_), _) => None,
     };
-    let mut acc = SquaredGradients::new(params, config.allow_missing_gradients)?;
+    let mut acc = SquaredGradients::new(params, config.allow_missing_gradients, m)?;
     let mut logits_of = |idx: &[usize]| -> Result<Tensor> {
         let z = logits_fn(idx).map_err(closure_err)?;
         match z.dims() {
@@ -603,7 +683,7 @@ where
             }
         }
     }
-    acc.finish(m, config.estimator.clone())
+    acc.finish(config.estimator.clone())
 }
 
 /// Vectors `l_k` with `sum_k l_k l_k^T = diag(p) - p p^T`, the covariance of the one-hot label
@@ -708,7 +788,7 @@ where
         }
     };
     let m = sample_count(n, config)?;
-    let mut acc = SquaredGradients::new(params, config.allow_missing_gradients)?;
+    let mut acc = SquaredGradients::new(params, config.allow_missing_gradients, m)?;
     let idx: Vec<usize> = (0..m).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let nll = nll_fn(chunk).map_err(closure_err)?;
@@ -723,7 +803,7 @@ where
         let b = chunk.len() as f64;
         acc.add(&nll.mean_all()?, b * b, chunk[0])?;
     }
-    acc.finish(m, config.estimator.clone())
+    acc.finish(config.estimator.clone())
 }
 
 #[cfg(test)]
@@ -738,6 +818,47 @@ mod tests {
         let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
         assert!((l[0][0] - (1.0 - lse)).abs() < 1e-12);
         assert!(l[1][0].abs() < 1e-12 && (l[1][1] + 1000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fused_squares_match_their_definition_and_flag_invalid_values_anywhere() {
+        // lengths around and across CHUNK so that every task and the remainders are covered
+        for n in [1, 17, CHUNK - 1, CHUNK + 3, 2 * CHUNK + 5] {
+            let g: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 48.0) * 0.25).collect();
+            let (first, bad) = fresh_squares(&g, 0.5f32);
+            assert!(!bad, "n {n}");
+            assert!(first.iter().zip(&g).all(|(a, g)| *a == 0.5 * (g * g)));
+            let mut acc = first.clone();
+            assert!(!add_squares(&mut acc, &g, 2.0f32));
+            assert!(acc
+                .iter()
+                .zip(&g)
+                .all(|(a, g)| *a == 0.5 * (g * g) + 2.0 * (g * g)));
+            for at in [0, n / 2, n - 1] {
+                for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30] {
+                    let mut g2 = g.clone();
+                    g2[at] = v;
+                    // 1e30^2 overflows to infinity: invalid too
+                    assert!(fresh_squares(&g2, 1.0f32).1, "n {n} at {at} value {v}");
+                    let mut acc = first.clone();
+                    assert!(
+                        add_squares(&mut acc, &g2, 1.0f32),
+                        "n {n} at {at} value {v}"
+                    );
+                }
+                // a negative weight makes negative values, which no Fisher has
+                let mut g2 = vec![0f32; n];
+                g2[at] = 1.0;
+                assert!(fresh_squares(&g2, -1.0f32).1);
+            }
+            let g64: Vec<f64> = g.iter().map(|&x| f64::from(x)).collect();
+            let (f64s, bad) = fresh_squares(&g64, 0.5f64);
+            assert!(!bad && f64s[n - 1] == 0.5 * g64[n - 1] * g64[n - 1]);
+            let mut g64b = g64.clone();
+            g64b[n - 1] = f64::NAN;
+            let mut acc = f64s.clone();
+            assert!(add_squares(&mut acc, &g64b, 1.0));
+        }
     }
 
     #[test]

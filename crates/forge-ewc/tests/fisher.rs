@@ -521,3 +521,52 @@ fn exact_true_fisher_equals_the_per_class_definition_on_a_multilayer_net() {
     );
     assert!(want_u.iter().all(|w| *w > 0.0));
 }
+
+/// A finite loss whose gradient is infinite (`d sqrt(s) / ds` at `s = 0`) gives a typed error
+/// naming the parameter and the first bad index, whether the bad value arrives with the first
+/// gradient of the parameter or with a later one, in f32 and f64.
+#[test]
+fn an_infinite_gradient_under_a_finite_loss_is_a_typed_error() {
+    for dtype in [DType::F32, DType::F64] {
+        for bad_sample in [0usize, 2] {
+            let dev = Device::Cpu;
+            // logits of sample i: [sqrt(s_i) . 1, 0], where s = v^2 except s_bad = 0 at entry 1
+            let v = Var::from_tensor(
+                &Tensor::new(&[1.0f64, 0.5, 2.0], &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
+            )
+            .unwrap();
+            let params = vec![("v".to_string(), v.clone())];
+            let logits = |idx: &[usize]| -> candle_core::Result<Tensor> {
+                let rows = idx
+                    .iter()
+                    .map(|&i| {
+                        let s = if i == bad_sample {
+                            // sqrt at 0 of entry 1: value 0, gradient infinite
+                            let keep = Tensor::new(&[1.0f64, 0.0, 1.0], &dev)?.to_dtype(dtype)?;
+                            v.as_tensor().sqr()?.mul(&keep)?
+                        } else {
+                            v.as_tensor().sqr()?
+                        };
+                        let z = s.sqrt()?.sum_all()?.reshape((1, 1))?;
+                        Tensor::cat(&[&z, &z.zeros_like()?], 1)
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&rows, 0)
+            };
+            let e = fisher_diagonal(
+                &params,
+                Targets::Labels(&[0, 1, 0]),
+                logits,
+                &FisherConfig::new(FisherEstimator::Empirical),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, EwcError::NonFinite { name, index: 1, .. } if name == "v"),
+                "{dtype:?}, bad sample {bad_sample}: {e}"
+            );
+        }
+    }
+}
