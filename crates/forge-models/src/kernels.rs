@@ -809,6 +809,337 @@ pub(crate) fn heads_matmul(
     )
 }
 
+/// `scale * A B` (`m x n`, inner `k`) into `dst` with one single-threaded GEMM of the `gemm`
+/// crate; every matrix given by its start and (row, column) strides.
+///
+/// # Safety
+/// Every element `a + i rs + j cs` of the three matrices must lie in its live allocation, and
+/// no other thread may access the destination's elements meanwhile; `k > 0`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, usize, usize),
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize, usize),
+    scale: f32,
+) {
+    // SAFETY: forwarded from the caller; with read_dst false the GEMM writes every destination
+    // element without reading it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.2 as isize,
+            dst.1 as isize,
+            false,
+            a.0,
+            a.2 as isize,
+            a.1 as isize,
+            b.0,
+            b.2 as isize,
+            b.1 as isize,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// Multi-head attention `softmax(scale Q K^T + mask) V` over packed projections as one op, with
+/// its backward pass (for evaluation mode, or training without attention dropout).
+///
+/// Q, K and V are `[b * s, h * d]` (one row per position, head `j` in columns `j d..(j + 1) d`),
+/// as are the context it returns and the gradients; `mask` is the additive key mask, `[b, s]`.
+/// One task per (batch, head) computes its `s x s` scores, their softmax and the context in
+/// cache, so no `[b, h, s, s]` tensor is a node of the graph: the three-op chain it replaces
+/// wrote scores and probabilities to memory and candle's backward pass stored and accumulated
+/// a gradient for each. When an input is tracked the probabilities are kept inside the op for
+/// the backward pass (the memory the chain's probabilities took); otherwise nothing is kept.
+struct FusedAttention {
+    nb: usize,
+    nh: usize,
+    s: usize,
+    d: usize,
+    scale: f32,
+    mask: Vec<f32>,
+    keep: bool,
+    probs: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+impl FusedAttention {
+    /// Checks that `l` holds a contiguous `[b * s, h * d]` operand; returns its values.
+    fn operand<'a>(
+        &self,
+        s: &'a CpuStorage,
+        l: &Layout,
+        what: &str,
+    ) -> candle_core::Result<&'a [f32]> {
+        let dims = l.shape().dims();
+        if dims != [self.nb * self.s, self.nh * self.d] {
+            candle_core::bail!(
+                "attention: {what} is {dims:?}, expected [{}, {}]",
+                self.nb * self.s,
+                self.nh * self.d
+            )
+        }
+        f32_slice(s, l, "attention")
+    }
+
+    /// The softmax of task `t`'s scaled and masked scores into `p` (`s x s`).
+    fn probabilities(&self, t: usize, q: &[f32], k: &[f32], scores: &mut [f32], p: &mut [f32]) {
+        let (s, d, dim) = (self.s, self.d, self.nh * self.d);
+        let (bi, hi) = (t / self.nh, t % self.nh);
+        let off = bi * s * dim + hi * d;
+        // SAFETY: the Q and K blocks (rows bi s.., columns hi d..) lie within the checked
+        // [b s, h d] operands; `scores` is this task's own s x s buffer; d > 0 (checked by the
+        // caller).
+        unsafe {
+            small_gemm(
+                (s, s, d),
+                (scores.as_mut_ptr(), s, 1),
+                (q.as_ptr().add(off), dim, 1),
+                (k.as_ptr().add(off), 1, dim),
+                self.scale,
+            );
+        }
+        softmax_rows(scores, &self.mask[bi * s..(bi + 1) * s], p);
+    }
+}
+
+/// A `Vec` of `n` values to be written by parallel tasks through [`SharedOut`].
+fn uninit_vec(n: usize) -> Vec<f32> {
+    Vec::with_capacity(n)
+}
+
+impl CustomOp3 for FusedAttention {
+    fn name(&self) -> &'static str {
+        "forge-fused-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (
+            self.operand(s1, l1, "Q")?,
+            self.operand(s2, l2, "K")?,
+            self.operand(s3, l3, "V")?,
+        );
+        let (s, d, dim, tasks) = (self.s, self.d, self.nh * self.d, self.nb * self.nh);
+        let total = self.nb * s * dim;
+        if total == 0 || s == 0 {
+            return Ok((CpuStorage::F32(vec![0f32; total]), l1.shape().clone()));
+        }
+        let mut out = uninit_vec(total);
+        // zeroed (not left uninitialised): the tasks view their blocks as `&mut [f32]`
+        let mut kept = if self.keep {
+            vec![0f32; tasks * s * s]
+        } else {
+            Vec::new()
+        };
+        let (dst, pk) = (SharedOut(out.as_mut_ptr()), SharedOut(kept.as_mut_ptr()));
+        let (dst, pk) = (&dst, &pk);
+        (0..tasks).into_par_iter().for_each_init(
+            || (vec![0f32; s * s], vec![0f32; s * s]),
+            |(scores, local), t| {
+                let p: &mut [f32] = if self.keep {
+                    // SAFETY: values t s^2 .. (t + 1) s^2 of the kept probabilities (tasks s^2
+                    // initialised values) are task t's alone, and the Vec is neither read nor
+                    // moved until every task has finished.
+                    unsafe { std::slice::from_raw_parts_mut(pk.0.add(t * s * s), s * s) }
+                } else {
+                    local
+                };
+                self.probabilities(t, q, k, scores, p);
+                let off = (t / self.nh) * s * dim + (t % self.nh) * d;
+                // SAFETY: the context block of task t (rows bi s.., columns hi d..) lies within
+                // the total values allocated and is written by this task alone; V's block lies
+                // within the checked operand; s > 0.
+                unsafe {
+                    small_gemm(
+                        (s, d, s),
+                        (dst.0.add(off), dim, 1),
+                        (p.as_ptr(), s, 1),
+                        (v.as_ptr().add(off), dim, 1),
+                        1.0,
+                    );
+                }
+            },
+        );
+        // SAFETY: the tasks wrote every block of the output.
+        unsafe { out.set_len(total) };
+        if self.keep {
+            *self
+                .probs
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("attention: poisoned".into()))? = Some(kept);
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let want = [q.track_op(), k.track_op(), v.track_op()];
+        let (s, d, dim, tasks) = (self.s, self.d, self.nh * self.d, self.nb * self.nh);
+        let total = self.nb * s * dim;
+        let guards = [q, k, v, &grad].map(|t| t.storage_and_layout());
+        let mut vals = Vec::with_capacity(4);
+        for (what, (st, l)) in ["Q", "K", "V", "gradient"].iter().zip(&guards) {
+            let candle_core::Storage::Cpu(cpu) = &**st else {
+                candle_core::bail!("attention backward: CPU tensors expected")
+            };
+            vals.push(self.operand(cpu, l, what)?);
+        }
+        let (qv, kv, vv, g) = (vals[0], vals[1], vals[2], vals[3]);
+        if total == 0 || s == 0 || d == 0 {
+            let z = || Tensor::zeros(q.shape(), q.dtype(), q.device());
+            return Ok((Some(z()?), Some(z()?), Some(z()?)));
+        }
+        let kept = self
+            .probs
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("attention: poisoned".into()))?;
+        let mut outs: [Vec<f32>; 3] = std::array::from_fn(|i| {
+            if want[i] {
+                uninit_vec(total)
+            } else {
+                Vec::new()
+            }
+        });
+        let ptrs = outs.each_mut().map(|o| SharedOut(o.as_mut_ptr()));
+        let ptrs = &ptrs;
+        let kept = kept.as_deref();
+        (0..tasks).into_par_iter().for_each_init(
+            || (vec![0f32; s * s], vec![0f32; s * s], vec![0f32; s * s]),
+            |(a, b, c), t| {
+                // the probabilities: kept by the forward pass, else computed again
+                let p: &[f32] = match kept {
+                    Some(pk) => &pk[t * s * s..(t + 1) * s * s],
+                    None => {
+                        self.probabilities(t, qv, kv, a, b);
+                        &b[..]
+                    }
+                };
+                let off = (t / self.nh) * s * dim + (t % self.nh) * d;
+                // SAFETY (all products below): every operand block lies within its checked
+                // [b s, h d] operand or this task's s x s buffers; each destination block (rows
+                // bi s.., columns hi d.. of a gradient allocated with `total` values) is written
+                // by this task alone; s, d > 0.
+                unsafe {
+                    if want[2] {
+                        // dV = P^T dO
+                        small_gemm(
+                            (s, d, s),
+                            (ptrs[2].0.add(off), dim, 1),
+                            (p.as_ptr(), 1, s),
+                            (g.as_ptr().add(off), dim, 1),
+                            1.0,
+                        );
+                    }
+                    if want[0] || want[1] {
+                        // dP = dO V^T, then dS = P (dP - rowsum(dP P)) (softmax backward)
+                        small_gemm(
+                            (s, s, d),
+                            (c.as_mut_ptr(), s, 1),
+                            (g.as_ptr().add(off), dim, 1),
+                            (vv.as_ptr().add(off), 1, dim),
+                            1.0,
+                        );
+                        let ds = &mut a[..]; // the scores buffer, free again
+                        softmax_bwd_rows(p, c, s, ds);
+                        if want[0] {
+                            // dQ = scale dS K
+                            small_gemm(
+                                (s, d, s),
+                                (ptrs[0].0.add(off), dim, 1),
+                                (ds.as_ptr(), s, 1),
+                                (kv.as_ptr().add(off), dim, 1),
+                                self.scale,
+                            );
+                        }
+                        if want[1] {
+                            // dK = scale dS^T Q
+                            small_gemm(
+                                (s, d, s),
+                                (ptrs[1].0.add(off), dim, 1),
+                                (ds.as_ptr(), 1, s),
+                                (qv.as_ptr().add(off), dim, 1),
+                                self.scale,
+                            );
+                        }
+                    }
+                }
+            },
+        );
+        let shape = q.shape().clone();
+        let mut res = [None, None, None];
+        for (i, mut o) in outs.into_iter().enumerate() {
+            if want[i] {
+                // SAFETY: the tasks wrote every block of each wanted gradient.
+                unsafe { o.set_len(total) };
+                res[i] = Some(Tensor::from_vec(o, shape.clone(), q.device())?);
+            }
+        }
+        let [rq, rk, rv] = res;
+        Ok((rq, rk, rv))
+    }
+}
+
+/// `softmax(scale Q K^T + mask) V` per head as one op ([`FusedAttention`]): q, k, v
+/// `[b * s, h * d]` packed projections, mask `[b, 1, 1, s]` (additive), all [`eligible`];
+/// returns the context `[b * s, h * d]` with the heads merged. For evaluation mode and training
+/// without attention dropout, with f32 products (the bf16 mode keeps [`heads_matmul`]).
+pub(crate) fn fused_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    heads: usize,
+    scale: f64,
+) -> candle_core::Result<Tensor> {
+    let (b, _, _, s) = mask.dims4()?;
+    let (rows, dim) = q.dims2()?;
+    if mask.dims() != [b, 1, 1, s] || rows != b * s || heads == 0 || dim % heads != 0 {
+        candle_core::bail!(
+            "attention: mask {:?} and projections {:?} are not [b, 1, 1, s] and [b * s, {heads} heads x d]",
+            mask.dims(),
+            q.dims()
+        )
+    }
+    let keep = q.track_op() || k.track_op() || v.track_op();
+    q.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        FusedAttention {
+            nb: b,
+            nh: heads,
+            s,
+            d: dim / heads,
+            scale: scale as f32,
+            mask: mask.flatten_all()?.to_vec1::<f32>()?,
+            keep,
+            probs: std::sync::Mutex::new(None),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -951,6 +1282,101 @@ mod tests {
             let (a, r) = (gf.get(&s).unwrap(), gr.get(&s).unwrap());
             assert!(max_abs_diff(a, r) < 1e-6, "k {k}: {}", max_abs_diff(a, r));
         }
+    }
+
+    /// Attention from candle's own ops: heads split, `softmax(scale Q K^T + mask) V`, merged.
+    fn attention_reference(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        (b, s, h, d): (usize, usize, usize, usize),
+        scale: f64,
+    ) -> Tensor {
+        let heads = |t: &Tensor| {
+            t.reshape((b, s, h, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let scores = (heads(q).matmul(&heads(k).t().unwrap()).unwrap() * scale)
+            .unwrap()
+            .broadcast_add(mask)
+            .unwrap();
+        let p = candle_nn::ops::softmax(&scores, D::Minus1).unwrap();
+        p.matmul(&heads(v))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b * s, h * d))
+            .unwrap()
+    }
+
+    #[test]
+    fn fused_attention_value_and_gradients_match_candle_ops() {
+        // s = 19 and d = 5: no multiple of any vector width; batch 1 masks its last 4 keys
+        let (b, s, h, d) = (2, 19, 3, 5);
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut row = vec![0f32; b * s];
+        row[s + s - 4..].fill(f32::MIN);
+        let mask = Tensor::from_vec(row, (b, 1, 1, s), &Device::Cpu).unwrap();
+        let qv = Var::from_tensor(&rand(&[b * s, h * d], 21, 1.0)).unwrap();
+        let kv = Var::from_tensor(&rand(&[b * s, h * d], 22, 1.0)).unwrap();
+        let vv = Var::from_tensor(&rand(&[b * s, h * d], 23, 1.0)).unwrap();
+        let g = rand(&[b * s, h * d], 24, 1.0);
+        let (q, k, v) = (qv.as_tensor(), kv.as_tensor(), vv.as_tensor());
+        let dims = (b, s, h, d);
+        let fused = fused_attention(q, k, v, &mask, h, scale).unwrap();
+        let reference = attention_reference(q, k, v, &mask, dims, scale);
+        assert_eq!(fused.dims(), &[b * s, h * d]);
+        assert!(
+            max_abs_diff(&fused, &reference) < 2e-6,
+            "{}",
+            max_abs_diff(&fused, &reference)
+        );
+        let (gf, gr) = (grads_of(&fused, &g), grads_of(&reference, &g));
+        for (name, x) in [("q", &qv), ("k", &kv), ("v", &vv)] {
+            let (a, r) = (gf.get(x).unwrap(), gr.get(x).unwrap());
+            assert!(max_abs_diff(a, r) < 1e-5, "d{name}: {}", max_abs_diff(a, r));
+        }
+        // only Q tracked: only its gradient, the same one
+        let fused = fused_attention(q, &k.detach(), &v.detach(), &mask, h, scale).unwrap();
+        let gq = grads_of(&fused, &g);
+        assert!(gq.get(&kv).is_none() && gq.get(&vv).is_none());
+        assert!(max_abs_diff(gq.get(&qv).unwrap(), gr.get(&qv).unwrap()) < 1e-5);
+        // the probabilities recomputed in the backward pass (none kept) give the same gradients
+        let op = |keep| FusedAttention {
+            nb: b,
+            nh: h,
+            s,
+            d,
+            scale: scale as f32,
+            mask: mask.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            keep,
+            probs: std::sync::Mutex::new(None),
+        };
+        let y = q.apply_op3(k, v, op(false)).unwrap();
+        let gn = grads_of(&y, &g);
+        for x in [&qv, &kv, &vv] {
+            assert!(max_abs_diff(gn.get(x).unwrap(), gf.get(x).unwrap()) < 1e-6);
+        }
+        // masked keys get no attention: V's rows of masked positions get no gradient
+        let dv: Vec<Vec<f32>> = gf.get(&vv).unwrap().to_vec2().unwrap();
+        assert!(dv[2 * s - 4..].iter().flatten().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn fused_attention_rejects_bad_shapes() {
+        let q = rand(&[2 * 4, 6], 1, 1.0);
+        let mask = Tensor::zeros((2, 1, 1, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(fused_attention(&q, &q, &q, &mask, 4, 1.0).is_err()); // 6 not divisible by 4
+        let short = rand(&[7, 6], 2, 1.0);
+        assert!(fused_attention(&short, &short, &short, &mask, 2, 1.0).is_err());
+        assert!(fused_attention(&q, &short, &q, &mask, 2, 1.0).is_err());
+        let bad_mask = Tensor::zeros((2, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(fused_attention(&q, &q, &q, &bad_mask, 2, 1.0).is_err());
     }
 
     #[test]

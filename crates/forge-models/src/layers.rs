@@ -208,7 +208,14 @@ pub(crate) fn attend(
     // each projection as [b * s, dim], one row per position
     let project = |lin: &LoraLinear| tokens.spread_for_attention(&lin.forward_t(x, train)?);
     let (q, k, v) = (project(q_lin)?, project(k_lin)?, project(v_lin)?);
-    let ctx = if crate::kernels::eligible(&q) && crate::kernels::eligible(mask) {
+    let fused = crate::kernels::eligible(&q)
+        && crate::kernels::eligible(mask)
+        && (!train || attn_dropout == 0.0)
+        && forge_linalg::bf16::matmul_precision() == forge_linalg::bf16::MatmulPrecision::F32;
+    let ctx = if fused {
+        // no dropout on the probabilities: scores, softmax and context in one op per head
+        crate::kernels::fused_attention(&q, &k, &v, mask, n_heads, scale)?
+    } else if crate::kernels::eligible(&q) && crate::kernels::eligible(mask) {
         use crate::kernels::{heads_matmul, Form};
         // the heads are read straight out of the projections and the context is written with
         // its heads merged: no split, merge or transpose, forward or backward
