@@ -1140,6 +1140,125 @@ pub(crate) fn fused_attention(
     )
 }
 
+/// Row lookup `table[ids]` with a backward pass that adds the output gradient's rows into a
+/// fresh table-sized gradient, skipping the padding row (PyTorch's `nn.Embedding(padding_idx)`
+/// semantics). candle's `index_select` backward zero-fills an accumulator, then `index_add`
+/// copies it before adding; here the gradient is one parallel zero fill and a pass over the
+/// batch's rows, and the padding row needs no extra ops.
+struct EmbeddingLookup {
+    padding: Option<u32>,
+}
+
+/// The ids of an [`EmbeddingLookup`], each checked to be below `num`.
+fn lookup_ids<'a>(s: &'a CpuStorage, l: &Layout, num: usize) -> candle_core::Result<&'a [u32]> {
+    let CpuStorage::U32(v) = s else {
+        candle_core::bail!("embedding: u32 ids expected")
+    };
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("embedding: contiguous ids expected".into()))?;
+    let ids = &v[a..b];
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= num) {
+        candle_core::bail!("embedding: id {bad} is out of range for a table of {num} rows")
+    }
+    Ok(ids)
+}
+
+impl CustomOp2 for EmbeddingLookup {
+    fn name(&self) -> &'static str {
+        "forge-embedding"
+    }
+
+    /// table `[num, dim]`, ids `[n]` -> `[n, dim]`.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (num, dim) = l1.shape().dims2()?;
+        let table = f32_slice(s1, l1, "embedding table")?;
+        let ids = lookup_ids(s2, l2, num)?;
+        let mut out = Vec::with_capacity(ids.len() * dim);
+        for &i in ids {
+            let i = i as usize;
+            out.extend_from_slice(&table[i * dim..(i + 1) * dim]);
+        }
+        Ok((CpuStorage::F32(out), Shape::from((ids.len(), dim))))
+    }
+
+    fn bwd(
+        &self,
+        table: &Tensor,
+        ids: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = ids.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &EmbeddingGrad {
+                padding: self.padding,
+                num: table.dim(0)?,
+            },
+        )?;
+        Ok((Some(d), None))
+    }
+}
+
+/// The table gradient of [`EmbeddingLookup`]: ids `[n]`, output gradient `[n, dim]` ->
+/// `[num, dim]`.
+struct EmbeddingGrad {
+    padding: Option<u32>,
+    num: usize,
+}
+
+impl CustomOp2 for EmbeddingGrad {
+    fn name(&self) -> &'static str {
+        "forge-embedding-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let ids = lookup_ids(s1, l1, self.num)?;
+        let (n, dim) = l2.shape().dims2()?;
+        if n != ids.len() {
+            candle_core::bail!("embedding grad: {} ids, {n} gradient rows", ids.len())
+        }
+        let g = f32_slice(s2, l2, "embedding grad")?;
+        // zeros filled in parallel chunks (the table is the model's largest tensor)
+        let mut d = par_new(self.num * dim, 1 << 16, |_, _| {});
+        for (&i, gr) in ids.iter().zip(g.chunks_exact(dim.max(1))) {
+            if Some(i) == self.padding {
+                continue;
+            }
+            let i = i as usize;
+            d[i * dim..(i + 1) * dim]
+                .iter_mut()
+                .zip(gr)
+                .for_each(|(a, &b)| *a += b);
+        }
+        Ok((CpuStorage::F32(d), Shape::from((self.num, dim))))
+    }
+}
+
+/// `table[ids]` as one op ([`EmbeddingLookup`]): table `[num, dim]` f32, ids `[n]` u32, both
+/// on the CPU; the row `padding` gets no gradient. Out-of-range ids are an error naming the id.
+pub(crate) fn embedding_lookup(
+    table: &Tensor,
+    ids: &Tensor,
+    padding: Option<u32>,
+) -> candle_core::Result<Tensor> {
+    table
+        .contiguous()?
+        .apply_op2(&ids.contiguous()?, EmbeddingLookup { padding })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1365,6 +1484,50 @@ mod tests {
         // masked keys get no attention: V's rows of masked positions get no gradient
         let dv: Vec<Vec<f32>> = gf.get(&vv).unwrap().to_vec2().unwrap();
         assert!(dv[2 * s - 4..].iter().flatten().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn embedding_lookup_matches_index_select_and_skips_the_padding_row() {
+        let table = Var::from_tensor(&rand(&[7, 5], 31, 1.0)).unwrap();
+        // id 3 twice (its gradient rows add up), id 0 the padding row
+        let ids = Tensor::new(&[3u32, 1, 0, 3, 6, 0], &Device::Cpu).unwrap();
+        let g = rand(&[6, 5], 32, 1.0);
+        let y = embedding_lookup(table.as_tensor(), &ids, Some(0)).unwrap();
+        let reference = table.as_tensor().index_select(&ids, 0).unwrap();
+        assert_eq!(max_abs_diff(&y, &reference), 0.0);
+        let d = grads_of(&y, &g)
+            .get(&table)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let r = grads_of(&reference, &g)
+            .get(&table)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (row, (a, b)) in d.iter().zip(&r).enumerate() {
+            if row == 0 {
+                assert!(
+                    a.iter().all(|&x| x == 0.0),
+                    "the padding row gets no gradient"
+                );
+                assert!(b.iter().any(|&x| x != 0.0));
+            } else {
+                assert!(
+                    a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6),
+                    "row {row}"
+                );
+            }
+        }
+        // without a padding row every row gets its gradient
+        let y = embedding_lookup(table.as_tensor(), &ids, None).unwrap();
+        let d = grads_of(&y, &g).get(&table).unwrap().clone();
+        let r = grads_of(&reference, &g).get(&table).unwrap().clone();
+        assert!(max_abs_diff(&d, &r) < 1e-6);
+        // an id past the table is an error naming it
+        let bad = Tensor::new(&[2u32, 7], &Device::Cpu).unwrap();
+        let e = embedding_lookup(table.as_tensor(), &bad, None).unwrap_err();
+        assert!(e.to_string().contains("id 7"), "{e}");
     }
 
     #[test]

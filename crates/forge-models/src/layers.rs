@@ -75,6 +75,11 @@ impl Embedding {
         let flat = ids.flatten_all()?;
         let w = self.weight.tensor();
         let dim = w.dim(1)?;
+        if crate::kernels::eligible(&w) && flat.dtype() == candle_core::DType::U32 {
+            // one op with its backward (padding row skipped there): no extra ops for it
+            let e = crate::kernels::embedding_lookup(&w, &flat, self.padding_idx)?;
+            return e.reshape((b, s, dim));
+        }
         let mut e = w.index_select(&flat, 0)?;
         if let (Some(pad), true) = (self.padding_idx, self.weight.is_trainable()) {
             // forward value unchanged; padding rows come from a detached table (no gradient)
