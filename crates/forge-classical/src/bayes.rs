@@ -92,9 +92,10 @@ pub fn bayesian_transfer_linear(
     let llt = prec
         .llt(faer::Side::Lower)
         .map_err(|_| ClassicalError::Linalg(forge_linalg::LinalgError::NotPositiveDefinite))?;
-    use faer::linalg::solvers::{DenseSolveCore, Solve};
+    use faer::linalg::solvers::Solve;
     let m = llt.solve(&rhs);
-    let cov = llt.inverse();
+    // small orders without faer's parallel triangular products (forge_linalg::dense::inverse_spd_faer)
+    let cov = forge_linalg::dense::inverse_spd_faer(&prec).map_err(ClassicalError::Linalg)?;
     let w: Vec<f64> = (0..d).map(|i| m[(i, 0)]).collect();
     let b = my - data::dot(&mx, &w);
     Ok(BayesianLinear {

@@ -106,13 +106,86 @@ pub fn solve_spd_faer(a: &Mat<f64>, b: &Mat<f64>) -> Result<Mat<f64>> {
 /// # Errors
 /// [`LinalgError::NotPositiveDefinite`]; shape and finiteness errors.
 pub fn inverse_spd(a: &Tensor) -> Result<Tensor> {
-    square(a, "a")?;
+    let n = square(a, "a")?;
     ensure_finite(a, "a")?;
-    let m = to_faer(a)?;
-    let llt = m
+    if n <= SMALL_INVERSE {
+        let v: Vec<f64> = a.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let inv = small_inverse_spd(&v, n)?;
+        return Ok(Tensor::from_vec(inv, (n, n), a.device())?.to_dtype(a.dtype())?);
+    }
+    inverse_spd_faer(&to_faer(a)?).and_then(|m| from_faer(m.as_ref(), a.dtype(), a.device()))
+}
+
+/// Inverse of a symmetric positive-definite faer matrix: [`small_inverse_spd`] up to order
+/// [`SMALL_INVERSE`], faer's Cholesky inverse above.
+///
+/// # Errors
+/// [`LinalgError::NotPositiveDefinite`].
+pub fn inverse_spd_faer(a: &Mat<f64>) -> Result<Mat<f64>> {
+    let n = a.nrows();
+    if n <= SMALL_INVERSE && a.ncols() == n {
+        let v: Vec<f64> = (0..n * n).map(|i| a[(i / n, i % n)]).collect();
+        let inv = small_inverse_spd(&v, n)?;
+        return Ok(Mat::from_fn(n, n, |i, j| inv[i * n + j]));
+    }
+    let llt = a
         .llt(Side::Lower)
         .map_err(|_| LinalgError::NotPositiveDefinite)?;
-    from_faer(llt.inverse().as_ref(), a.dtype(), a.device())
+    Ok(llt.inverse())
+}
+
+/// Largest order [`inverse_spd`] inverts with [`small_inverse_spd`] instead of faer: faer's
+/// Cholesky inverse runs its triangular products in parallel through private-gemm, whose
+/// per-thread packing buffer is twice the L3 cache (960 MB of address space per thread on a
+/// host that reports a 480 MB L3): two threads exceed the quick demo's `ulimit -v 2 GiB`
+/// (issue 16), for a 10 x 10 covariance.
+const SMALL_INVERSE: usize = 64;
+
+/// Inverse of a symmetric positive-definite row-major `[n, n]` matrix (its lower triangle is
+/// used) by the Cholesky factorisation `A = L L^T` (Cholesky-Banachiewicz, row by row), then
+/// `A^-1 = L^-T L^-1` column by column through forward and back substitution; plain loops, no
+/// allocation beyond the factor and the result. The result is exactly symmetric.
+///
+/// # Errors
+/// [`LinalgError::NotPositiveDefinite`] when a pivot is not positive (or not finite).
+pub fn small_inverse_spd(a: &[f64], n: usize) -> Result<Vec<f64>> {
+    debug_assert_eq!(a.len(), n * n);
+    let mut l = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
+            if i == j {
+                let d = a[i * n + i] - s;
+                if !(d > 0.0 && d.is_finite()) {
+                    return Err(LinalgError::NotPositiveDefinite);
+                }
+                l[i * n + i] = d.sqrt();
+            } else {
+                l[i * n + j] = (a[i * n + j] - s) / l[j * n + j];
+            }
+        }
+    }
+    let mut inv = vec![0.0; n * n];
+    let mut y = vec![0.0; n];
+    for c in 0..n {
+        // L y = e_c, then L^T x = y; x is column c of the inverse
+        for i in 0..n {
+            let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
+            y[i] = (if i == c { 1.0 } else { 0.0 } - s) / l[i * n + i];
+        }
+        for i in (0..n).rev() {
+            let s: f64 = (i + 1..n).map(|k| l[k * n + i] * inv[k * n + c]).sum();
+            inv[i * n + c] = (y[i] - s) / l[i * n + i];
+        }
+    }
+    for i in 0..n {
+        for j in 0..i {
+            let m = 0.5 * (inv[i * n + j] + inv[j * n + i]);
+            inv[i * n + j] = m;
+            inv[j * n + i] = m;
+        }
+    }
+    Ok(inv)
 }
 
 /// Symmetric eigendecomposition `A = V diag(w) V^T`, eigenvalues in ascending order.
@@ -257,6 +330,52 @@ pub fn svd(a: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_inverse_matches_faer_and_rejects_indefinite_matrices() {
+        for n in [1usize, 2, 7, 30, 64] {
+            // A = B B^T + n I: symmetric positive definite
+            let b: Vec<f64> = (0..n * n)
+                .map(|i| ((i * 7919) % 23) as f64 / 11.0 - 1.0)
+                .collect();
+            let a = Mat::from_fn(n, n, |i, j| {
+                (0..n).map(|k| b[i * n + k] * b[j * n + k]).sum::<f64>()
+                    + if i == j { n as f64 } else { 0.0 }
+            });
+            let v: Vec<f64> = (0..n * n).map(|i| a[(i / n, i % n)]).collect();
+            let small = small_inverse_spd(&v, n).unwrap();
+            let faer_inv = a.llt(Side::Lower).unwrap().inverse();
+            let scale = (0..n).map(|i| faer_inv[(i, i)].abs()).fold(0.0, f64::max);
+            for i in 0..n {
+                for j in 0..n {
+                    let d = (small[i * n + j] - faer_inv[(i, j)]).abs();
+                    assert!(d <= 1e-12 * scale, "n {n} ({i}, {j}): {d}");
+                }
+            }
+            // the dispatching entry points agree with it
+            let t = Tensor::from_vec(v.clone(), (n, n), &Device::Cpu).unwrap();
+            let via: Vec<f64> = inverse_spd(&t)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(via, small);
+            let m = inverse_spd_faer(&a).unwrap();
+            assert!((0..n * n).all(|i| m[(i / n, i % n)] == small[i]));
+        }
+        // indefinite, singular and non-finite pivots are the typed error
+        for bad in [
+            vec![1.0, 2.0, 2.0, 1.0],
+            vec![1.0, 1.0, 1.0, 1.0],
+            vec![f64::INFINITY, 0.0, 0.0, 1.0],
+        ] {
+            assert!(matches!(
+                small_inverse_spd(&bad, 2),
+                Err(LinalgError::NotPositiveDefinite)
+            ));
+        }
+    }
 
     fn spd(dev: &Device) -> Tensor {
         Tensor::new(&[[4.0f64, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]], dev).unwrap()

@@ -319,6 +319,27 @@ impl Mkl {
         beta: f32,
         c: *mut f32,
     ) {
+        // SAFETY: the same contract, with C's leading dimension n and alpha 1.
+        unsafe { self.gemm_ld(m, n, k, 1.0, (a, lda, ta), (b, ldb, tb), beta, (c, n)) }
+    }
+
+    /// [`Mkl::gemm`] with `alpha` and `C`'s row stride `ldc` (`>= n`): `C = alpha A B + beta C`.
+    ///
+    /// # Safety
+    /// As [`Mkl::gemm`], for a `C` with row stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    #[cfg(target_os = "linux")]
+    pub(crate) unsafe fn gemm_ld(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        (a, lda, ta): (*const f32, usize, bool),
+        (b, ldb, tb): (*const f32, usize, bool),
+        beta: f32,
+        (c, ldc): (*mut f32, usize),
+    ) {
         const ROW_MAJOR: i32 = 101;
         let t = |x: bool| if x { 112 } else { 111 };
         // SAFETY: the caller's contract above is cblas_sgemm's.
@@ -330,14 +351,14 @@ impl Mkl {
                 m as i32,
                 n as i32,
                 k as i32,
-                1.0,
+                alpha,
                 a,
                 lda as i32,
                 b,
                 ldb as i32,
                 beta,
                 c,
-                n as i32,
+                ldc as i32,
             )
         };
     }

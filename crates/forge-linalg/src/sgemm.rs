@@ -274,6 +274,92 @@ fn run_blocks(
     }
 }
 
+/// `C = alpha A B` for one small product on the calling thread (attention's per-head products:
+/// many run at once, one per task), each matrix given by its start and (row, column) strides:
+/// through MKL's `cblas_sgemm` when [`crate::mkl::active`] and the three are BLAS layouts (C with
+/// unit column stride), else the `gemm` crate, unthreaded. `k == 0` writes zeros.
+///
+/// # Safety
+/// Every element `p + i rs + j cs` of the three matrices must lie in its live allocation, `C`'s
+/// elements must be distinct (`rs`, `cs` not both zero unless `m` or `n` is 1) and no other
+/// thread may access them meanwhile. `C` may be uninitialised: it is written, never read.
+#[allow(clippy::type_complexity)]
+pub unsafe fn small_gemm(
+    (m, n, k): (usize, usize, usize),
+    c: (*mut f32, usize, usize),
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize, usize),
+    alpha: f32,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: element (i, j) of C lies in its allocation (the caller's contract).
+                unsafe { c.0.add(i * c.1 + j * c.2).write(0.0) };
+            }
+        }
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(mkl) = crate::mkl::active() {
+        if let (Some((ta, lda)), Some((tb, ldb)), true) = (
+            blas_layout(m, k, a.1, a.2),
+            blas_layout(k, n, b.1, b.2),
+            c.2 == 1 && c.1 >= n,
+        ) {
+            if [m, n, k, lda, ldb, c.1]
+                .iter()
+                .all(|&d| d <= i32::MAX as usize)
+            {
+                // SAFETY: blas_layout checked that A's and B's strides are BLAS layouts of the
+                // same elements, C is row major with row stride c.1 >= n; with beta 0 BLAS
+                // writes every value of C without reading it; the caller vouches for bounds.
+                unsafe {
+                    mkl.gemm_ld(
+                        m,
+                        n,
+                        k,
+                        alpha,
+                        (a.0, lda, ta),
+                        (b.0, ldb, tb),
+                        0.0,
+                        (c.0, c.1),
+                    )
+                };
+                return;
+            }
+        }
+    }
+    // SAFETY: forwarded from the caller; with read_dst false the GEMM writes every value of C
+    // without reading it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.0,
+            c.2 as isize,
+            c.1 as isize,
+            false,
+            a.0,
+            a.2 as isize,
+            a.1 as isize,
+            b.0,
+            b.2 as isize,
+            b.1 as isize,
+            0.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// How BLAS reads a `rows x cols` view with strides `(rs, cs)`: `(false, ld)` when rows are
 /// contiguous (`cs == 1`, leading dimension `ld = rs`), `(true, ld)` when columns are (stored
 /// transposed, `ld = cs`); `None` when neither (the `gemm` crate takes those). Degenerate
@@ -362,6 +448,64 @@ mod tests {
                 close(&zero, &want, k);
             }
         }
+    }
+
+    /// `small_gemm` on every combination of row-major / transposed operands and a destination
+    /// held by rows (BLAS-able: MKL when `FORGE_MKL` loaded it) or by columns (the gemm crate),
+    /// inside wider storages (row strides past the extents), with a scale; and `k == 0`.
+    #[test]
+    fn small_gemm_matches_the_naive_product_on_every_layout() {
+        let (m, k, n) = (19, 13, 7);
+        let (lda, ldb, ldc) = (k + 3, n + 2, n + 5);
+        for (ta, tb, tc) in (0..8).map(|i| (i & 1 == 1, i & 2 == 2, i & 4 == 4)) {
+            // each operand stored with padding: row major (rs = ld, cs = 1) or transposed
+            let (ad, a_rs, a_cs) = if ta {
+                (data(k * (m + 3), 7), 1, m + 3)
+            } else {
+                (data(m * lda, 7), lda, 1)
+            };
+            let (bd, b_rs, b_cs) = if tb {
+                (data(n * (k + 2), 8), 1, k + 2)
+            } else {
+                (data(k * ldb, 8), ldb, 1)
+            };
+            let a = MatRef::new(&ad, m, k, a_rs, a_cs).unwrap();
+            let b = MatRef::new(&bd, k, n, b_rs, b_cs).unwrap();
+            let want: Vec<f64> = naive(a, b).iter().map(|w| 0.5 * w).collect();
+            let (c_rs, c_cs, len) = if tc {
+                (1, m + 1, n * (m + 1))
+            } else {
+                (ldc, 1, m * ldc)
+            };
+            let mut c = vec![f32::NAN; len];
+            // SAFETY: every (i, j) of the three views lies in its vector (checked by MatRef for A
+            // and B; C's strides cover m x n within len), and the test owns them all.
+            unsafe {
+                small_gemm(
+                    (m, n, k),
+                    (c.as_mut_ptr(), c_rs, c_cs),
+                    (ad.as_ptr(), a_rs, a_cs),
+                    (bd.as_ptr(), b_rs, b_cs),
+                    0.5,
+                )
+            };
+            let got: Vec<f32> = (0..m * n)
+                .map(|x| c[(x / n) * c_rs + (x % n) * c_cs])
+                .collect();
+            close(&got, &want, k);
+        }
+        let mut c = vec![f32::NAN; 6];
+        // SAFETY: a 2 x 3 row-major C in 6 values; A and B are never read (k = 0).
+        unsafe {
+            small_gemm(
+                (2, 3, 0),
+                (c.as_mut_ptr(), 3, 1),
+                (std::ptr::null(), 0, 1),
+                (std::ptr::null(), 3, 1),
+                1.0,
+            )
+        };
+        assert_eq!(c, vec![0.0; 6]);
     }
 
     #[test]

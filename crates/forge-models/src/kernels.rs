@@ -13,6 +13,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use forge_linalg::ops::contiguous_f32 as f32_slice;
 use forge_linalg::par::par_new;
+use forge_linalg::sgemm::small_gemm;
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task: enough work per task to amortise the scheduling.
@@ -717,29 +718,15 @@ impl CustomOp2 for HeadsMatmul {
                 } else {
                     // SAFETY: `view` bounds-checked both operands over their storages; the
                     // destination elements of this task lie within the `total` allocated
-                    // values and belong to this task alone (as above); with read_dst false the
-                    // GEMM writes each of them without reading it (k > 0).
+                    // values and belong to this task alone (as above); small_gemm writes each
+                    // of them without reading it.
                     unsafe {
-                        gemm::gemm(
-                            m,
-                            p,
-                            k,
-                            dst.0.add(base),
-                            os[3] as isize,
-                            os[2] as isize,
-                            false,
-                            a.as_ptr().add(ai),
-                            sa[3] as isize,
-                            sa[2] as isize,
-                            b.as_ptr().add(bj),
-                            sb[3] as isize,
-                            sb[2] as isize,
-                            0.0,
+                        small_gemm(
+                            (m, p, k),
+                            (dst.0.add(base), os[2], os[3]),
+                            (a.as_ptr().add(ai), sa[2], sa[3]),
+                            (b.as_ptr().add(bj), sb[2], sb[3]),
                             self.scale,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
                         )
                     }
                 }
@@ -807,47 +794,6 @@ pub(crate) fn heads_matmul(
             out,
         },
     )
-}
-
-/// `scale * A B` (`m x n`, inner `k`) into `dst` with one single-threaded GEMM of the `gemm`
-/// crate; every matrix given by its start and (row, column) strides.
-///
-/// # Safety
-/// Every element `a + i rs + j cs` of the three matrices must lie in its live allocation, and
-/// no other thread may access the destination's elements meanwhile; `k > 0`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn small_gemm(
-    (m, n, k): (usize, usize, usize),
-    dst: (*mut f32, usize, usize),
-    a: (*const f32, usize, usize),
-    b: (*const f32, usize, usize),
-    scale: f32,
-) {
-    // SAFETY: forwarded from the caller; with read_dst false the GEMM writes every destination
-    // element without reading it.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.2 as isize,
-            dst.1 as isize,
-            false,
-            a.0,
-            a.2 as isize,
-            a.1 as isize,
-            b.0,
-            b.2 as isize,
-            b.1 as isize,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 /// Multi-head attention `softmax(scale Q K^T + mask) V` over packed projections as one op, with
