@@ -94,8 +94,9 @@ pub fn bayesian_transfer_linear(
         .map_err(|_| ClassicalError::Linalg(forge_linalg::LinalgError::NotPositiveDefinite))?;
     use faer::linalg::solvers::Solve;
     let m = llt.solve(&rhs);
-    // small orders without faer's parallel triangular products (forge_linalg::dense::inverse_spd_faer)
-    let cov = forge_linalg::dense::inverse_spd_faer(&prec).map_err(ClassicalError::Linalg)?;
+    // small orders without faer's parallel triangular products, larger ones from `llt`
+    let cov =
+        forge_linalg::dense::inverse_spd_faer(&prec, Some(&llt)).map_err(ClassicalError::Linalg)?;
     let w: Vec<f64> = (0..d).map(|i| m[(i, 0)]).collect();
     let b = my - data::dot(&mx, &w);
     Ok(BayesianLinear {

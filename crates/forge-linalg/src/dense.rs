@@ -7,7 +7,7 @@
 use crate::check::{ensure_finite, ensure_matrix};
 use crate::{LinalgError, Result};
 use candle_core::{DType, Device, Tensor};
-use faer::linalg::solvers::{DenseSolveCore, Solve};
+use faer::linalg::solvers::{DenseSolveCore, Llt, Solve};
 use faer::{Mat, Side};
 
 /// Copies a rank-2 tensor into a faer matrix of f64.
@@ -106,32 +106,32 @@ pub fn solve_spd_faer(a: &Mat<f64>, b: &Mat<f64>) -> Result<Mat<f64>> {
 /// # Errors
 /// [`LinalgError::NotPositiveDefinite`]; shape and finiteness errors.
 pub fn inverse_spd(a: &Tensor) -> Result<Tensor> {
-    let n = square(a, "a")?;
+    square(a, "a")?;
     ensure_finite(a, "a")?;
-    if n <= SMALL_INVERSE {
-        let v: Vec<f64> = a.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        let inv = small_inverse_spd(&v, n)?;
-        return Ok(Tensor::from_vec(inv, (n, n), a.device())?.to_dtype(a.dtype())?);
-    }
-    inverse_spd_faer(&to_faer(a)?).and_then(|m| from_faer(m.as_ref(), a.dtype(), a.device()))
+    let inv = inverse_spd_faer(&to_faer(a)?, None)?;
+    from_faer(inv.as_ref(), a.dtype(), a.device())
 }
 
 /// Inverse of a symmetric positive-definite faer matrix: [`small_inverse_spd`] up to order
-/// [`SMALL_INVERSE`], faer's Cholesky inverse above.
+/// [`SMALL_INVERSE`], faer's Cholesky inverse above (from `llt`, its factorisation, when the
+/// caller has one already, else factorised here).
 ///
 /// # Errors
 /// [`LinalgError::NotPositiveDefinite`].
-pub fn inverse_spd_faer(a: &Mat<f64>) -> Result<Mat<f64>> {
+pub fn inverse_spd_faer(a: &Mat<f64>, llt: Option<&Llt<f64>>) -> Result<Mat<f64>> {
     let n = a.nrows();
     if n <= SMALL_INVERSE && a.ncols() == n {
         let v: Vec<f64> = (0..n * n).map(|i| a[(i / n, i % n)]).collect();
         let inv = small_inverse_spd(&v, n)?;
         return Ok(Mat::from_fn(n, n, |i, j| inv[i * n + j]));
     }
-    let llt = a
-        .llt(Side::Lower)
-        .map_err(|_| LinalgError::NotPositiveDefinite)?;
-    Ok(llt.inverse())
+    match llt {
+        Some(llt) => Ok(llt.inverse()),
+        None => Ok(a
+            .llt(Side::Lower)
+            .map_err(|_| LinalgError::NotPositiveDefinite)?
+            .inverse()),
+    }
 }
 
 /// Largest order [`inverse_spd`] inverts with [`small_inverse_spd`] instead of faer: faer's
@@ -361,7 +361,7 @@ mod tests {
                 .to_vec1()
                 .unwrap();
             assert_eq!(via, small);
-            let m = inverse_spd_faer(&a).unwrap();
+            let m = inverse_spd_faer(&a, None).unwrap();
             assert!((0..n * n).all(|i| m[(i / n, i % n)] == small[i]));
         }
         // indefinite, singular and non-finite pivots are the typed error

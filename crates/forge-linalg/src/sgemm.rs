@@ -207,61 +207,19 @@ fn run_blocks(
         }
         let (ad, ars, acs) = a.raw();
         let (bd, brs, bcs) = b.raw();
-        #[cfg(target_os = "linux")]
-        if let Some(mkl) = crate::mkl::active() {
-            if let (Some((ta, lda)), Some((tb, ldb))) =
-                (blas_layout(mb, k, ars, acs), blas_layout(k, n, brs, bcs))
-            {
-                if [mb, n, k, lda, ldb].iter().all(|&d| d <= i32::MAX as usize) {
-                    // SAFETY: as for the gemm crate below; blas_layout checked that the
-                    // strides are a BLAS layout of the same elements (unit stride one way,
-                    // leading dimension at least the other extent). With beta 0 BLAS writes
-                    // every value of dst without reading it.
-                    unsafe {
-                        mkl.gemm(
-                            mb,
-                            n,
-                            k,
-                            ad.as_ptr().add(i0 * ars),
-                            lda,
-                            ta,
-                            bd.as_ptr(),
-                            ldb,
-                            tb,
-                            if read_dst { 1.0 } else { 0.0 },
-                            dst.as_mut_ptr() as *mut f32,
-                        )
-                    };
-                    return;
-                }
-            }
-        }
         // SAFETY: `MatRef` checked that (m-1) rs + (k-1) cs (and likewise for B) lies within
         // its data, so rows i0..i0+mb of A and all of B are in bounds; `dst` holds mb * n
-        // values, row stride n. With read_dst false the GEMM writes every value of dst without
-        // reading it (the uninitialised case); otherwise dst was initialised above or by the
-        // caller.
+        // values, row stride n, this block's alone. Without read_dst the product writes every
+        // value of dst without reading it (the uninitialised case); with it, dst was
+        // initialised above or by the caller.
         unsafe {
-            gemm::gemm(
-                mb,
-                n,
-                k,
-                dst.as_mut_ptr() as *mut f32,
-                1,
-                n as isize,
+            small_gemm(
+                (mb, n, k),
+                (dst.as_mut_ptr() as *mut f32, n, 1),
+                (ad.as_ptr().add(i0 * ars), ars, acs),
+                (bd.as_ptr(), brs, bcs),
+                1.0,
                 read_dst,
-                ad.as_ptr().add(i0 * ars),
-                acs as isize,
-                ars as isize,
-                bd.as_ptr(),
-                bcs as isize,
-                brs as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
             )
         }
     };
@@ -274,15 +232,17 @@ fn run_blocks(
     }
 }
 
-/// `C = alpha A B` for one small product on the calling thread (attention's per-head products:
-/// many run at once, one per task), each matrix given by its start and (row, column) strides:
-/// through MKL's `cblas_sgemm` when [`crate::mkl::active`] and the three are BLAS layouts (C with
-/// unit column stride), else the `gemm` crate, unthreaded. `k == 0` writes zeros.
+/// `C = alpha A B` (or `C += alpha A B` with `accumulate`) as one product on the calling thread
+/// (a block of [`gemm_f32`]'s rows, or one of attention's per-head products), each matrix given
+/// by its start and (row, column) strides: through MKL's `cblas_sgemm` when
+/// [`crate::mkl::active`] and the three are BLAS layouts (C with unit column stride), else the
+/// `gemm` crate, unthreaded. `k == 0` writes zeros (leaves `C` as it is with `accumulate`).
 ///
 /// # Safety
 /// Every element `p + i rs + j cs` of the three matrices must lie in its live allocation, `C`'s
 /// elements must be distinct (`rs`, `cs` not both zero unless `m` or `n` is 1) and no other
-/// thread may access them meanwhile. `C` may be uninitialised: it is written, never read.
+/// thread may access them meanwhile. Without `accumulate` `C` may be uninitialised (it is
+/// written, never read); with it, `C` must be initialised.
 #[allow(clippy::type_complexity)]
 pub unsafe fn small_gemm(
     (m, n, k): (usize, usize, usize),
@@ -290,8 +250,9 @@ pub unsafe fn small_gemm(
     a: (*const f32, usize, usize),
     b: (*const f32, usize, usize),
     alpha: f32,
+    accumulate: bool,
 ) {
-    if m == 0 || n == 0 {
+    if m == 0 || n == 0 || (k == 0 && accumulate) {
         return;
     }
     if k == 0 {
@@ -316,7 +277,9 @@ pub unsafe fn small_gemm(
             {
                 // SAFETY: blas_layout checked that A's and B's strides are BLAS layouts of the
                 // same elements, C is row major with row stride c.1 >= n; with beta 0 BLAS
-                // writes every value of C without reading it; the caller vouches for bounds.
+                // writes every value of C without reading it; the caller vouches for bounds
+                // (and for C's values when it accumulates).
+                let beta = if accumulate { 1.0 } else { 0.0 };
                 unsafe {
                     mkl.gemm_ld(
                         m,
@@ -325,7 +288,7 @@ pub unsafe fn small_gemm(
                         alpha,
                         (a.0, lda, ta),
                         (b.0, ldb, tb),
-                        0.0,
+                        beta,
                         (c.0, c.1),
                     )
                 };
@@ -333,8 +296,8 @@ pub unsafe fn small_gemm(
             }
         }
     }
-    // SAFETY: forwarded from the caller; with read_dst false the GEMM writes every value of C
-    // without reading it.
+    // SAFETY: forwarded from the caller; without accumulate (read_dst false) the GEMM writes
+    // every value of C without reading it.
     unsafe {
         gemm::gemm(
             m,
@@ -343,14 +306,14 @@ pub unsafe fn small_gemm(
             c.0,
             c.2 as isize,
             c.1 as isize,
-            false,
+            accumulate,
             a.0,
             a.2 as isize,
             a.1 as isize,
             b.0,
             b.2 as isize,
             b.1 as isize,
-            0.0,
+            1.0,
             alpha,
             false,
             false,
@@ -487,6 +450,7 @@ mod tests {
                     (ad.as_ptr(), a_rs, a_cs),
                     (bd.as_ptr(), b_rs, b_cs),
                     0.5,
+                    false,
                 )
             };
             let got: Vec<f32> = (0..m * n)
@@ -503,6 +467,7 @@ mod tests {
                 (std::ptr::null(), 0, 1),
                 (std::ptr::null(), 3, 1),
                 1.0,
+                false,
             )
         };
         assert_eq!(c, vec![0.0; 6]);

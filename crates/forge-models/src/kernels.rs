@@ -727,6 +727,7 @@ impl CustomOp2 for HeadsMatmul {
                             (a.as_ptr().add(ai), sa[2], sa[3]),
                             (b.as_ptr().add(bj), sb[2], sb[3]),
                             self.scale,
+                            false,
                         )
                     }
                 }
@@ -836,11 +837,17 @@ impl FusedAttention {
         f32_slice(s, l, "attention")
     }
 
+    /// Where task `t`'s (batch, head) block starts in a packed `[b * s, h * d]` operand: row
+    /// `batch * s`, column `head * d`.
+    fn block(&self, t: usize) -> usize {
+        (t / self.nh) * self.s * self.nh * self.d + (t % self.nh) * self.d
+    }
+
     /// The softmax of task `t`'s scaled and masked scores into `p` (`s x s`).
     fn probabilities(&self, t: usize, q: &[f32], k: &[f32], scores: &mut [f32], p: &mut [f32]) {
         let (s, d, dim) = (self.s, self.d, self.nh * self.d);
-        let (bi, hi) = (t / self.nh, t % self.nh);
-        let off = bi * s * dim + hi * d;
+        let bi = t / self.nh;
+        let off = self.block(t);
         // SAFETY: the Q and K blocks (rows bi s.., columns hi d..) lie within the checked
         // [b s, h d] operands; `scores` is this task's own s x s buffer; d > 0 (checked by the
         // caller).
@@ -851,15 +858,11 @@ impl FusedAttention {
                 (q.as_ptr().add(off), dim, 1),
                 (k.as_ptr().add(off), 1, dim),
                 self.scale,
+                false,
             );
         }
         softmax_rows(scores, &self.mask[bi * s..(bi + 1) * s], p);
     }
-}
-
-/// A `Vec` of `n` values to be written by parallel tasks through [`SharedOut`].
-fn uninit_vec(n: usize) -> Vec<f32> {
-    Vec::with_capacity(n)
 }
 
 impl CustomOp3 for FusedAttention {
@@ -886,7 +889,7 @@ impl CustomOp3 for FusedAttention {
         if total == 0 || s == 0 {
             return Ok((CpuStorage::F32(vec![0f32; total]), l1.shape().clone()));
         }
-        let mut out = uninit_vec(total);
+        let mut out = Vec::with_capacity(total);
         // zeroed (not left uninitialised): the tasks view their blocks as `&mut [f32]`
         let mut kept = if self.keep {
             vec![0f32; tasks * s * s]
@@ -907,7 +910,7 @@ impl CustomOp3 for FusedAttention {
                     local
                 };
                 self.probabilities(t, q, k, scores, p);
-                let off = (t / self.nh) * s * dim + (t % self.nh) * d;
+                let off = self.block(t);
                 // SAFETY: the context block of task t (rows bi s.., columns hi d..) lies within
                 // the total values allocated and is written by this task alone; V's block lies
                 // within the checked operand; s > 0.
@@ -918,6 +921,7 @@ impl CustomOp3 for FusedAttention {
                         (p.as_ptr(), s, 1),
                         (v.as_ptr().add(off), dim, 1),
                         1.0,
+                        false,
                     );
                 }
             },
@@ -964,7 +968,7 @@ impl CustomOp3 for FusedAttention {
             .map_err(|_| candle_core::Error::Msg("attention: poisoned".into()))?;
         let mut outs: [Vec<f32>; 3] = std::array::from_fn(|i| {
             if want[i] {
-                uninit_vec(total)
+                Vec::with_capacity(total)
             } else {
                 Vec::new()
             }
@@ -983,7 +987,7 @@ impl CustomOp3 for FusedAttention {
                         &b[..]
                     }
                 };
-                let off = (t / self.nh) * s * dim + (t % self.nh) * d;
+                let off = self.block(t);
                 // SAFETY (all products below): every operand block lies within its checked
                 // [b s, h d] operand or this task's s x s buffers; each destination block (rows
                 // bi s.., columns hi d.. of a gradient allocated with `total` values) is written
@@ -997,6 +1001,7 @@ impl CustomOp3 for FusedAttention {
                             (p.as_ptr(), 1, s),
                             (g.as_ptr().add(off), dim, 1),
                             1.0,
+                            false,
                         );
                     }
                     if want[0] || want[1] {
@@ -1007,6 +1012,7 @@ impl CustomOp3 for FusedAttention {
                             (g.as_ptr().add(off), dim, 1),
                             (vv.as_ptr().add(off), 1, dim),
                             1.0,
+                            false,
                         );
                         let ds = &mut a[..]; // the scores buffer, free again
                         softmax_bwd_rows(p, c, s, ds);
@@ -1018,6 +1024,7 @@ impl CustomOp3 for FusedAttention {
                                 (ds.as_ptr(), s, 1),
                                 (kv.as_ptr().add(off), dim, 1),
                                 self.scale,
+                                false,
                             );
                         }
                         if want[1] {
@@ -1028,6 +1035,7 @@ impl CustomOp3 for FusedAttention {
                                 (ds.as_ptr(), 1, s),
                                 (qv.as_ptr().add(off), dim, 1),
                                 self.scale,
+                                false,
                             );
                         }
                     }
