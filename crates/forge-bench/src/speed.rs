@@ -369,8 +369,9 @@ fn run_workload_f32(
     let mut step: Box<dyn FnMut() -> Result<()>> = match workload {
         Workload::Forward => {
             m.set_training(false);
+            // inference as PyTorch's torch.inference_mode(): no graph recorded
             Box::new(move || {
-                m.forward(&ids, Some(&mask))?;
+                forge_lora::no_grad(|| m.forward(&ids, Some(&mask)))?;
                 Ok(())
             })
         }

@@ -67,4 +67,4 @@ pub use injector::{
 pub use io::{load_adapter, read_adapter_config, save_adapter};
 pub use linear::{AdapterMixture, LoraAdapter, LoraLinear, MixtureGate};
 pub use model::{named_base_params_mut, named_linears_mut, LoraModel, ModuleMut};
-pub use param::{DeepClone, Param};
+pub use param::{grad_enabled, no_grad, DeepClone, Param};

@@ -1,6 +1,47 @@
 //! [`Param`]: a named trainable-or-frozen tensor backed by a candle [`Var`].
 
 use candle_core::{Tensor, Var};
+use std::cell::Cell;
+
+thread_local! {
+    /// Whether [`Param::tensor`] hands out tracked tensors on this thread (see [`no_grad`]).
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Runs `f` with gradient tracking off on this thread, as PyTorch's `torch.no_grad()` /
+/// `torch.inference_mode()`: inside, [`Param::tensor`] returns detached views of every
+/// parameter, trainable or not, so candle records no graph. A forward pass inside keeps no
+/// intermediate tensor alive for a backward pass, so its buffers are freed (and reused, warm in
+/// cache) as soon as each layer is done, and Forge's fused kernels take their inference paths
+/// (nothing kept for a backward pass; activations applied while the product is in cache).
+/// Values are the same as outside. Nests, and restores the previous setting when `f`
+/// returns or unwinds.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use forge_lora::{no_grad, Param};
+///
+/// let p = Param::new(&Tensor::new(&[1.0f32, 2.0], &Device::Cpu)?, true)?;
+/// assert!(p.tensor().is_variable());
+/// no_grad(|| assert!(!p.tensor().is_variable()));
+/// assert!(p.tensor().is_variable());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GRAD_ENABLED.with(|g| g.set(self.0));
+        }
+    }
+    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(false)));
+    f()
+}
+
+/// Whether gradient tracking is on for this thread (off inside [`no_grad`]).
+pub fn grad_enabled() -> bool {
+    GRAD_ENABLED.with(Cell::get)
+}
 
 /// A model parameter: a candle [`Var`] plus a trainable flag.
 ///
@@ -37,9 +78,10 @@ impl Param {
         Self { var, trainable }
     }
 
-    /// The tensor to compute with: tracked when trainable, detached when frozen.
+    /// The tensor to compute with: tracked when trainable (and gradients are on, see
+    /// [`no_grad`]), detached when frozen.
     pub fn tensor(&self) -> Tensor {
-        if self.trainable {
+        if self.trainable && grad_enabled() {
             self.var.as_tensor().clone()
         } else {
             self.var.as_detached_tensor()
@@ -137,5 +179,30 @@ mod tests {
             .unwrap();
         assert_eq!(q.tensor().to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
         assert!(q.is_trainable());
+    }
+
+    #[test]
+    fn no_grad_detaches_nests_and_restores() {
+        let p = Param::new(&Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap(), true).unwrap();
+        let frozen = Param::new(&Tensor::new(&[3.0f32], &Device::Cpu).unwrap(), false).unwrap();
+        assert!(p.tensor().is_variable() && grad_enabled());
+        no_grad(|| {
+            assert!(!grad_enabled());
+            let t = p.tensor();
+            assert!(!t.is_variable());
+            // the same storage: values equal, and a later set reaches the detached view
+            assert_eq!(t.to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
+            no_grad(|| assert!(!p.tensor().is_variable()));
+            assert!(!grad_enabled());
+            assert!(!frozen.tensor().is_variable());
+        });
+        assert!(grad_enabled() && p.tensor().is_variable());
+        // a panic inside restores the setting too
+        let r = std::panic::catch_unwind(|| no_grad(|| panic!("inside")));
+        assert!(r.is_err() && grad_enabled());
+        // a backward pass through a no_grad forward finds no gradient for the parameter
+        let y = no_grad(|| (p.tensor() * 2.0).unwrap().sum_all().unwrap());
+        let grads = y.backward().unwrap();
+        assert!(grads.get(p.var().as_tensor()).is_none());
     }
 }
