@@ -201,15 +201,19 @@ pub fn extract_representations<E: HiddenStates + ?Sized>(
     let mut parts: Vec<Vec<Tensor>> = vec![Vec::with_capacity(batches.len()); idx.len()];
     let mut done = 0;
     for (k, b) in batches.iter().enumerate() {
-        let hs = encoder.hidden_states(&b.input_ids, Some(&b.attention_mask))?;
+        // no graph recorded (forge_lora::no_grad): the forward's intermediates are freed as
+        // soon as each layer is done
+        let hs = forge_lora::no_grad(|| {
+            encoder.hidden_states(&b.input_ids, Some(&b.attention_mask))
+        })?;
         for (slot, &l) in idx.iter().enumerate() {
             let h = &hs[l];
             let pooled = match pooling {
                 Pooling::Cls => h.narrow(1, 0, 1)?.squeeze(1)?,
                 Pooling::Mean => mean_pool(h, &b.attention_mask)?,
             };
-            // detach: the pooled features must not keep the batch's forward graph alive (with
-            // trainable parameters every intermediate of the forward would be retained)
+            // detach as well (a no-op here): the pooled features must never keep a forward
+            // graph alive
             parts[slot].push(
                 pooled
                     .to_dtype(DType::F32)?

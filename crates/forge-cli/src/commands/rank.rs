@@ -154,14 +154,14 @@ fn embed(
     for chunk in texts.chunks(a.batch_size as usize) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let enc = tok.encode_batch(&refs, &dev).map_err(model_err)?;
-        let f = encoder
-            .embed(&enc.input_ids, &enc.attention_mask)
+        // inference only: no graph recorded
+        let f = forge_lora::no_grad(|| encoder.embed(&enc.input_ids, &enc.attention_mask))
             .map_err(model_err)?;
         feats.push(f.to_dtype(DType::F64)?);
         if let Some(c) = &classifier {
-            let logits = c
-                .forward(&enc.input_ids, Some(&enc.attention_mask))
-                .map_err(model_err)?;
+            let logits =
+                forge_lora::no_grad(|| c.forward(&enc.input_ids, Some(&enc.attention_mask)))
+                    .map_err(model_err)?;
             probs.push(softmax(&logits.to_dtype(DType::F64)?)?);
         }
         bar.inc(chunk.len() as u64);

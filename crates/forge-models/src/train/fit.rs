@@ -308,9 +308,9 @@ pub fn evaluate<M: SequenceClassifier + ?Sized>(
         order.sort_by_key(|&i| data.ids(i).map_or(0, <[u32]>::len));
         for idx in order.chunks(config.eval_batch_size.max(1)) {
             let b = data.batch(idx, config.max_length, &device)?;
-            let logits = model
-                .forward(&b.input_ids, Some(&b.attention_mask))?
-                .detach();
+            // no graph: nothing of the forward is kept for a backward pass
+            let logits =
+                forge_lora::no_grad(|| model.forward(&b.input_ids, Some(&b.attention_mask)))?;
             loss += scalar(&cross_entropy_loss(&logits, &b.labels)?)? * b.size as f64;
             for (&i, p) in idx.iter().zip(logits.argmax(1)?.to_vec1::<u32>()?) {
                 pred[i] = p;
