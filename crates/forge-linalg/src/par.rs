@@ -30,6 +30,32 @@ where
     v
 }
 
+/// As [`par_new`] without the zero fill, for kernels that write every value of their chunk
+/// (an elementwise map, a row-wise softmax or normalisation): the fill is a pass over memory
+/// that is about to be overwritten anyway (about 4 % of a MiniLM training step).
+///
+/// # Safety
+/// `f` must write every value of the chunk it is given, and read none before writing it (the
+/// chunk starts uninitialised).
+pub unsafe fn par_new_overwrite<F>(n: usize, chunk: usize, f: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    v.spare_capacity_mut()
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, c)| {
+            // SAFETY: MaybeUninit<f32> has the layout of f32; the caller's contract is that `f`
+            // writes every value before reading it.
+            let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            f(i, c);
+        });
+    // SAFETY: the chunks cover all n values and `f` wrote each (the caller's contract).
+    unsafe { v.set_len(n) };
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +70,15 @@ mod tests {
                 }
             });
             assert_eq!(v, (0..n).map(|k| k as f32).collect::<Vec<_>>());
+            // SAFETY: the closure writes every value of its chunk and reads none.
+            let w = unsafe {
+                par_new_overwrite(n, chunk, |i, c| {
+                    for (j, x) in c.iter_mut().enumerate() {
+                        *x = (i * chunk.max(1) + j) as f32;
+                    }
+                })
+            };
+            assert_eq!(w, v);
         }
     }
 }

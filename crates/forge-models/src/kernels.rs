@@ -12,7 +12,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use forge_linalg::ops::contiguous_f32 as f32_slice;
-use forge_linalg::par::par_new;
+use forge_linalg::par::{par_new, par_new_overwrite};
 use forge_linalg::sgemm::small_gemm;
 use rayon::prelude::*;
 
@@ -187,7 +187,8 @@ multiversion! {
 
 fn par_map1(x: &[f32], f: fn(&[f32], &mut [f32])) -> Vec<f32> {
     let c = MIN_ELEMS_PER_TASK;
-    par_new(x.len(), c, |i, y| f(&x[i * c..i * c + y.len()], y))
+    // SAFETY: `f` maps x onto y elementwise, writing every value of y.
+    unsafe { par_new_overwrite(x.len(), c, |i, y| f(&x[i * c..i * c + y.len()], y)) }
 }
 
 struct GeluErf;
@@ -239,10 +240,13 @@ impl CustomOp2 for GeluErfBwd {
             candle_core::bail!("gelu bwd: {} inputs, {} gradients", x.len(), g.len())
         }
         let c = MIN_ELEMS_PER_TASK;
-        let dx = par_new(x.len(), c, |i, d| {
-            let r = i * c..i * c + d.len();
-            gelu_bwd_chunk(&x[r.clone()], &g[r], d)
-        });
+        // SAFETY: x, g and dx are equally long; the kernel writes every dx value.
+        let dx = unsafe {
+            par_new_overwrite(x.len(), c, |i, d| {
+                let r = i * c..i * c + d.len();
+                gelu_bwd_chunk(&x[r.clone()], &g[r], d)
+            })
+        };
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -328,9 +332,13 @@ impl CustomOp3 for LayerNormOp {
             )
         }
         let chunk = rows_per_task(d) * d;
-        let y = par_new(x.len(), chunk, |i, y| {
-            ln_fwd_rows(&x[i * chunk..i * chunk + y.len()], w, b, self.eps, y)
-        });
+        // SAFETY: every chunk is whole rows of d (x.len() is a multiple of d, checked above)
+        // and the kernel writes every value of each row.
+        let y = unsafe {
+            par_new_overwrite(x.len(), chunk, |i, y| {
+                ln_fwd_rows(&x[i * chunk..i * chunk + y.len()], w, b, self.eps, y)
+            })
+        };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -473,10 +481,13 @@ impl CustomOp2 for MaskedSoftmax {
             )
         }
         // one task per (batch, head): its rows share the batch's mask row
-        let y = par_new(s.len(), q * k, |i, y| {
-            let bi = i / h;
-            softmax_rows(&s[i * q * k..(i + 1) * q * k], &m[bi * k..(bi + 1) * k], y)
-        });
+        // SAFETY: each chunk is q whole rows of k, and the kernel writes every value of each.
+        let y = unsafe {
+            par_new_overwrite(s.len(), q * k, |i, y| {
+                let bi = i / h;
+                softmax_rows(&s[i * q * k..(i + 1) * q * k], &m[bi * k..(bi + 1) * k], y)
+            })
+        };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -515,10 +526,14 @@ impl CustomOp2 for SoftmaxBwd {
             candle_core::bail!("softmax bwd: {} outputs, {} gradients", y.len(), g.len())
         }
         let chunk = rows_per_task(d) * d;
-        let dx = par_new(y.len(), chunk, |i, dx| {
-            let r = i * chunk..i * chunk + dx.len();
-            softmax_bwd_rows(&y[r.clone()], &g[r], d, dx)
-        });
+        // SAFETY: y.len() is a multiple of d (the last dimension), each chunk is whole rows,
+        // and the kernel writes every value of each row.
+        let dx = unsafe {
+            par_new_overwrite(y.len(), chunk, |i, dx| {
+                let r = i * chunk..i * chunk + dx.len();
+                softmax_bwd_rows(&y[r.clone()], &g[r], d, dx)
+            })
+        };
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
