@@ -231,7 +231,10 @@ impl CustomOp1 for ColumnSums {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = forge_linalg::ops::contiguous_f32(s, l, "forge-column-sums input")?;
         let (rows, out) = l.shape().dims2()?;
-        Ok((CpuStorage::F32(column_sums_f32(g, rows, out)), Shape::from(out)))
+        Ok((
+            CpuStorage::F32(column_sums_f32(g, rows, out)),
+            Shape::from(out),
+        ))
     }
 }
 
@@ -295,8 +298,14 @@ mod tests {
         let want: Vec<f64> = (0..out)
             .map(|j| (0..rows).map(|i| g[i * out + j] as f64).sum())
             .collect();
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
         let a = one.install(|| column_sums_f32(&g, rows, out));
         let b = three.install(|| column_sums_f32(&g, rows, out));
         assert_eq!(a, b, "the sums depend on the thread count");

@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
 
     let mut full = DistilBertForSequenceClassification::new_random(&cfg, 0, &dev).unwrap();
     g.bench_function("forward", |b| {
-        b.iter(|| full.forward(&ids, Some(&mask)).unwrap())
+        b.iter(|| forge_lora::no_grad(|| full.forward(&ids, Some(&mask))).unwrap())
     });
     full.set_training(true);
     let mut opt = AdamW::new(

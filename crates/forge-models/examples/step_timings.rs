@@ -71,8 +71,9 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut m = DistilBertForSequenceClassification::new_random(&cfg, 0, &dev)?;
+    // inference as PyTorch's torch.inference_mode(): no graph recorded
     let fwd = time_ms(n, || {
-        m.forward(&ids, Some(&mask)).unwrap();
+        forge_lora::no_grad(|| m.forward(&ids, Some(&mask))).unwrap();
     });
     m.set_training(true);
     let mut opt = AdamW::new(

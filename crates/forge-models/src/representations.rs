@@ -203,9 +203,8 @@ pub fn extract_representations<E: HiddenStates + ?Sized>(
     for (k, b) in batches.iter().enumerate() {
         // no graph recorded (forge_lora::no_grad): the forward's intermediates are freed as
         // soon as each layer is done
-        let hs = forge_lora::no_grad(|| {
-            encoder.hidden_states(&b.input_ids, Some(&b.attention_mask))
-        })?;
+        let hs =
+            forge_lora::no_grad(|| encoder.hidden_states(&b.input_ids, Some(&b.attention_mask)))?;
         for (slot, &l) in idx.iter().enumerate() {
             let h = &hs[l];
             let pooled = match pooling {

@@ -426,3 +426,66 @@ fn lora_step_updates_only_adapters_and_saved_modules() {
         );
     }
 }
+
+/// `forge_lora::no_grad` (inference without a graph): the same logits as a tracked forward,
+/// bit for bit, on DistilBERT and BERT, f32 and the bf16 mode, with and without LoRA adapters;
+/// and nothing inside it gets a gradient.
+#[test]
+fn no_grad_forward_gives_the_same_logits_and_no_graph() {
+    use forge_linalg::bf16::{with_matmul_precision, MatmulPrecision};
+    use forge_models::{BertConfig, BertForSequenceClassification};
+    let dev = Device::Cpu;
+    // the second sequence is padded: masked keys take the fused attention's masked path
+    let ids = Tensor::new(&[[2u32, 7, 11, 4, 9, 3], [5, 8, 1, 0, 0, 0]], &dev).unwrap();
+    let mask = Tensor::new(&[[1u32, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], &dev).unwrap();
+    let dcfg = DistilBertConfig {
+        vocab_size: 40,
+        dim: 16,
+        n_layers: 2,
+        n_heads: 2,
+        hidden_dim: 32,
+        ..Default::default()
+    };
+    let bcfg = BertConfig {
+        vocab_size: 40,
+        hidden_size: 16,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 32,
+        max_position_embeddings: 16,
+        ..Default::default()
+    };
+    let mut models: Vec<AnyClassifier> = vec![
+        AnyClassifier::DistilBert(
+            DistilBertForSequenceClassification::new_random(&dcfg, 5, &dev).unwrap(),
+        ),
+        AnyClassifier::Bert(BertForSequenceClassification::new_random(&bcfg, 6, &dev).unwrap()),
+    ];
+    let mut lora = DistilBertForSequenceClassification::new_random(&dcfg, 7, &dev).unwrap();
+    LoraInjector::new(LoraConfig::new(2, 4.0, &["q_lin", "v_lin"]))
+        .unwrap()
+        .inject(&mut lora)
+        .unwrap();
+    models.push(AnyClassifier::DistilBert(lora));
+    for (i, m) in models.iter_mut().enumerate() {
+        m.set_training(false);
+        let vars = forge_lora::named_trainable(m);
+        assert!(!vars.is_empty());
+        for p in [MatmulPrecision::F32, MatmulPrecision::Bf16] {
+            with_matmul_precision(p, || {
+                let tracked = m.forward(&ids, Some(&mask)).unwrap();
+                let free = forge_lora::no_grad(|| m.forward(&ids, Some(&mask))).unwrap();
+                assert_eq!(
+                    tracked.to_vec2::<f32>().unwrap(),
+                    free.to_vec2::<f32>().unwrap(),
+                    "model {i}, {p:?}"
+                );
+                // a tracked forward reaches the parameters; the no_grad one does not
+                let g = tracked.sum_all().unwrap().backward().unwrap();
+                assert!(vars.iter().any(|(_, v)| g.get(v.as_tensor()).is_some()));
+                let g = free.sum_all().unwrap().backward().unwrap();
+                assert!(vars.iter().all(|(_, v)| g.get(v.as_tensor()).is_none()));
+            });
+        }
+    }
+}

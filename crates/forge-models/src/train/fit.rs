@@ -281,7 +281,7 @@ fn data_device(opt: &Optimization) -> Result<Device> {
 /// Loss, accuracy, macro-F1 and confusion matrix on `data` in evaluation mode (dropout off;
 /// the previous mode is restored), in batches of `config.eval_batch_size` sequences of similar
 /// length (sorted by length: less padding, the same predictions) truncated to
-/// `config.max_length`, without building a backward graph.
+/// `config.max_length`, inside [`forge_lora::no_grad`] (no backward graph is recorded).
 ///
 /// # Errors
 /// [`ModelError::InvalidInput`] for an empty set or labels outside the head's classes; candle
