@@ -15,6 +15,9 @@ CLI
   --model {distilbert-base,minilm}  --workload {forward,lora,full,fisher,merge}
   --precision {f32,bf16} (f32)  --iters N (5)  --warmup W (1)  --threads T (2)
   --batch B (16)  --seq S (64)  --seed (0)  --attn {sdpa,eager} (sdpa)
+  --device {cpu,cuda,cuda:N} (cpu): on CUDA the model and batch live on the
+    GPU, f32 only, forward/lora/full/fisher, and every iteration ends with
+    torch.cuda.synchronize() (kernels run asynchronously).
 
 Definitions (the Rust side mirrors these)
   Models: random init after torch.manual_seed(seed), float32, num_labels=2,
@@ -115,7 +118,16 @@ def parse_args():
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    p.add_argument("--device", default="cpu")
     a = p.parse_args()
+    if a.device != "cpu":
+        dev = a.device.split(":")
+        if dev[0] != "cuda" or len(dev) > 2 or (len(dev) == 2 and not dev[1].isdigit()):
+            die(f"--device {a.device!r}: expected cpu, cuda or cuda:N", 2)
+        if a.precision == "bf16":
+            die("--precision bf16 is the CPU autocast comparison: not with --device cuda", 2)
+        if a.workload == "merge":
+            die("the merge workload runs on the CPU only", 2)
     if a.iters < 1 or a.warmup < 0 or a.threads < 1 or a.batch < 1 or a.seq < 1:
         die("--iters, --threads, --batch, --seq must be >= 1 and --warmup >= 0", 2)
     if a.seq > 512:
@@ -304,15 +316,25 @@ def main():
         model, vocab = build_model(torch, transformers, args)
         params = sum(p.numel() for p in model.parameters())
         batch = make_batch(torch, args, vocab)
+        sync = lambda: None  # noqa: E731
+        if args.device != "cpu":
+            if not torch.cuda.is_available():
+                die(f"--device {args.device}: torch.cuda.is_available() is False "
+                    f"(torch {torch.__version__})")
+            model = model.to(args.device)
+            batch = tuple(t.to(args.device) for t in batch)
+            sync = torch.cuda.synchronize
         step, trainable = setup_workload(torch, F, peft, model, args, batch)
         del model
 
         for _ in range(args.warmup):
             step()
+            sync()
         wall_ms, cpu_ms = [], []
         for _ in range(args.iters):
             w0, c0 = time.perf_counter(), time.process_time()
             step()
+            sync()
             wall_ms.append((time.perf_counter() - w0) * 1e3)
             cpu_ms.append((time.process_time() - c0) * 1e3)
 
@@ -338,6 +360,8 @@ def main():
             "amx": amx,
             "cpu_model": cpu_model,
         }
+        if args.device != "cpu":
+            record["device"] = args.device
     real_stdout.write(json.dumps(record) + "\n")
     real_stdout.flush()
 

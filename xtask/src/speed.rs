@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Alternating rounds (Forge, PyTorch, Forge, ...): each side's best median counts.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Where the models run: `cpu`, or `cuda` / `cuda:N` (forward, LoRA, full and Fisher, f32;
+    /// Forge needs a build with `--features cuda`, PyTorch a CUDA build of torch).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Compute threads per process (RAYON_NUM_THREADS for Forge, torch.set_num_threads).
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -144,6 +148,7 @@ fn run_forge(
             &a.warmup.to_string(),
         ])
         .args(["--batch", &a.batch.to_string(), "--seq", &a.seq.to_string()])
+        .args(["--device", &a.device])
         .env("RAYON_NUM_THREADS", a.threads.to_string())
         .output()
         .context("start the Forge bench worker")?;
@@ -179,6 +184,7 @@ fn run_torch(
         ])
         .args(["--threads", &a.threads.to_string()])
         .args(["--batch", &a.batch.to_string(), "--seq", &a.seq.to_string()])
+        .args(["--device", &a.device])
         .env("OMP_NUM_THREADS", a.threads.to_string())
         .output()
         .with_context(|| format!("start {} {}", python.display(), script.display()))?;
@@ -197,20 +203,33 @@ fn run_torch(
 fn worker(a: &BenchArgs) -> Result<()> {
     let model = BenchModel::from_name(a.models.first().context("--model")?)?;
     let workload = Workload::from_name(a.workloads.first().context("--workload")?)?;
-    let sc = speed_config(a);
+    let sc = speed_config(a)?;
     let precision: forge_bench::speed::MatmulPrecision = a.precision.parse()?;
     let run = forge_bench::speed::run_workload_at(model, None, workload, &sc, precision)?;
     println!("{}", serde_json::to_string(&run)?);
     Ok(())
 }
 
-fn speed_config(a: &BenchArgs) -> SpeedConfig {
-    SpeedConfig {
+fn speed_config(a: &BenchArgs) -> Result<SpeedConfig> {
+    Ok(SpeedConfig {
         batch: a.batch,
         seq: a.seq,
         warmup: a.warmup,
         iters: a.iters,
         seed: 0,
+        cuda: parse_device(&a.device)?,
+    })
+}
+
+/// `cpu` -> None, `cuda` -> Some(0), `cuda:N` -> Some(N).
+fn parse_device(s: &str) -> Result<Option<usize>> {
+    match s {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => Ok(Some(i)),
+            _ => bail!("--device {s:?}: expected cpu, cuda or cuda:N"),
+        },
     }
 }
 
@@ -330,6 +349,21 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
             );
         }
     }
+    let cuda = parse_device(&a.device)?;
+    if cuda.is_some() {
+        if a.bf16 {
+            bail!(
+                "--bf16 times Forge's CPU mixed-precision mode: not with --device {}",
+                a.device
+            );
+        }
+        if workloads.contains(&Workload::Merge) {
+            bail!(
+                "--device {}: the merge workload runs on the CPU only (pass --workload forward/lora/full/fisher)",
+                a.device
+            );
+        }
+    }
     let mut runs = Vec::new();
     for &model in &models {
         for &workload in &workloads {
@@ -366,7 +400,7 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
         schema: SPEED_SCHEMA.into(),
         cpu_model,
         cpu_features,
-        config: speed_config(a),
+        config: speed_config(a)?,
         threads: a.threads,
         rounds: a.rounds,
         rows: speed_rows(&runs),
@@ -385,4 +419,20 @@ fn criterion(args: &[String]) -> Result<()> {
         bail!("cargo bench failed: {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_device;
+
+    #[test]
+    fn device_names() {
+        assert_eq!(parse_device("cpu").unwrap(), None);
+        assert_eq!(parse_device("cuda").unwrap(), Some(0));
+        assert_eq!(parse_device("cuda:3").unwrap(), Some(3));
+        for bad in ["gpu", "cuda:", "cuda:x", "CUDA"] {
+            let e = parse_device(bad).unwrap_err().to_string();
+            assert!(e.contains("cpu, cuda or cuda:N"), "{e}");
+        }
+    }
 }

@@ -181,6 +181,10 @@ pub struct SpeedConfig {
     pub iters: usize,
     /// Seed of the model and the batch.
     pub seed: u64,
+    /// The CUDA device to run on (its ordinal); `None`: the CPU. Needs a build with the `cuda`
+    /// feature; forward, LoRA, full and Fisher only (the merge and the bf16 mode are CPU work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<usize>,
 }
 
 impl Default for SpeedConfig {
@@ -191,6 +195,7 @@ impl Default for SpeedConfig {
             warmup: 1,
             iters: 5,
             seed: 0,
+            cuda: None,
         }
     }
 }
@@ -231,6 +236,9 @@ pub struct SpeedRun {
     /// `FORGE_MKL` loaded one; [`forge_linalg::mkl`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub f32_gemm: Option<String>,
+    /// The accelerator the run used (`cuda:0`); absent for the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 impl SpeedRun {
@@ -336,6 +344,12 @@ pub fn run_workload_at(
     sc: &SpeedConfig,
     precision: MatmulPrecision,
 ) -> Result<SpeedRun> {
+    if let (Some(i), MatmulPrecision::Bf16) = (sc.cuda, precision) {
+        return Err(config_error(
+            "--device",
+            format!("cuda:{i}: the bf16 mode is Forge's CPU mixed precision; time f32 on CUDA"),
+        ));
+    }
     let mut run = forge_linalg::bf16::with_matmul_precision(precision, || {
         run_workload_f32(model, config, workload, sc)
     })?;
@@ -360,7 +374,7 @@ fn run_workload_f32(
     }
     // the allocator setting every Forge training entry point applies
     forge_models::perf::tune_allocator();
-    let dev = Device::Cpu;
+    let dev = bench_device(sc.cuda, workload)?;
     let mc = config.cloned().unwrap_or_else(|| model.config());
     let (ids, mask, labels) = batch(&mc, sc, &dev)?;
     let mut m = AnyClassifier::from_config(&mc, sc.seed, &dev)?;
@@ -413,7 +427,7 @@ fn run_workload_f32(
                 let logits = |idx: &[usize]| -> candle_core::Result<Tensor> {
                     let rows = Tensor::new(
                         idx.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-                        &Device::Cpu,
+                        ids.device(),
                     )?;
                     m.forward(
                         &ids.index_select(&rows, 0)?,
@@ -458,11 +472,14 @@ fn run_workload_f32(
     };
     for _ in 0..sc.warmup {
         step()?;
+        dev.synchronize()?;
     }
     let (mut wall_ms, mut cpu_ms) = (Vec::new(), Vec::new());
     for _ in 0..sc.iters {
         let (t, c) = (Instant::now(), process_cpu_s());
         step()?;
+        // an accelerator's kernels run asynchronously: the iteration ends when they have
+        dev.synchronize()?;
         wall_ms.push(t.elapsed().as_secs_f64() * 1e3);
         cpu_ms.push((process_cpu_s() - c) * 1e3);
     }
@@ -481,6 +498,26 @@ fn run_workload_f32(
         trainable,
         bf16_path: None,
         f32_gemm: Some(forge_linalg::mkl::describe(forge_linalg::mkl::status())),
+        device: sc.cuda.map(|i| format!("cuda:{i}")),
+    })
+}
+
+/// The device of a run: the CPU, or CUDA device `cuda` (forward, LoRA, full and Fisher only).
+fn bench_device(cuda: Option<usize>, workload: Workload) -> Result<Device> {
+    let Some(i) = cuda else {
+        return Ok(Device::Cpu);
+    };
+    if workload == Workload::Merge {
+        return Err(config_error(
+            "--device",
+            format!("cuda:{i}: the merge workload runs on the CPU only"),
+        ));
+    }
+    Device::new_cuda(i).map_err(|e| {
+        config_error(
+            "--device",
+            format!("cuda:{i}: {e} (build with `--features cuda` on a machine with CUDA)"),
+        )
     })
 }
 
@@ -698,6 +735,7 @@ mod tests {
             trainable: 10,
             bf16_path: None,
             f32_gemm: None,
+            device: None,
         }
     }
 
@@ -779,6 +817,7 @@ mod tests {
             warmup: 0,
             iters: 2,
             seed: 0,
+            cuda: None,
         };
         let r = run_workload_at(
             BenchModel::MiniLm,
@@ -805,5 +844,43 @@ mod tests {
         assert!(Workload::from_name("backward").is_err());
         let zero = SpeedConfig { iters: 0, ..sc };
         assert!(run_workload(BenchModel::MiniLm, Some(&tiny), Workload::Forward, &zero).is_err());
+        assert!(r.device.is_none());
+    }
+
+    #[test]
+    fn cuda_runs_refuse_cpu_only_work_and_name_the_feature() {
+        let tiny = ModelConfig::from_json_str(
+            r#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 8,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+            "max_position_embeddings": 16, "type_vocab_size": 2, "num_labels": 2}"#,
+            std::path::Path::new("tiny"),
+        )
+        .unwrap();
+        let sc = SpeedConfig {
+            batch: 2,
+            seq: 4,
+            warmup: 0,
+            iters: 1,
+            seed: 0,
+            cuda: Some(0),
+        };
+        let msg = |w, p| {
+            run_workload_at(BenchModel::MiniLm, Some(&tiny), w, &sc, p)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(msg(Workload::Merge, MatmulPrecision::F32).contains("CPU only"));
+        assert!(msg(Workload::Forward, MatmulPrecision::Bf16).contains("bf16 mode"));
+        // this build has no CUDA (or this machine no GPU): a clear error, not a panic
+        if !candle_core::utils::cuda_is_available() {
+            assert!(msg(Workload::Forward, MatmulPrecision::F32).contains("--features cuda"));
+        }
+        // the device is recorded only for accelerator runs, and old reports still parse
+        let cfg: SpeedConfig =
+            serde_json::from_str(r#"{"batch":1,"seq":2,"warmup":0,"iters":1,"seed":0}"#).unwrap();
+        assert_eq!(cfg.cuda, None);
+        assert!(!serde_json::to_string(&SpeedConfig::default())
+            .unwrap()
+            .contains("cuda"));
     }
 }
