@@ -8,8 +8,8 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use forge_bench::speed::{
-    check_speed_gates, speed_rows, speed_table, BenchModel, SpeedConfig, SpeedGates, SpeedReport,
-    SpeedRun, Workload, SPEED_SCHEMA,
+    check_device, check_speed_gates, speed_rows, speed_table, BenchModel, MatmulPrecision,
+    SpeedConfig, SpeedGates, SpeedReport, SpeedRun, Workload, SPEED_SCHEMA,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -349,19 +349,12 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
             );
         }
     }
-    let cuda = parse_device(&a.device)?;
-    if cuda.is_some() {
-        if a.bf16 {
-            bail!(
-                "--bf16 times Forge's CPU mixed-precision mode: not with --device {}",
-                a.device
-            );
-        }
-        if workloads.contains(&Workload::Merge) {
-            bail!(
-                "--device {}: the merge workload runs on the CPU only (pass --workload forward/lora/full/fisher)",
-                a.device
-            );
+    let config = speed_config(a)?;
+    // every run this bench would start can run on the device (fail before the first)
+    for &workload in &workloads {
+        check_device(config.cuda, workload, MatmulPrecision::F32)?;
+        if a.bf16 && is_amp(workload) {
+            check_device(config.cuda, workload, MatmulPrecision::Bf16)?;
         }
     }
     let mut runs = Vec::new();
@@ -376,10 +369,7 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
                     a.rounds
                 );
                 runs.push(run_forge(model, workload, "f32", a)?);
-                let amp = matches!(
-                    workload,
-                    Workload::Forward | Workload::Lora | Workload::Full
-                );
+                let amp = is_amp(workload);
                 if a.bf16 && amp {
                     eprintln!("  forge bf16 ...");
                     runs.push(run_forge(model, workload, "bf16", a)?);
@@ -400,12 +390,20 @@ fn measure(a: &BenchArgs) -> Result<SpeedReport> {
         schema: SPEED_SCHEMA.into(),
         cpu_model,
         cpu_features,
-        config: speed_config(a)?,
+        config,
         threads: a.threads,
         rounds: a.rounds,
         rows: speed_rows(&runs),
         runs,
     })
+}
+
+/// The workloads with a bf16 mode (Forge's) and an autocast(bf16) run (PyTorch's).
+fn is_amp(workload: Workload) -> bool {
+    matches!(
+        workload,
+        Workload::Forward | Workload::Lora | Workload::Full
+    )
 }
 
 fn criterion(args: &[String]) -> Result<()> {

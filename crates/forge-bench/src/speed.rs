@@ -344,12 +344,7 @@ pub fn run_workload_at(
     sc: &SpeedConfig,
     precision: MatmulPrecision,
 ) -> Result<SpeedRun> {
-    if let (Some(i), MatmulPrecision::Bf16) = (sc.cuda, precision) {
-        return Err(config_error(
-            "--device",
-            format!("cuda:{i}: the bf16 mode is Forge's CPU mixed precision; time f32 on CUDA"),
-        ));
-    }
+    check_device(sc.cuda, workload, precision)?;
     let mut run = forge_linalg::bf16::with_matmul_precision(precision, || {
         run_workload_f32(model, config, workload, sc)
     })?;
@@ -374,7 +369,8 @@ fn run_workload_f32(
     }
     // the allocator setting every Forge training entry point applies
     forge_models::perf::tune_allocator();
-    let dev = bench_device(sc.cuda, workload)?;
+    // run_workload_at checked the device against the workload
+    let dev = bench_device(sc.cuda)?;
     let mc = config.cloned().unwrap_or_else(|| model.config());
     let (ids, mask, labels) = batch(&mc, sc, &dev)?;
     let mut m = AnyClassifier::from_config(&mc, sc.seed, &dev)?;
@@ -502,17 +498,44 @@ fn run_workload_f32(
     })
 }
 
-/// The device of a run: the CPU, or CUDA device `cuda` (forward, LoRA, full and Fisher only).
-fn bench_device(cuda: Option<usize>, workload: Workload) -> Result<Device> {
+/// Whether `workload` at `precision` can run on CUDA device `cuda` (`None`: the CPU, where
+/// everything runs): on CUDA only f32 forward, LoRA, full and Fisher (the bf16 mode is Forge's
+/// CPU mixed precision, the merge is CPU work). `cargo xtask bench` checks every run with this
+/// before it starts any.
+///
+/// # Errors
+/// [`BenchError::InvalidConfig`] naming what runs on the CPU only.
+pub fn check_device(
+    cuda: Option<usize>,
+    workload: Workload,
+    precision: MatmulPrecision,
+) -> Result<()> {
     let Some(i) = cuda else {
-        return Ok(Device::Cpu);
+        return Ok(());
     };
+    if precision == MatmulPrecision::Bf16 {
+        return Err(config_error(
+            "--device",
+            format!("cuda:{i}: the bf16 mode is Forge's CPU mixed precision; time f32 on CUDA"),
+        ));
+    }
     if workload == Workload::Merge {
         return Err(config_error(
             "--device",
-            format!("cuda:{i}: the merge workload runs on the CPU only"),
+            format!(
+                "cuda:{i}: the merge workload runs on the CPU only (choose the others: \
+                 --workload forward --workload lora --workload full --workload fisher)"
+            ),
         ));
     }
+    Ok(())
+}
+
+/// The device of a run: the CPU, or CUDA device `cuda` (after [`check_device`]).
+fn bench_device(cuda: Option<usize>) -> Result<Device> {
+    let Some(i) = cuda else {
+        return Ok(Device::Cpu);
+    };
     Device::new_cuda(i).map_err(|e| {
         config_error(
             "--device",
@@ -802,15 +825,20 @@ mod tests {
         assert_eq!(back.bf16_path, None);
     }
 
-    #[test]
-    fn every_workload_runs_on_a_tiny_model() {
-        let tiny = ModelConfig::from_json_str(
+    /// A two-layer BERT small enough for every workload in a unit test.
+    fn tiny() -> ModelConfig {
+        ModelConfig::from_json_str(
             r#"{"model_type": "bert", "vocab_size": 200, "hidden_size": 16,
             "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
             "max_position_embeddings": 64, "type_vocab_size": 2, "num_labels": 2}"#,
             std::path::Path::new("tiny"),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn every_workload_runs_on_a_tiny_model() {
+        let tiny = tiny();
         let sc = SpeedConfig {
             batch: 2,
             seq: 8,
@@ -849,13 +877,7 @@ mod tests {
 
     #[test]
     fn cuda_runs_refuse_cpu_only_work_and_name_the_feature() {
-        let tiny = ModelConfig::from_json_str(
-            r#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 8,
-            "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
-            "max_position_embeddings": 16, "type_vocab_size": 2, "num_labels": 2}"#,
-            std::path::Path::new("tiny"),
-        )
-        .unwrap();
+        let tiny = tiny();
         let sc = SpeedConfig {
             batch: 2,
             seq: 4,
@@ -871,6 +893,14 @@ mod tests {
         };
         assert!(msg(Workload::Merge, MatmulPrecision::F32).contains("CPU only"));
         assert!(msg(Workload::Forward, MatmulPrecision::Bf16).contains("bf16 mode"));
+        // the check itself: everything on the CPU, f32 forward/LoRA/full/Fisher on CUDA
+        for w in Workload::ALL {
+            for p in [MatmulPrecision::F32, MatmulPrecision::Bf16] {
+                assert!(check_device(None, w, p).is_ok());
+                let cuda_ok = p == MatmulPrecision::F32 && w != Workload::Merge;
+                assert_eq!(check_device(Some(1), w, p).is_ok(), cuda_ok, "{w:?} {p:?}");
+            }
+        }
         // this build has no CUDA (or this machine no GPU): a clear error, not a panic
         if !candle_core::utils::cuda_is_available() {
             assert!(msg(Workload::Forward, MatmulPrecision::F32).contains("--features cuda"));

@@ -14,20 +14,13 @@ pub fn par_new<F>(n: usize, chunk: usize, f: F) -> Vec<f32>
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
-    let mut v: Vec<f32> = Vec::with_capacity(n);
-    v.spare_capacity_mut()
-        .par_chunks_mut(chunk.max(1))
-        .enumerate()
-        .for_each(|(i, c)| {
-            c.fill(MaybeUninit::new(0.0));
-            // SAFETY: every element of `c` was just initialised, and MaybeUninit<f32> has the
-            // layout of f32.
-            let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    // SAFETY: the closure writes every value of its chunk (the zero fill) before `f` reads any.
+    unsafe {
+        par_new_overwrite(n, chunk, |i, c| {
+            c.fill(0.0);
             f(i, c);
-        });
-    // SAFETY: the chunks cover all n values and each was initialised above.
-    unsafe { v.set_len(n) };
-    v
+        })
+    }
 }
 
 /// As [`par_new`] without the zero fill, for kernels that write every value of their chunk
